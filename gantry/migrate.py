@@ -1,0 +1,113 @@
+"""Schema migrations: versioned SQL files (``gantry/migrations/NNNN_name.sql`` up,
+``NNNN_name.rollback.sql`` down), applied with the yoyo-migrations library at start-up.
+
+Invariant: a node only opens a database whose applied migrations are all known to this build and
+that no crashed migration left locked. Anything else is refused with a :class:`SchemaError` whose
+message names the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+import structlog
+from yoyo import get_backend, read_migrations
+from yoyo.exceptions import LockTimeout
+
+MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
+
+log = structlog.get_logger("gantry.migrate")
+
+
+class SchemaError(RuntimeError):
+    """The database's schema version is unknown to this build, or a migration left it dirty."""
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Migration ids known to this build, applied to the file, and pending (not yet applied)."""
+
+    known: list[str]
+    applied: list[str]
+    pending: list[str]
+    unknown_applied: int
+
+
+def _backend(db_path: pathlib.Path):  # type: ignore[no-untyped-def]
+    return get_backend(f"sqlite:///{db_path}")
+
+
+def status(db_path: pathlib.Path) -> SchemaStatus:
+    """Report the schema state of ``db_path`` without changing it (creates yoyo's bookkeeping
+    tables if the file is new)."""
+    backend = _backend(db_path)
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        applied_hashes = set(backend.get_applied_migration_hashes())
+        known = [m.id for m in migrations]
+        known_hashes = {m.hash for m in migrations}
+        applied = [m.id for m in migrations if m.hash in applied_hashes]
+        pending = [m.id for m in migrations if m.hash not in applied_hashes]
+        return SchemaStatus(known, applied, pending, len(applied_hashes - known_hashes))
+    finally:
+        backend.connection.close()
+
+
+def upgrade(db_path: pathlib.Path, lock_timeout_s: float = 2.0) -> list[str]:
+    """Apply every pending migration to ``db_path`` in order; returns the ids applied.
+
+    Raises :class:`SchemaError` when the file carries a migration this build does not know
+    (a newer build wrote it) or when a crashed migration left the yoyo lock behind.
+    """
+    backend = _backend(db_path)
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        known_hashes = {m.hash for m in migrations}
+        unknown = set(backend.get_applied_migration_hashes()) - known_hashes
+        if unknown:
+            raise SchemaError(
+                f"database {db_path} has {len(unknown)} migration(s) this build of gantry does not "
+                "know (written by a newer version). Run the newer gantry, or roll the schema back "
+                "with that version's `gantry migrate down`."
+            )
+        try:
+            with backend.lock(timeout=lock_timeout_s):
+                pending = backend.to_apply(migrations)
+                for m in pending:
+                    log.info("migration_applying", migration=m.id)
+                backend.apply_migrations(pending)
+                ids = [m.id for m in pending]
+        except LockTimeout as e:
+            raise SchemaError(
+                f"database {db_path} is dirty: a migration was interrupted or is running ({e}). "
+                f"If no other gantry process uses it, run `gantry migrate break-lock --db {db_path}` "
+                "and start again."
+            ) from e
+        for mid in ids:
+            log.info("migration_applied", migration=mid)
+        return ids
+    finally:
+        backend.connection.close()
+
+
+def downgrade(db_path: pathlib.Path, steps: int = 1) -> list[str]:
+    """Roll back the last ``steps`` applied migrations; returns the ids rolled back."""
+    backend = _backend(db_path)
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        with backend.lock():
+            to_rollback = list(backend.to_rollback(migrations))[:steps]
+            backend.rollback_migrations(migrations.__class__(to_rollback))
+        return [m.id for m in to_rollback]
+    finally:
+        backend.connection.close()
+
+
+def break_lock(db_path: pathlib.Path) -> None:
+    """Remove a stale migration lock left by a crashed process."""
+    backend = _backend(db_path)
+    try:
+        backend.break_lock()
+    finally:
+        backend.connection.close()

@@ -1,0 +1,72 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Command(_message.Message):
+    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    CREATE_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_CRADLE_SERVER_FIELD_NUMBER: _ClassVar[int]
+    PLAN_WRITE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    proposal_id: str
+    request_id: str
+    timestamp_us: int
+    create_bucket: CreateBucket
+    register_cradle_server: RegisterCradleServer
+    plan_write: PlanWrite
+    commit_object: CommitObject
+    barrier: Barrier
+    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ...) -> None: ...
+
+class CreateBucket(_message.Message):
+    __slots__ = ("bucket_id", "name")
+    BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    bucket_id: str
+    name: str
+    def __init__(self, bucket_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RegisterCradleServer(_message.Message):
+    __slots__ = ("cradle_server_id", "address")
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    cradle_server_id: str
+    address: str
+    def __init__(self, cradle_server_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class PlanWrite(_message.Message):
+    __slots__ = ("object_id", "bucket", "key", "size", "cradle_server_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    bucket: str
+    key: str
+    size: int
+    cradle_server_id: str
+    def __init__(self, object_id: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ..., size: _Optional[int] = ..., cradle_server_id: _Optional[str] = ...) -> None: ...
+
+class CommitObject(_message.Message):
+    __slots__ = ("object_id", "size", "last_modified_ms")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_MS_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    size: int
+    last_modified_ms: int
+    def __init__(self, object_id: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ...) -> None: ...
+
+class Barrier(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

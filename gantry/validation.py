@@ -1,0 +1,68 @@
+"""Request validation with upstream BlockCloset's rules and stable error strings.
+
+Bucket names follow the S3 general-purpose bucket naming rules
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html); object keys follow
+S3's "1 to 1024 bytes of UTF-8" rule plus upstream's ban on control bytes below 0x20 other than tab
+and newline. Every function returns ``None`` when the input is valid, else the stable message that
+the caller sends as the gRPC status message (``INVALID_ARGUMENT``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+INVALID_BUCKET_NAME = "InvalidBucketName"
+INVALID_KEY_NAME = "InvalidKeyName"
+INVALID_SIZE = "InvalidSize"
+ENTITY_TOO_LARGE = "EntityTooLarge"
+INVALID_OBJECT_ID = "InvalidObjectID"
+INVALID_LAST_MODIFIED_MS = "InvalidLastModifiedMs"
+
+#: S3's single-PUT limit: 5 GiB, in bytes.
+MAX_OBJECT_SIZE = 5 * 1024 * 1024 * 1024
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_error(name: str) -> str | None:
+    """``"InvalidBucketName"`` unless ``name`` is a valid S3 bucket name (3–63 chars of
+    ``[a-z0-9.-]``, alphanumeric at both ends, no ``..``, not an IPv4 address, no reserved
+    prefix/suffix)."""
+    if not _BUCKET_RE.match(name):
+        return INVALID_BUCKET_NAME
+    if ".." in name:
+        return INVALID_BUCKET_NAME
+    if name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
+        return INVALID_BUCKET_NAME
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return None
+    return INVALID_BUCKET_NAME
+
+
+def key_error(key: str) -> str | None:
+    """``"InvalidKeyName"`` unless ``key`` is 1–1024 bytes of UTF-8 without control bytes
+    below 0x20 (tab and newline allowed)."""
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot be UTF-8
+        return INVALID_KEY_NAME
+    if not 1 <= len(raw) <= 1024:
+        return INVALID_KEY_NAME
+    for b in raw:
+        if b < 0x20 and b not in (0x09, 0x0A):
+            return INVALID_KEY_NAME
+    return None
+
+
+def size_error(size: int) -> str | None:
+    """``"InvalidSize"`` for size ≤ 0 bytes; ``"EntityTooLarge"`` above 5 GiB (5368709120 bytes)."""
+    if size <= 0:
+        return INVALID_SIZE
+    if size > MAX_OBJECT_SIZE:
+        return ENTITY_TOO_LARGE
+    return None
