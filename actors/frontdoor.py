@@ -1,0 +1,98 @@
+"""FrontDoorActor: owns the gRPC server's lifecycle — start, health, graceful stop.
+
+The server's own thread pool runs the handlers (:class:`gantry.service.GantryService`); this actor
+only starts and stops it, so a slow RPC never blocks the actor. Health (``grpc.health.v1``) is
+flipped by the node from the Raft tick thread through the thread-safe health servicer.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pykka
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gantry.pb.service.v1 import service_pb2
+
+log = structlog.get_logger("gantry.frontdoor")
+
+#: Handler threads; each blocks while its write is committed, so this bounds in-flight writes.
+MAX_WORKERS = 128
+#: Largest request/response (bytes).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class FrontDoorActor(pykka.ThreadingActor):
+    """Starts a grpc.Server on ``host:port`` (port 0 = any free port) serving ``handlers``,
+    the health service and, when ``reflection`` is set, server reflection."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handlers: list[grpc.GenericRpcHandler],
+        health_servicer: health.HealthServicer,
+        reflection_enabled: bool,
+        extra_service_names: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self._host = host
+        self._port = port
+        self._handlers = handlers
+        self._health = health_servicer
+        self._reflection = reflection_enabled
+        self._extra = extra_service_names
+        self._server: grpc.Server | None = None
+        self._bound_port = 0
+
+    def on_start(self) -> None:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
+            handlers=self._handlers,
+            maximum_concurrent_rpcs=MAX_WORKERS * 8,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self._reflection:
+            names = (
+                service_pb2.DESCRIPTOR.services_by_name["GantryService"].full_name,
+                *self._extra,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, server)
+        self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if self._bound_port == 0:
+            raise RuntimeError(f"could not bind gRPC port {self._host}:{self._port}")
+        server.start()
+        self._server = server
+        log.info("grpc_started", host=self._host, port=self._bound_port,
+                 reflection=self._reflection)
+
+    def port(self) -> int:
+        """The TCP port the server is bound to."""
+        return self._bound_port
+
+    def stop_serving(self, grace_s: float) -> None:
+        """Health NOT_SERVING, refuse new RPCs, give in-flight ones ``grace_s`` seconds."""
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace_s).wait()
+            self._server = None
+            log.info("grpc_stopped")
+
+    def on_stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(0).wait()
+            self._server = None
+
+    def on_failure(self, *args: Any) -> None:
+        self.on_stop()

@@ -1,0 +1,260 @@
+"""RaftActor: owns the PySyncObj node — the Raft log (journal file), elections, replication,
+membership and snapshots — and hands committed entries to the writer in log order.
+
+Invariants:
+- :class:`GantrySyncObj` is a thin shim (rqlite's fsm.go): its one replicated method forwards the
+  entry bytes and their log index to the :class:`~actors.writer.EntryQueue` and decides nothing.
+  It never raises (pysyncobj would retry a raising method forever and drop its callback).
+- Log indexes handed to the writer strictly increase (``raftLastApplied + 1`` inside the method;
+  pysyncobj 0.3.17 is pinned for this).
+- Snapshots are SQLite backups taken by the writer (:mod:`gantry.snapshot`); the Raft metadata in
+  them is JSON, never pickle.
+- Futures flow one way: this actor asks the writer (snapshot, restore) and never the front door.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from gantry import snapshot
+from gantry.config import Config
+from gantry.proposals import ProposalError, Proposals
+
+from .writer import DRAIN, EntryQueue
+
+log = structlog.get_logger("gantry.raft")
+
+_FAIL_NAMES = {
+    v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
+}
+
+#: How long the tick thread waits for the writer to take or restore a snapshot (seconds).
+SNAPSHOT_TIMEOUT_S = 120.0
+
+
+class GantrySyncObj(SyncObj):  # type: ignore[misc]
+    """The pysyncobj node. ``on_entry(log_index, entry_bytes)`` receives each committed Gantry
+    entry, on the tick thread, in log order."""
+
+    def __init__(
+        self,
+        self_addr: str,
+        peers: list[str],
+        conf: SyncObjConf,
+        on_entry: Callable[[int, bytes], None],
+    ) -> None:
+        self._on_entry = on_entry
+        self._last_index = 0
+        super().__init__(self_addr, peers, conf)
+
+    @replicated  # type: ignore[misc]
+    def apply_entry(self, data: bytes) -> int:
+        """Replicated method: one encoded ``gantry.command.v1.Command`` per log entry."""
+        index = self.raftLastApplied + 1
+        try:
+            if index <= self._last_index:
+                log.error("log_index_not_increasing", index=index, previous=self._last_index)
+            self._last_index = index
+            self._on_entry(index, data)
+        except Exception:  # never raise into pysyncobj
+            log.exception("entry_handoff_failed", index=index)
+        return index
+
+
+@dataclass(frozen=True)
+class Propose:
+    """Mailbox message: propose ``data`` (encoded Command) whose future is ``proposal_id``."""
+
+    proposal_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """A point-in-time view of this node's Raft state (indexes are log indexes)."""
+
+    node_id: str
+    raft_addr: str
+    role: str
+    leader: str | None
+    term: int
+    commit_index: int
+    last_applied: int
+    applied_index: int
+    members: list[str]
+    ready: bool
+    log_size: int
+
+
+class RaftActor(pykka.ThreadingActor):
+    """Owns :class:`GantrySyncObj`. ``on_health(serving: bool)`` is called when the node starts
+    or stops being fit to serve (a leader is known and the log is applied up to it)."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: EntryQueue,
+        writer: pykka.ActorRef[Any],
+        proposals: Proposals,
+        watermark: Any,
+        on_health: Callable[[bool], None],
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self._queue = queue
+        self._writer = writer
+        self._proposals = proposals
+        self._watermark = watermark
+        self._on_health = on_health
+        self._sync: GantrySyncObj | None = None
+        self._wake: Any = None
+        self._last_leader: str | None = None
+        self._serving = False
+        self._caught_up = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle --
+    def on_start(self) -> None:
+        cfg = self._config
+        data_dir = pathlib.Path(cfg.data_dir)
+        conf = SyncObjConf(
+            journalFile=str(data_dir / "raft.journal"),
+            fullDumpFile=str(data_dir / "raft.snapshot"),
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            dynamicMembershipChange=True,
+            autoTickPeriod=cfg.raft_tick_s,
+            appendEntriesPeriod=cfg.raft_append_period_s,
+            appendEntriesUseBatch=cfg.raft_batch,
+            raftMinTimeout=cfg.raft_min_timeout_s,
+            raftMaxTimeout=cfg.raft_max_timeout_s,
+            connectionTimeout=max(3.5, cfg.raft_max_timeout_s),
+            logCompactionMinEntries=cfg.snapshot_entries,
+            logCompactionMinTime=cfg.snapshot_interval_s,
+            onStateChanged=self._on_state_changed,
+            password=cfg.raft_password or None,
+        )
+        self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry)
+        # pysyncobj's pipe notifier (present when appendEntriesUseBatch is off) wakes its poller.
+        self._wake = getattr(self._sync, "_SyncObj__pipeNotifier", None)
+        self._sync.addOnTickCallback(self._on_tick)
+        log.info("raft_started", raft_addr=cfg.raft_addr, peers=list(cfg.peers))
+
+    def on_stop(self) -> None:
+        if self._sync is not None:
+            self._sync.destroy_synchronous()
+            self._sync = None
+        self._proposals.fail_all(ProposalError("NODE_STOPPING"))
+        log.info("raft_stopped")
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Propose):
+            self._propose(message)
+        return None
+
+    # -- public API --
+    def status(self) -> RaftStatus:
+        """This node's role, leader, term and log indexes."""
+        s = self._sync
+        assert s is not None
+        for _ in range(5):  # getStatus iterates dicts the tick thread may be resizing
+            try:
+                st = s.getStatus()
+                break
+            except RuntimeError:
+                continue
+        else:
+            st = {}
+        leader = st.get("leader")
+        members = sorted({self._config.raft_addr, *(n.id for n in s.otherNodes)})
+        role = {0: "follower", 1: "candidate", 2: "leader"}.get(st.get("state"), "unknown")
+        return RaftStatus(
+            node_id=self._config.node_id,
+            raft_addr=self._config.raft_addr,
+            role=role,
+            leader=leader.id if leader is not None else None,
+            term=int(st.get("raft_term", 0)),
+            commit_index=int(st.get("commit_idx", 0)),
+            last_applied=int(st.get("last_applied", 0)),
+            applied_index=self._watermark.value,
+            members=members,
+            ready=bool(s.isReady()),
+            log_size=int(st.get("log_len", 0)),
+        )
+
+    def leader(self) -> str | None:
+        """The last known leader's Raft address (may be stale), or None."""
+        s = self._sync
+        if s is None:
+            return None
+        node = s._getLeader()
+        return node.id if node is not None else None
+
+    # -- internals --
+    def _propose(self, msg: Propose) -> None:
+        s = self._sync
+        if s is None:
+            self._proposals.fail(msg.proposal_id, ProposalError("NODE_STOPPING"))
+            return
+        s.apply_entry(msg.data, callback=functools.partial(self._on_result, msg.proposal_id))
+
+    def _on_result(self, proposal_id: str, result: Any, err: int) -> None:
+        # Tick thread. Success is resolved by the writer after apply; only failures land here.
+        if err != FAIL_REASON.SUCCESS:
+            self._proposals.fail(
+                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self.leader())
+            )
+
+    def _on_entry(self, index: int, data: bytes) -> None:
+        if self._queue.put(index, data):
+            self._writer.tell(DRAIN)
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        names = {0: "follower", 1: "candidate", 2: "leader"}
+        log.info("raft_role_changed", old_role=names.get(old), role=names.get(new))
+
+    def _on_tick(self) -> None:
+        s = self._sync
+        if s is None:
+            return
+        if self._wake is not None and s.raftCommitIndex < s._SyncObj__getCurrentLogIndex():
+            # Single-node cluster: an entry appended this tick commits on the next tick; wake the
+            # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).
+            if not s.otherNodes and s._isLeader():
+                self._wake.notify()
+        node = s._getLeader()
+        leader = node.id if node is not None else None
+        if leader != self._last_leader:
+            self._last_leader = leader
+            log.info("leader_changed", leader=leader, term=s.raftCurrentTerm)
+        if not self._caught_up and s.isReady() and len(self._queue) == 0:
+            self._caught_up = True
+        serving = self._caught_up and leader is not None
+        if serving != self._serving:
+            self._serving = serving
+            self._on_health(serving)
+
+    def _serialize(self, tmp_path: str, raft_meta: tuple[Any, Any, Any]) -> None:
+        # Tick thread; pysyncobj renames tmp_path over the dump file when this returns.
+        index = int(raft_meta[0][1])
+        meta = snapshot.encode_meta(raft_meta)
+        self._writer.proxy().take_snapshot(pathlib.Path(tmp_path), index, meta).get(
+            timeout=SNAPSHOT_TIMEOUT_S
+        )
+
+    def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
+        # Tick thread: at every start-up, and when a snapshot arrived from the leader.
+        p = pathlib.Path(path)
+        meta_json, _ = snapshot.read_meta(p)
+        self._writer.proxy().restore_if_newer(p).get(timeout=SNAPSHOT_TIMEOUT_S)
+        return snapshot.decode_meta(meta_json, TCPNode)

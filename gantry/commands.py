@@ -1,0 +1,101 @@
+"""The Raft log entry codec: ``gantry.command.v1.Command`` protobuf envelopes.
+
+Invariant: everything non-deterministic (ULIDs, Unix-µs timestamps, the chosen cradle server) is
+decided by the builders below on the proposing node, so applying an entry is a pure function of
+(database, entry). An entry this build cannot decode, or of a newer envelope version, is a
+:class:`CommandDecodeError`: the node must stop rather than skip it.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from gantry.ids import new_ulid, now_us
+from gantry.pb.command.v1 import command_pb2 as pb
+
+#: Envelope version written by this build; apply refuses anything newer.
+COMMAND_VERSION = 1
+
+Command = pb.Command
+
+
+class CommandDecodeError(ValueError):
+    """An entry's bytes are not a Command this build understands (corrupt or too new)."""
+
+
+def encode(command: pb.Command) -> bytes:
+    """Serialize a Command to its wire bytes (deterministic protobuf encoding)."""
+    return command.SerializeToString(deterministic=True)
+
+
+def decode(data: bytes) -> pb.Command:
+    """Parse entry bytes; raises :class:`CommandDecodeError` if they are not a known Command."""
+    cmd = pb.Command()
+    try:
+        cmd.ParseFromString(data)
+    except DecodeError as e:
+        raise CommandDecodeError(f"undecodable log entry: {e}") from e
+    if cmd.version == 0 or cmd.version > COMMAND_VERSION:
+        raise CommandDecodeError(f"log entry has unsupported command version {cmd.version}")
+    if cmd.WhichOneof("op") is None:
+        raise CommandDecodeError("log entry has no operation this build knows")
+    return cmd
+
+
+def _envelope(request_id: str = "") -> pb.Command:
+    return pb.Command(
+        version=COMMAND_VERSION,
+        proposal_id=new_ulid(),
+        request_id=request_id,
+        timestamp_us=now_us(),
+    )
+
+
+def create_bucket(name: str, request_id: str = "") -> pb.Command:
+    """A CreateBucket entry with a fresh bucket ULID and the current time."""
+    cmd = _envelope(request_id)
+    cmd.create_bucket.bucket_id = new_ulid()
+    cmd.create_bucket.name = name
+    return cmd
+
+
+def register_cradle_server(address: str, request_id: str = "") -> pb.Command:
+    """A RegisterCradleServer entry (``address`` is ``host:port``); idempotent on apply."""
+    cmd = _envelope(request_id)
+    cmd.register_cradle_server.cradle_server_id = new_ulid()
+    cmd.register_cradle_server.address = address
+    return cmd
+
+
+def plan_write(
+    bucket: str, key: str, size: int, cradle_server_id: str, request_id: str = ""
+) -> pb.Command:
+    """A PlanWrite entry: a new PENDING object (fresh ULID) of ``size`` bytes placed on
+    ``cradle_server_id`` (empty when the proposer saw no cradle server)."""
+    cmd = _envelope(request_id)
+    pw = cmd.plan_write
+    pw.object_id = new_ulid()
+    pw.bucket = bucket
+    pw.key = key
+    pw.size = size
+    pw.cradle_server_id = cradle_server_id
+    return cmd
+
+
+def commit_object(
+    object_id: str, size: int, last_modified_ms: int, request_id: str = ""
+) -> pb.Command:
+    """A CommitObject entry: PENDING → COMMITTED with ``size`` bytes, ``last_modified_ms`` (Unix ms)."""
+    cmd = _envelope(request_id)
+    co = cmd.commit_object
+    co.object_id = object_id
+    co.size = size
+    co.last_modified_ms = last_modified_ms
+    return cmd
+
+
+def barrier() -> pb.Command:
+    """A no-effect entry: waiting for it to apply proves this node has applied the log up to it."""
+    cmd = _envelope()
+    cmd.barrier.SetInParent()
+    return cmd

@@ -1,0 +1,164 @@
+"""The composition root: config → migrations → writer → raft → front door; stop in reverse.
+
+One :class:`Node` is one Gantry process's worth of parts. ``start()`` returns once the gRPC port
+is bound (the cluster may still be electing a leader: health says NOT_SERVING until a leader is
+known and this node has applied the log up to it). ``stop()`` is the SIGTERM path: health
+NOT_SERVING, refuse new RPCs, let in-flight ones finish within the grace period, stop Raft, let the
+writer apply what it holds, checkpoint the WAL, close.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import pykka
+import structlog
+from grpc_health.v1 import health, health_pb2
+
+from actors.frontdoor import FrontDoorActor
+from actors.raft import Propose, RaftActor, RaftStatus
+from actors.writer import EntryQueue, WriterActor
+from gantry import commands, migrate
+from gantry.config import Config
+from gantry.pb.command.v1 import command_pb2
+from gantry.proposals import ProposalError, Proposals
+from gantry.service import GantryService
+from gantry.statemachine import ApplyResult
+from gantry.store import ReadPool, Watermark
+
+log = structlog.get_logger("gantry.node")
+
+
+class Node:
+    """A running Gantry node. ``fatal`` is set (with ``fatal_reason``) if the writer hit a
+    non-deterministic failure; the process must then exit non-zero."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.watermark = Watermark()
+        self.proposals = Proposals()
+        self.queue = EntryQueue()
+        self.health = health.HealthServicer()
+        self.fatal = threading.Event()
+        self.fatal_reason = ""
+        self.port = 0
+        self._writer: pykka.ActorRef[Any] | None = None
+        self._raft: pykka.ActorRef[Any] | None = None
+        self._frontdoor: pykka.ActorRef[Any] | None = None
+        self._reads: ReadPool | None = None
+        self._stopping = threading.Event()
+        self._serving = False
+        self._background: list[threading.Thread] = []
+
+    # -- lifecycle --
+    def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg.database.parent.mkdir(parents=True, exist_ok=True)
+        log.info("node_starting", data_dir=str(cfg.data_dir), db_path=str(cfg.database),
+                 raft_addr=cfg.raft_addr, peers=cfg.peers)
+        migrate.upgrade(cfg.database)
+        self._set_health(False)
+        self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
+                                         self.proposals, self._on_fatal)
+        self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
+                                     self.watermark, self._set_health)
+        self._reads = ReadPool(cfg.database)
+        service = GantryService(self._reads, self.propose, cfg.app_env)
+        self._frontdoor = FrontDoorActor.start(
+            cfg.host, cfg.port, [service.generic_handler()], self.health, cfg.reflection
+        )
+        self.port = self._frontdoor.proxy().port().get()
+        if cfg.cradle_addr:
+            self._spawn(self._register_cradle, "register-cradle")
+        log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr)
+
+    def stop(self) -> None:
+        """Graceful stop; safe to call more than once and after a failed start."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("node_stopping", grace_s=self.config.grace_s)
+        self._set_health(False)
+        if self._frontdoor is not None:
+            try:
+                self._frontdoor.proxy().stop_serving(self.config.grace_s).get(
+                    timeout=self.config.grace_s + 5)
+            except Exception:
+                log.exception("frontdoor_stop_failed")
+            self._frontdoor.stop()
+        for t in self._background:
+            t.join(timeout=5)
+        if self._raft is not None:
+            self._raft.stop()
+        if self._writer is not None:
+            self._writer.stop()
+        if self._reads is not None:
+            self._reads.close()
+        log.info("node_stopped", applied_index=self.watermark.value)
+
+    # -- used by the service --
+    def propose(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
+        """Propose ``command`` and wait up to ``timeout_s`` seconds until this node applied it.
+
+        Raises ProposalError (consensus failed / node stopping) or
+        ``concurrent.futures.TimeoutError``.
+        """
+        if self._stopping.is_set() or self._raft is None:
+            raise ProposalError("NODE_STOPPING")
+        pid = command.proposal_id
+        fut = self.proposals.register(pid)
+        self._raft.tell(Propose(pid, commands.encode(command)))
+        try:
+            result: tuple[ApplyResult, int] = fut.result(timeout=timeout_s)
+            return result
+        except FutureTimeout:
+            self.proposals.discard(pid)
+            raise
+
+    def status(self) -> RaftStatus:
+        """Raft role, leader, term, commit/applied indexes, members."""
+        assert self._raft is not None
+        status: RaftStatus = self._raft.proxy().status().get(timeout=5)
+        return status
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
+
+    # -- internals --
+    def _set_health(self, serving: bool) -> None:
+        self._serving = serving and not self._stopping.is_set()
+        st = (health_pb2.HealthCheckResponse.SERVING if self._serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set("", st)
+        self.health.set("gantry.service.v1.GantryService", st)
+        log.info("health_changed", serving=self._serving)
+
+    def _on_fatal(self, reason: str) -> None:
+        self.fatal_reason = reason
+        self.fatal.set()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._background.append(t)
+
+    def _register_cradle(self) -> None:
+        """Register ``--cradle-addr`` through the log once a leader exists; retried until it
+        lands (idempotent: the address is unique, re-registering returns the existing row)."""
+        addr = self.config.cradle_addr
+        while not self._stopping.wait(0.05):
+            if not self._serving:
+                continue
+            try:
+                res, index = self.propose(commands.register_cradle_server(addr), 5.0)
+            except (ProposalError, FutureTimeout) as e:
+                log.warning("cradle_register_retrying", address=addr, error=repr(e))
+                self._stopping.wait(0.5)
+                continue
+            log.info("cradle_registered", address=addr, cradle_server_id=res.cradle_server_id,
+                     index=index)
+            return

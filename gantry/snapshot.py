@@ -1,0 +1,103 @@
+"""Raft snapshots as SQLite online backups.
+
+Purpose: pysyncobj compacts its log by asking for a snapshot of the state machine at its last
+applied entry and ships that file to followers that fell behind the log. Gantry's snapshot is a
+plain SQLite database (an online backup of the node's file, openable with ``sqlite3``) with one
+extra table, ``raft_snapshot_meta``, holding the Raft metadata pysyncobj needs: the last two
+entries (command bytes, log index, term) and the cluster membership — encoded as JSON, never
+pickled, so a snapshot file can be read safely.
+Invariants: the backup is taken when the database's applied index equals the snapshot's index;
+restoring copies it into the live database through the backup API, so read-only connections stay
+valid and see either the old or the new database, never a mix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import sqlite3
+import time
+from typing import Any
+
+from gantry import statemachine
+
+META_TABLE = "raft_snapshot_meta"
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot file is missing its metadata or does not match the database it claims."""
+
+
+def encode_meta(raft_meta: tuple[Any, Any, Any]) -> str:
+    """JSON for pysyncobj's ``(last_entry, prev_entry, cluster)``; entries are
+    ``(command bytes, log index, term)``, cluster a set of nodes with ``.id`` = ``host:port``."""
+    last, prev, cluster = raft_meta
+
+    def entry(e: tuple[bytes, int, int]) -> list[Any]:
+        return [base64.b64encode(e[0]).decode("ascii"), int(e[1]), int(e[2])]
+
+    return json.dumps(
+        {"last": entry(last), "prev": entry(prev), "cluster": sorted(n.id for n in cluster)}
+    )
+
+
+def decode_meta(text: str, node_factory: Any) -> tuple[Any, Any, Any]:
+    """Inverse of :func:`encode_meta`; ``node_factory(address)`` builds pysyncobj nodes."""
+    d = json.loads(text)
+
+    def entry(e: list[Any]) -> tuple[bytes, int, int]:
+        return (base64.b64decode(e[0]), int(e[1]), int(e[2]))
+
+    return entry(d["last"]), entry(d["prev"]), {node_factory(a) for a in d["cluster"]}
+
+
+def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str, index: int) -> dict[str, int]:
+    """Back up ``src`` into a new SQLite file at ``dest`` and add the Raft metadata.
+
+    ``index`` is the Raft log index the snapshot stands for; the database's own applied index may
+    be lower (entries after it were Raft no-ops or membership changes), never higher — that
+    raises :class:`SnapshotError`. Returns figures: ``size_bytes``, ``duration_ms``.
+    """
+    t0 = time.monotonic()
+    dest.unlink(missing_ok=True)
+    out = sqlite3.connect(str(dest), isolation_level=None)
+    try:
+        src.backup(out)
+        got = statemachine.applied_index(out)
+        if got > index:
+            raise SnapshotError(f"backup is at applied index {got}, past snapshot index {index}")
+        out.execute("PRAGMA journal_mode=DELETE")
+        out.execute(f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT)")
+        out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
+    finally:
+        out.close()
+    return {"size_bytes": dest.stat().st_size, "duration_ms": int((time.monotonic() - t0) * 1000)}
+
+
+def read_meta(path: pathlib.Path) -> tuple[str, int]:
+    """``(meta JSON, applied index)`` of the snapshot at ``path``; raises :class:`SnapshotError`."""
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            row = conn.execute(f"SELECT meta FROM {META_TABLE} WHERE id = 1").fetchone()
+            index = statemachine.applied_index(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise SnapshotError(f"unreadable snapshot {path}: {e}") from e
+    if row is None:
+        raise SnapshotError(f"snapshot {path} has no Raft metadata")
+    return row[0], index
+
+
+def restore(path: pathlib.Path, live: sqlite3.Connection) -> int:
+    """Replace the live database's contents with the snapshot at ``path`` (backup API, one
+    step, so readers never see a mix); returns the restored applied index."""
+    src = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        src.backup(live)
+    finally:
+        src.close()
+    live.execute(f"DROP TABLE IF EXISTS {META_TABLE}")
+    return statemachine.applied_index(live)

@@ -1,0 +1,224 @@
+"""The Gantry state machine: turns one committed Raft log entry into SQL on the node's database.
+
+Purpose: every node applies the same entries in the same order and must end with the same rows.
+Invariants:
+- ``apply`` is deterministic: it reads only the database and the entry (never the clock, never a
+  random source). Ids, timestamps and the chosen cradle server were decided before proposing.
+- Outcomes that follow from the data (bucket exists, object not PENDING) are :class:`ApplyResult`
+  values, identical on every node, never exceptions. Only a non-deterministic failure (I/O error,
+  disk full, corrupt file, undecodable entry) raises, and then the node stops instead of skipping.
+- The applied log index is written in the same transaction as the entry's effect, and an entry at
+  or below it is skipped: pysyncobj replays its journal on every restart, so apply is exactly-once.
+Trade-off: several entries share one transaction (one commit for a batch) with a SAVEPOINT per
+entry, so one entry's deterministic failure never rolls back its neighbours.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gantry import commands
+from gantry.pb.command.v1 import command_pb2 as pb
+
+
+class Code(enum.IntEnum):
+    """Result codes; the numbers equal the gRPC status codes they map to."""
+
+    OK = 0
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    FAILED_PRECONDITION = 9
+
+
+# Upstream detail reasons (gantry.service.v1 BucketOwnershipConflict / PlanWriteError).
+REASON_BUCKET_ALREADY_OWNED_BY_YOU = 1
+REASON_BUCKET_NOT_FOUND = 1
+REASON_NO_CRADLE_SERVERS = 3
+
+MSG_BUCKET_EXISTS = "bucket already exists"
+MSG_BUCKET_NOT_FOUND = "bucket not found"
+MSG_NO_CRADLES = "no cradle servers available"
+MSG_OBJECT_NOT_FOUND = "object not found"
+MSG_OBJECT_NOT_PENDING = "object is not pending"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What applying one entry produced, returned to the proposer as a value.
+
+    ``code``/``message`` become the gRPC status; ``reason``/``bucket`` fill upstream's error detail;
+    the remaining fields carry success payloads (ids, addresses, timestamps in Unix µs).
+    """
+
+    code: Code = Code.OK
+    message: str = ""
+    reason: int = 0
+    bucket: str = ""
+    name: str = ""
+    created_at_us: int = 0
+    object_id: str = ""
+    cradle_address: str = ""
+    cradle_server_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Code.OK
+
+
+OK = ApplyResult()
+
+
+def applied_index(conn: sqlite3.Connection) -> int:
+    """The log index of the last entry applied to this database (0 for a fresh one)."""
+    row = conn.execute("SELECT applied_index FROM raft_applied WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> ApplyResult:
+    row = conn.execute("SELECT 1 FROM buckets WHERE name = ?", (op.name,)).fetchone()
+    if row:
+        return ApplyResult(
+            Code.ALREADY_EXISTS,
+            MSG_BUCKET_EXISTS,
+            reason=REASON_BUCKET_ALREADY_OWNED_BY_YOU,
+            bucket=op.name,
+        )
+    conn.execute(
+        "INSERT INTO buckets (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        (op.bucket_id, op.name, ts, ts),
+    )
+    return ApplyResult(name=op.name, created_at_us=ts)
+
+
+def _register_cradle(conn: sqlite3.Connection, ts: int, op: pb.RegisterCradleServer) -> ApplyResult:
+    row = conn.execute(
+        "SELECT id FROM cradle_servers WHERE address = ?", (op.address,)
+    ).fetchone()
+    if row:
+        return ApplyResult(cradle_server_id=row[0], cradle_address=op.address)
+    conn.execute(
+        "INSERT INTO cradle_servers (id, address, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        (op.cradle_server_id, op.address, ts, ts),
+    )
+    return ApplyResult(cradle_server_id=op.cradle_server_id, cradle_address=op.address)
+
+
+def _plan_write(conn: sqlite3.Connection, ts: int, op: pb.PlanWrite) -> ApplyResult:
+    row = conn.execute("SELECT id FROM buckets WHERE name = ?", (op.bucket,)).fetchone()
+    if row is None:
+        return ApplyResult(
+            Code.NOT_FOUND, MSG_BUCKET_NOT_FOUND, reason=REASON_BUCKET_NOT_FOUND, bucket=op.bucket
+        )
+    bucket_id = row[0]
+    cradle = None
+    if op.cradle_server_id:
+        cradle = conn.execute(
+            "SELECT address FROM cradle_servers WHERE id = ?", (op.cradle_server_id,)
+        ).fetchone()
+    if cradle is None:
+        return ApplyResult(
+            Code.FAILED_PRECONDITION,
+            MSG_NO_CRADLES,
+            reason=REASON_NO_CRADLE_SERVERS,
+            bucket=op.bucket,
+        )
+    conn.execute(
+        "INSERT INTO objects (object_id, bucket_id, key, state, size_expected, size_actual,"
+        " last_modified, cradle_server_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'PENDING', ?, NULL, NULL, ?, ?, ?)",
+        (op.object_id, bucket_id, op.key, op.size, op.cradle_server_id, ts, ts),
+    )
+    return ApplyResult(object_id=op.object_id, cradle_address=cradle[0])
+
+
+def _commit_object(conn: sqlite3.Connection, ts: int, op: pb.CommitObject) -> ApplyResult:
+    row = conn.execute(
+        "SELECT bucket_id, key, state FROM objects WHERE object_id = ?", (op.object_id,)
+    ).fetchone()
+    if row is None:
+        return ApplyResult(Code.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+    bucket_id, key, state = row
+    if state != "PENDING":
+        return ApplyResult(Code.FAILED_PRECONDITION, MSG_OBJECT_NOT_PENDING)
+    # S3: the later write wins; under Raft "later" is later in the log, i.e. this entry.
+    conn.execute(
+        "UPDATE objects SET state = 'REPLACED', updated_at = ?"
+        " WHERE bucket_id = ? AND key = ? AND state = 'COMMITTED'",
+        (ts, bucket_id, key),
+    )
+    conn.execute(
+        "UPDATE objects SET state = 'COMMITTED', size_actual = ?, last_modified = ?, updated_at = ?"
+        " WHERE object_id = ?",
+        (op.size, op.last_modified_ms * 1000, ts, op.object_id),
+    )
+    return ApplyResult(object_id=op.object_id)
+
+
+def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyResult:
+    """Apply one decoded entry at log ``index`` inside the caller's open transaction.
+
+    Runs under its own SAVEPOINT: a deterministic constraint failure rolls back only this entry
+    and comes back as a result. Records ``index`` as the applied index either way. Raises
+    ``sqlite3.OperationalError`` / ``DatabaseError`` on I/O or corruption (the node must stop).
+    """
+    ts = command.timestamp_us
+    op = command.WhichOneof("op")
+    conn.execute("SAVEPOINT entry")
+    try:
+        if op == "create_bucket":
+            result = _create_bucket(conn, ts, command.create_bucket)
+        elif op == "register_cradle_server":
+            result = _register_cradle(conn, ts, command.register_cradle_server)
+        elif op == "plan_write":
+            result = _plan_write(conn, ts, command.plan_write)
+        elif op == "commit_object":
+            result = _commit_object(conn, ts, command.commit_object)
+        elif op == "barrier":
+            result = OK
+        else:  # decode() already refused unknown ops; keep the invariant loud.
+            raise commands.CommandDecodeError(f"unknown operation {op!r}")
+    except sqlite3.IntegrityError as e:
+        # Same data + same entry → same constraint failure on every node: a result, not a crash.
+        conn.execute("ROLLBACK TO entry")
+        result = ApplyResult(Code.FAILED_PRECONDITION, f"constraint violated: {e}")
+    conn.execute("RELEASE entry")
+    conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
+    return result
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One entry's outcome in a batch: its log index, its proposal id, its result (``None`` when
+    the entry was at or below the applied index and therefore skipped)."""
+
+    index: int
+    proposal_id: str
+    result: ApplyResult | None
+
+
+def apply_batch(conn: sqlite3.Connection, entries: Iterable[tuple[int, bytes]]) -> list[Applied]:
+    """Apply ``(log index, entry bytes)`` pairs, in order, in one transaction.
+
+    Entries at or below the stored applied index are skipped (journal replay). Raises
+    :class:`~gantry.commands.CommandDecodeError` for an undecodable entry and ``sqlite3`` errors for
+    I/O failures; in both cases the whole transaction is rolled back and nothing is recorded.
+    """
+    out: list[Applied] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        last = applied_index(conn)
+        for index, data in entries:
+            if index <= last:
+                out.append(Applied(index, "", None))
+                continue
+            cmd = commands.decode(data)
+            out.append(Applied(index, cmd.proposal_id, apply(conn, index, cmd)))
+            last = index
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return out

@@ -1,0 +1,121 @@
+"""SQLite access for one node: the single read-write connection, read-only connections, and the
+applied-index watermark that links them.
+
+Invariant (rqlite's "two connections, one writer"): only the WriterActor holds a read-write
+connection; every other reader opens the file ``mode=ro`` with ``PRAGMA query_only`` and reads
+concurrently under WAL. The :class:`Watermark` is the one number readers may wait on: the highest
+log index whose effect is committed to the file.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+import threading
+import time
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def open_rw(path: pathlib.Path) -> sqlite3.Connection:
+    """Open the node's read-write connection: WAL, ``synchronous=NORMAL`` (a crashed process loses
+    nothing committed; power loss may drop the last transactions, which the Raft journal replays
+    because the applied index rolls back with them), foreign keys on, autocommit mode so the
+    writer controls transactions explicitly."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def open_ro(path: pathlib.Path) -> sqlite3.Connection:
+    """Open a read-only connection (``mode=ro`` URI, ``PRAGMA query_only``), usable from any thread
+    that owns it. Raises ``sqlite3.OperationalError`` when the file does not exist."""
+    uri = f"file:{path.resolve()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                           timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA query_only=1")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class Watermark:
+    """A monotonic "applied log index" that the writer advances and readers wait on.
+
+    Thread-safe. ``wait_for(index, timeout_s)`` returns True once the watermark is ≥ ``index``,
+    False when ``timeout_s`` (seconds) passes first.
+    """
+
+    def __init__(self, value: int = 0) -> None:
+        self._value = value
+        self._cond = threading.Condition()
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def advance(self, index: int) -> None:
+        """Raise the watermark to ``index`` (never lowers it, except through :meth:`reset`)."""
+        with self._cond:
+            if index > self._value:
+                self._value = index
+                self._cond.notify_all()
+
+    def reset(self, index: int) -> None:
+        """Set the watermark to exactly ``index`` (after a snapshot restore replaced the file)."""
+        with self._cond:
+            self._value = index
+            self._cond.notify_all()
+
+    def wait_for(self, index: int, timeout_s: float | None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while self._value < index:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+
+class ReadPool:
+    """Per-thread read-only connections to the node's database.
+
+    gRPC handler threads call :meth:`conn` and get their own ``mode=ro`` connection, opened on
+    first use. :meth:`invalidate` (after a restore swapped the file) makes every thread reopen on
+    its next call.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None or self._local.generation != self._generation:
+            if c is not None:
+                c.close()
+            c = open_ro(self._path)
+            self._local.conn = c
+            self._local.generation = self._generation
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def invalidate(self) -> None:
+        self._generation += 1
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._generation += 1
