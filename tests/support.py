@@ -1,0 +1,195 @@
+"""Test helpers: real Gantry node processes on 127.0.0.1, free ports from the OS, polling with
+deadlines (never bare sleeps), and clean-up of every process a test starts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gantry.pb.service.v1 import service_pb2_grpc
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports the OS reports free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(pred: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.02,
+               what: str = "condition") -> Any:
+    """Poll ``pred`` until it returns a truthy value (returned) or raise AssertionError."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last one
+            last_exc = e
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_exc!r}")
+
+
+class NodeProcess:
+    """One ``gantry serve`` process. ``start()`` spawns it; ``wait_serving()`` polls health;
+    ``stop()`` sends SIGTERM (then SIGKILL after a deadline); ``kill()`` sends SIGKILL."""
+
+    def __init__(self, data_dir: pathlib.Path, port: int, raft_port: int, peers: list[int] = (),  # type: ignore[assignment]
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 node_id: str = "") -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.raft_port = raft_port
+        self.peers = list(peers)
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.node_id = node_id or f"n{raft_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{self.node_id}.log"
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def raft_addr(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    def args(self) -> list[str]:
+        a = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port), "--raft-addr", self.raft_addr, "--node-id", self.node_id,
+             "--grace", "5"]
+        if self.peers:
+            a += ["--peers", ",".join(f"127.0.0.1:{p}" for p in self.peers)]
+        return a + self.extra_args
+
+    def start(self) -> NodeProcess:
+        env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "info", **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(self.args(), cwd=str(REPO), env=env, stdout=logf,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        logf.close()
+        return self
+
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.addr)
+        return self._channel
+
+    def stub(self) -> service_pb2_grpc.GantryServiceStub:
+        return service_pb2_grpc.GantryServiceStub(self.channel())
+
+    def is_serving(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"node {self.node_id} exited with {self.proc.returncode}:\n"
+                                 + self.tail_log())
+        stub = health_pb2_grpc.HealthStub(self.channel())
+        try:
+            r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+        except grpc.RpcError:
+            return False
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def wait_serving(self, timeout_s: float = 30.0) -> NodeProcess:
+        wait_until(self.is_serving, timeout_s, 0.05, f"node {self.node_id} SERVING")
+        return self
+
+    def close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it outlives ``timeout_s``. Returns the exit code."""
+        self.close_channel()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, no grace (crash)."""
+        self.close_channel()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail_log(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+@contextlib.contextmanager
+def cluster(tmp: pathlib.Path, n: int, extra_args: list[str] | None = None,
+            wait: bool = True) -> Iterator[list[NodeProcess]]:
+    """``n`` nodes peered with each other on 127.0.0.1, stopped (SIGTERM, then SIGKILL) on exit."""
+    ports = free_ports(2 * n)
+    grpc_ports, raft_ports = ports[:n], ports[n:]
+    nodes = [
+        NodeProcess(tmp / f"node{i}", grpc_ports[i], raft_ports[i],
+                    [p for j, p in enumerate(raft_ports) if j != i], extra_args, node_id=f"node{i}")
+        for i in range(n)
+    ]
+    try:
+        for nd in nodes:
+            nd.start()
+        if wait:
+            for nd in nodes:
+                nd.wait_serving()
+        yield nodes
+    finally:
+        for nd in nodes:
+            nd.stop()
+
+
+@contextlib.contextmanager
+def single_node(tmp: pathlib.Path, extra_args: list[str] | None = None,
+                env: dict[str, str] | None = None) -> Iterator[NodeProcess]:
+    """One single-node-cluster process on free ports; stopped on exit."""
+    port, raft = free_ports(2)
+    nd = NodeProcess(tmp / "node", port, raft, [], extra_args, env, node_id="solo")
+    try:
+        nd.start().wait_serving()
+        yield nd
+    finally:
+        nd.stop()
