@@ -72,6 +72,10 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], Any]:
     return parse
 
 
+def _serializer(msg: Message) -> bytes:
+    return msg.SerializeToString()
+
+
 def _request_id(context: grpc.ServicerContext) -> str:
     for k, v in context.invocation_metadata() or ():
         if k == REQUEST_ID_KEY:
@@ -90,7 +94,7 @@ class GantryService:
     # -- wiring --
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """A handler for grpc.Server that logs one line per RPC and never leaks INTERNAL details."""
-        methods = {
+        methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]] = {
             "CreateBucket": (self.create_bucket, svc.CreateBucketRequest, svc.CreateBucketResponse),
             "ListBuckets": (self.list_buckets, svc.ListBucketsRequest, svc.ListBucketsResponse),
             "PlanWrite": (self.plan_write, svc.PlanWriteRequest, svc.PlanWriteResponse),
@@ -103,7 +107,7 @@ class GantryService:
                 name: grpc.unary_unary_rpc_method_handler(
                     rpc_wrapper(SERVICE_NAME, name, fn),
                     request_deserializer=_deserializer(req),
-                    response_serializer=resp.SerializeToString,
+                    response_serializer=_serializer,
                 )
                 for name, (fn, req, resp) in methods.items()
             },
@@ -141,7 +145,7 @@ class GantryService:
             raise RpcError(
                 grpc.StatusCode.ALREADY_EXISTS,
                 res.message,
-                svc.BucketOwnershipConflict(reason=res.reason, bucket=res.bucket),
+                svc.BucketOwnershipConflict(reason=res.reason, bucket=res.bucket),  # type: ignore[arg-type]
             )
         _raise_unless_ok(res)
         return svc.CreateBucketResponse(
@@ -176,7 +180,7 @@ class GantryService:
         if res.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION) and res.reason:
             code = (grpc.StatusCode.NOT_FOUND if res.code == Code.NOT_FOUND
                     else grpc.StatusCode.FAILED_PRECONDITION)
-            raise RpcError(code, res.message, svc.PlanWriteError(reason=res.reason,
+            raise RpcError(code, res.message, svc.PlanWriteError(reason=res.reason,  # type: ignore[arg-type]
                                                                  bucket=res.bucket))
         _raise_unless_ok(res)
         return svc.PlanWriteResponse(

@@ -6,7 +6,7 @@ import pathlib
 import sqlite3
 
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.support import cluster, wait_until
+from tests.support import NodeProcess, cluster, wait_until
 
 
 def _bucket_names(db: pathlib.Path) -> set[str]:
@@ -23,7 +23,12 @@ def test_write_through_any_node_visible_on_all(tmp_path: pathlib.Path) -> None:
             nd.stub().CreateBucket(svc.CreateBucketRequest(name=f"via-node-{i}"), timeout=10)
         want = {f"via-node-{i}" for i in range(3)}
         for nd in nodes:
-            wait_until(lambda nd=nd: want <= {b.name for b in nd.stub().ListBuckets(
-                svc.ListBucketsRequest(), timeout=5).buckets}, 20, what=f"{nd.node_id} lists all")
-            wait_until(lambda nd=nd: want <= _bucket_names(nd.data_dir / "gantry.db"), 20,
-                       what=f"{nd.node_id} database has all")
+            def listed(nd: NodeProcess = nd) -> bool:
+                resp = nd.stub().ListBuckets(svc.ListBucketsRequest(), timeout=5)
+                return want <= {b.name for b in resp.buckets}
+
+            def stored(nd: NodeProcess = nd) -> bool:
+                return want <= _bucket_names(nd.data_dir / "gantry.db")
+
+            wait_until(listed, 20, what=f"{nd.node_id} lists all")
+            wait_until(stored, 20, what=f"{nd.node_id} database has all")
