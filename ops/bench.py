@@ -92,7 +92,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 def _code_of(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code().name
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return "CLIENT_TIMEOUT"
     return type(exc).__name__
 
@@ -115,7 +115,7 @@ async def _one_op(stub: service_pb2_grpc.GantryServiceStub, spec: RunSpec, worke
 
 
 async def _worker(stub: service_pb2_grpc.GantryServiceStub, spec: RunSpec, worker: int,
-                  start: float, measure_from: float, end: float, stats: WorkerStats) -> None:
+                  measure_from: float, end: float, stats: WorkerStats) -> None:
     iteration = 0
     while True:
         t0 = time.perf_counter()
@@ -124,7 +124,7 @@ async def _worker(stub: service_pb2_grpc.GantryServiceStub, spec: RunSpec, worke
         err: BaseException | None = None
         try:
             await _one_op(stub, spec, worker, iteration)
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
+        except (grpc.aio.AioRpcError, TimeoutError) as e:
             err = e
         t1 = time.perf_counter()
         iteration += 1
@@ -156,7 +156,7 @@ async def run_async(spec: RunSpec) -> dict[str, Any]:
         for t, ch in zip(spec.targets, channels, strict=True):
             try:
                 await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise SystemExit(f"bench: cannot connect to {t} within {spec.timeout_s}s") from None
         stubs = [service_pb2_grpc.GantryServiceStub(ch) for ch in channels]
         if spec.workload == "plan-commit" and spec.create_bucket:
@@ -172,7 +172,7 @@ async def run_async(spec: RunSpec) -> dict[str, Any]:
         for i in range(spec.concurrency):
             w = spec.worker_offset + i
             tasks.append(asyncio.create_task(
-                _worker(stubs[w % len(stubs)], spec, w, start, measure_from, end, stats[i])))
+                _worker(stubs[w % len(stubs)], spec, w, measure_from, end, stats[i])))
         await asyncio.gather(*tasks)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - start

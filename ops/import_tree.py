@@ -1,0 +1,322 @@
+"""Import a real directory tree's metadata into Gantry through the public gRPC API only.
+
+Usage::
+
+    python ops/import_tree.py [PATH] [--target 127.0.0.1:8081] [--bucket NAME] \\
+        [--concurrency 32] [--timeout 10] [--progress-every 1000] [--progress-interval 5] \\
+        [--limit N] [--json]
+
+PATH defaults to this interpreter's standard library (``sysconfig.get_paths()["stdlib"]``), a
+real tree of tens of thousands of files. The bucket defaults to ``import-<basename of PATH>``
+made S3-valid; an existing bucket (``ALREADY_EXISTS``) is reused, and re-imported keys replace
+their earlier objects (S3 semantics: the later commit wins).
+
+For every regular file under PATH (symlinks are not followed) the importer sends
+``PlanWrite(bucket, key, size)`` with the key the path relative to PATH with ``/`` separators and
+the file's real size, then ``CommitObject(object_id, size, last_modified_ms=mtime in ms)``.
+It does not read or upload file contents: Gantry only keeps metadata.
+
+Skipped and counted by reason (never sent): symlinks, sockets/FIFOs/devices, unreadable files
+and directories, empty files (PlanWrite rejects size ≤ 0 with ``InvalidSize``), files over
+5 GiB (``EntityTooLarge``), keys Gantry would refuse (over 1024 bytes of UTF-8, control bytes,
+undecodable names), and mtimes at or before the Unix epoch (``InvalidLastModifiedMs``).
+
+Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried ``--retries``
+times with back-off. A retried CommitObject that answers FAILED_PRECONDITION means an earlier
+attempt already committed the object, and counts as imported. Every other error counts as failed.
+
+Progress lines go to stderr every ``--progress-every`` files or ``--progress-interval`` seconds;
+the final summary goes to stdout. Exit status: 0 when nothing failed, 1 when any file failed,
+2 on bad arguments or when the bucket cannot be created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import re
+import stat
+import sys
+import sysconfig
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import grpc  # noqa: E402
+
+from gantry import validation  # noqa: E402
+from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
+from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
+
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """One regular file to import."""
+
+    key: str
+    size: int
+    last_modified_ms: int
+
+
+@dataclass
+class Tally:
+    """Counters shared by the walker and the workers (one event loop, so no locks)."""
+
+    imported: int = 0
+    failed: int = 0
+    retries: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    first_failures: list[str] = field(default_factory=list)
+    bytes_imported: int = 0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def seen(self) -> int:
+        return self.imported + self.failed + self.skipped_total
+
+
+def derive_bucket_name(root: pathlib.Path) -> str:
+    """``import-<basename>`` lower-cased and squeezed into S3 bucket-name rules."""
+    base = root.resolve().name.lower() or "root"
+    name = re.sub(r"[^a-z0-9.-]+", "-", f"import-{base}")
+    name = re.sub(r"\.{2,}", ".", name)
+    name = re.sub(r"-{2,}", "-", name)[:63].strip(".-")
+    if len(name) < 3 or validation.bucket_name_error(name):
+        name = "import-tree"
+    return name
+
+
+def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
+    """Yield each importable regular file under ``root`` (sorted, depth first); count the rest
+    in ``tally.skipped`` by reason. Symlinks, to files or directories, are never followed."""
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            tally.skipped["unreadable_dir"] += 1
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                tally.skipped["unreadable"] += 1
+                continue
+            mode = st.st_mode
+            if stat.S_ISLNK(mode):
+                tally.skipped["symlink"] += 1
+                continue
+            if stat.S_ISDIR(mode):
+                subdirs.append(pathlib.Path(e.path))
+                continue
+            if not stat.S_ISREG(mode):
+                tally.skipped["special"] += 1
+                continue
+            if not os.access(e.path, os.R_OK):
+                tally.skipped["unreadable"] += 1
+                continue
+            if st.st_size <= 0:
+                tally.skipped["empty"] += 1
+                continue
+            if st.st_size > validation.MAX_OBJECT_SIZE:
+                tally.skipped["too_large"] += 1
+                continue
+            key = pathlib.PurePath(os.path.relpath(e.path, root)).as_posix()
+            if validation.key_error(key):
+                tally.skipped["invalid_key"] += 1
+                continue
+            mtime_ms = int(st.st_mtime * 1000)
+            if mtime_ms <= 0:
+                tally.skipped["invalid_mtime"] += 1
+                continue
+            yield FileItem(key, st.st_size, mtime_ms)
+        stack.extend(reversed(subdirs))
+
+
+async def _call_with_retries(fn: object, request: object, timeout_s: float, retries: int,
+                             tally: Tally) -> tuple[object | None, grpc.aio.AioRpcError | None, int]:
+    """Call ``fn(request)``; retry transient codes. Returns (response, last error, attempts)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await fn(request, timeout=timeout_s), None, attempt  # type: ignore[operator]
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in TRANSIENT or attempt > retries:
+                return None, e, attempt
+            tally.retries += 1
+            await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+
+
+async def import_one(stub: service_pb2_grpc.GantryServiceStub, bucket: str, item: FileItem,
+                     timeout_s: float, retries: int, tally: Tally) -> None:
+    """PlanWrite + CommitObject for one file, recording the outcome in ``tally``."""
+    plan, err, _ = await _call_with_retries(
+        stub.PlanWrite, svc.PlanWriteRequest(bucket=bucket, key=item.key, size=item.size),
+        timeout_s, retries, tally)
+    if err is not None:
+        _fail(tally, "PlanWrite", err, item.key)
+        return
+    assert isinstance(plan, svc.PlanWriteResponse)
+    commit = svc.CommitObjectRequest(object_id=plan.write_plan.object_id, size=item.size,
+                                     last_modified_ms=item.last_modified_ms)
+    _, err, attempts = await _call_with_retries(stub.CommitObject, commit, timeout_s, retries, tally)
+    if err is not None and not (attempts > 1 and err.code() == grpc.StatusCode.FAILED_PRECONDITION):
+        _fail(tally, "CommitObject", err, item.key)
+        return
+    tally.imported += 1
+    tally.bytes_imported += item.size
+
+
+def _fail(tally: Tally, method: str, err: grpc.aio.AioRpcError, key: str) -> None:
+    tally.failed += 1
+    tally.failures[f"{method}:{err.code().name}"] += 1
+    if len(tally.first_failures) < 10:
+        tally.first_failures.append(f"{method} {key!r}: {err.code().name} {err.details()}")
+
+
+async def ensure_bucket(stub: service_pb2_grpc.GantryServiceStub, bucket: str, timeout_s: float) -> str:
+    """Create ``bucket``; return ``"created"`` or ``"reused"`` (ALREADY_EXISTS)."""
+    try:
+        await stub.CreateBucket(svc.CreateBucketRequest(name=bucket), timeout=timeout_s)
+        return "created"
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.ALREADY_EXISTS:
+            return "reused"
+        raise
+
+
+def _progress(tally: Tally, t0: float, final: bool = False) -> str:
+    el = time.monotonic() - t0
+    rate = tally.imported / el if el > 0 else 0.0
+    word = "done" if final else "progress"
+    return (f"{word}: imported={tally.imported} skipped={tally.skipped_total} failed={tally.failed} "
+            f"elapsed_s={el:.1f} files_per_s={rate:.1f}")
+
+
+async def run(ns: argparse.Namespace) -> int:
+    """Import ``ns.path`` into ``ns.bucket`` on ``ns.target``; print progress and the summary."""
+    root = pathlib.Path(ns.path)
+    if not root.is_dir():
+        print(f"import_tree: {root} is not a directory", file=sys.stderr)
+        return 2
+    bucket = ns.bucket or derive_bucket_name(root)
+    if validation.bucket_name_error(bucket):
+        print(f"import_tree: bucket name {bucket!r} is not a valid S3 bucket name", file=sys.stderr)
+        return 2
+    tally = Tally()
+    async with grpc.aio.insecure_channel(ns.target) as channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout=ns.timeout)
+        except TimeoutError:
+            print(f"import_tree: cannot connect to {ns.target} within {ns.timeout}s", file=sys.stderr)
+            return 2
+        stub = service_pb2_grpc.GantryServiceStub(channel)
+        try:
+            how = await ensure_bucket(stub, bucket, ns.timeout)
+        except grpc.aio.AioRpcError as e:
+            print(f"import_tree: CreateBucket {bucket!r}: {e.code().name} {e.details()}", file=sys.stderr)
+            return 2
+        print(f"importing {root} into bucket {bucket!r} ({how}) via {ns.target}, "
+              f"concurrency {ns.concurrency}", file=sys.stderr)
+        t0 = time.monotonic()
+        queue: asyncio.Queue[FileItem | None] = asyncio.Queue(maxsize=ns.concurrency * 4)
+        last_print = [t0, 0]
+
+        def maybe_progress() -> None:
+            now = time.monotonic()
+            if (tally.seen - last_print[1] >= ns.progress_every
+                    or now - last_print[0] >= ns.progress_interval):
+                last_print[0], last_print[1] = now, tally.seen
+                print(_progress(tally, t0), file=sys.stderr, flush=True)
+
+        async def worker() -> None:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                await import_one(stub, bucket, item, ns.timeout, ns.retries, tally)
+                maybe_progress()
+
+        workers = [asyncio.create_task(worker()) for _ in range(ns.concurrency)]
+        sent = 0
+        for i, item in enumerate(walk_files(root, tally)):
+            if ns.limit and sent >= ns.limit:
+                break
+            await queue.put(item)
+            sent += 1
+            if i % 256 == 0:
+                await asyncio.sleep(0)  # let workers and progress run while the walk is fast
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+        elapsed = time.monotonic() - t0
+    summary = {
+        "root": str(root), "bucket": bucket, "bucket_was": how, "target": ns.target,
+        "imported": tally.imported, "skipped": tally.skipped_total, "failed": tally.failed,
+        "skipped_by_reason": dict(sorted(tally.skipped.items())),
+        "failed_by_code": dict(sorted(tally.failures.items())),
+        "retries": tally.retries, "bytes": tally.bytes_imported,
+        "elapsed_s": round(elapsed, 2),
+        "files_per_s": round(tally.imported / elapsed, 1) if elapsed > 0 else 0.0,
+    }
+    for line in tally.first_failures:
+        print(f"failed: {line}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps(summary))
+    else:
+        reasons = ", ".join(f"{k}={v}" for k, v in summary["skipped_by_reason"].items()) or "-"
+        codes = ", ".join(f"{k}={v}" for k, v in summary["failed_by_code"].items()) or "-"
+        print(f"skipped by reason: {reasons}; failed by code: {codes}; retries: {tally.retries}")
+        print(f"imported={tally.imported} skipped={tally.skipped_total} failed={tally.failed} "
+              f"elapsed_s={summary['elapsed_s']} files_per_s={summary['files_per_s']}")
+    return 1 if tally.failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description="Import a directory tree's file metadata into Gantry.")
+    p.add_argument("path", nargs="?", default=sysconfig.get_paths()["stdlib"],
+                   help="directory to import (default: the Python standard library)")
+    p.add_argument("--target", default="127.0.0.1:8081", help="node HOST:PORT (default 127.0.0.1:8081)")
+    p.add_argument("--bucket", default="", help="bucket name (default import-<basename of PATH>)")
+    p.add_argument("--concurrency", type=int, default=32, help="files in flight (default 32)")
+    p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds (default 10)")
+    p.add_argument("--retries", type=int, default=3, help="retries of transient errors (default 3)")
+    p.add_argument("--progress-every", type=int, default=1000,
+                   help="print progress after this many files (default 1000)")
+    p.add_argument("--progress-interval", type=float, default=5.0,
+                   help="…or after this many seconds (default 5)")
+    p.add_argument("--limit", type=int, default=0, help="import at most N files (default: all)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; see the module docstring for the exit status."""
+    ns = build_parser().parse_args(argv)
+    if ns.concurrency < 1 or ns.timeout <= 0 or ns.retries < 0 or ns.progress_every < 1:
+        print("import_tree: need --concurrency ≥ 1, --timeout > 0, --retries ≥ 0, "
+              "--progress-every ≥ 1", file=sys.stderr)
+        return 2
+    return asyncio.run(run(ns))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

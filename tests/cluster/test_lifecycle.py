@@ -1,0 +1,101 @@
+"""Process lifecycle: graceful SIGTERM, and refusal to start on an unknown or dirty schema."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+import threading
+
+import grpc
+
+from gantry import migrate
+from gantry.pb.service.v1 import service_pb2 as svc
+from tests.support import NodeProcess, free_ports, wait_until
+
+
+def _node(tmp: pathlib.Path) -> NodeProcess:
+    port, raft = free_ports(2)
+    return NodeProcess(tmp / "node", port, raft, [], node_id="life")
+
+
+def test_sigterm_finishes_in_flight_writes_and_checkpoints(tmp_path: pathlib.Path) -> None:
+    nd = _node(tmp_path)
+    acked: list[str] = []
+    errors: list[grpc.StatusCode] = []
+    stop = threading.Event()
+    try:
+        nd.start().wait_serving()
+        stub = nd.stub()
+
+        def writer(w: int) -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    stub.CreateBucket(svc.CreateBucketRequest(name=f"t{w}-{i}"), timeout=10)
+                    acked.append(f"t{w}-{i}")
+                except grpc.RpcError as e:
+                    errors.append(e.code())
+                    return
+                except ValueError:
+                    return
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acked) >= 100, 30, what="100 writes")
+        code = nd.stop()
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert code == 0, nd.tail_log()
+        # Refused calls are UNAVAILABLE (server shutting down), never INTERNAL.
+        assert set(errors) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, errors
+        events = [e.get("event") for e in nd.log_events()]
+        assert "node_stopped" in events and "writer_stopped" in events
+        wal = nd.data_dir / "gantry.db-wal"
+        assert not wal.exists() or wal.stat().st_size == 0, "WAL not checkpointed on shutdown"
+        conn = sqlite3.connect(f"file:{nd.data_dir / 'gantry.db'}?mode=ro", uri=True)
+        names = {r[0] for r in conn.execute("SELECT name FROM buckets")}
+        conn.close()
+        assert set(acked) <= names
+    finally:
+        stop.set()
+        nd.stop()
+
+
+def test_refuses_unknown_schema_version(tmp_path: pathlib.Path) -> None:
+    nd = _node(tmp_path)
+    nd.data_dir.mkdir(parents=True)
+    db = nd.data_dir / "gantry.db"
+    migrate.upgrade(db)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc)"
+                 " VALUES ('ffff', '9999_from_the_future', '2030-01-01 00:00:00')")
+    conn.commit()
+    conn.close()
+    nd.start()
+    assert nd.proc is not None
+    assert nd.proc.wait(30) == 2
+    log = nd.log_path.read_text()
+    assert "schema_refused" in log and "newer version" in log
+
+
+def test_refuses_dirty_schema_until_lock_broken(tmp_path: pathlib.Path) -> None:
+    nd = _node(tmp_path)
+    nd.data_dir.mkdir(parents=True)
+    db = nd.data_dir / "gantry.db"
+    migrate.upgrade(db)
+    conn = sqlite3.connect(db)  # a migration that crashed mid-way leaves yoyo's lock row
+    conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, '2026-01-01', 424242)")
+    conn.commit()
+    conn.close()
+    nd.start()
+    assert nd.proc is not None
+    assert nd.proc.wait(30) == 2
+    assert "gantry migrate break-lock" in nd.log_path.read_text()
+    migrate.break_lock(db)
+    try:
+        nd.start().wait_serving()
+    finally:
+        assert nd.stop() == 0
