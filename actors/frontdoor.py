@@ -48,6 +48,8 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._extra = extra_service_names
         self._server: grpc.Server | None = None
         self._bound_port = 0
+        #: Why on_start failed (bind error), or "" when serving.
+        self.start_error = ""
 
     def on_start(self) -> None:
         server = grpc.server(
@@ -69,13 +71,22 @@ class FrontDoorActor(pykka.ThreadingActor):
                 reflection.SERVICE_NAME,
             )
             reflection.enable_server_reflection(names, server)
-        self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
+        try:
+            self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
+        except RuntimeError:
+            self._bound_port = 0
         if self._bound_port == 0:
-            raise RuntimeError(f"could not bind gRPC port {self._host}:{self._port}")
+            self.start_error = f"cannot listen on gRPC address {self._host}:{self._port} (in use?)"
+            log.error("grpc_bind_failed", host=self._host, port=self._port)
+            return
         server.start()
         self._server = server
         log.info("grpc_started", host=self._host, port=self._bound_port,
                  reflection=self._reflection)
+
+    def get_start_error(self) -> str:
+        """"" when serving; otherwise why the server could not start."""
+        return self.start_error
 
     def port(self) -> int:
         """The TCP port the server is bound to."""

@@ -117,6 +117,8 @@ class RaftActor(pykka.ThreadingActor):
         self._watermark = watermark
         self._on_health = on_health
         self._sync: GantrySyncObj | None = None
+        #: Why on_start failed (bind error), or "" when the node runs.
+        self.start_error = ""
         self._wake: Any = None
         self._last_leader: str | None = None
         self._serving = False
@@ -143,8 +145,19 @@ class RaftActor(pykka.ThreadingActor):
             logCompactionMinTime=cfg.snapshot_interval_s,
             onStateChanged=self._on_state_changed,
             password=cfg.raft_password or None,
+            # Fail start-up within ~1 s when the Raft port is taken, instead of retrying forever.
+            bindRetryTime=0.2,
+            maxBindRetries=5,
         )
         self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry)
+        try:
+            self._sync.waitBinded()
+        except Exception:
+            self._sync.destroy_synchronous()
+            self._sync = None
+            self.start_error = f"cannot listen on Raft address {cfg.raft_addr} (in use?)"
+            log.error("raft_bind_failed", raft_addr=cfg.raft_addr)
+            return
         # pysyncobj's pipe notifier (present when appendEntriesUseBatch is off) wakes its poller.
         self._wake = getattr(self._sync, "_SyncObj__pipeNotifier", None)
         self._sync.addOnTickCallback(self._on_tick)
@@ -163,6 +176,10 @@ class RaftActor(pykka.ThreadingActor):
         return None
 
     # -- public API --
+    def get_start_error(self) -> str:
+        """"" when the Raft node started; otherwise why it could not (e.g. port in use)."""
+        return self.start_error
+
     def status(self) -> RaftStatus:
         """This node's role, leader, term and log indexes."""
         s = self._sync

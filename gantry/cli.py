@@ -18,7 +18,7 @@ from gantry import logs, migrate
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    from gantry.node import Node  # heavy imports only for serve
+    from gantry.node import Node, StartError  # heavy imports only for serve
 
     try:
         cfg = config_mod.from_args(ns)
@@ -40,6 +40,12 @@ def _serve(ns: argparse.Namespace) -> int:
         node.start()
     except migrate.SchemaError as e:
         log.error("schema_refused", error=str(e))
+        print(f"gantry: {e}", file=sys.stderr)
+        node.stop()
+        return 2
+    except StartError as e:
+        log.error("start_refused", error=str(e))
+        print(f"gantry: {e}", file=sys.stderr)
         node.stop()
         return 2
     except Exception:

@@ -31,6 +31,10 @@ from gantry.store import ReadPool, Watermark
 log = structlog.get_logger("gantry.node")
 
 
+class StartError(RuntimeError):
+    """The node cannot start (a port in use, …); the message says what to change."""
+
+
 class Node:
     """A running Gantry node. ``fatal`` is set (with ``fatal_reason``) if the writer hit a
     non-deterministic failure; the process must then exit non-zero."""
@@ -65,11 +69,17 @@ class Node:
                                          self.proposals, self._on_fatal)
         self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
                                      self.watermark, self._set_health)
+        err = self._raft.proxy().get_start_error().get(timeout=30)
+        if err:
+            raise StartError(err)
         self._reads = ReadPool(cfg.database)
         service = GantryService(self._reads, self.propose, cfg.app_env)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler()], self.health, cfg.reflection
         )
+        err = self._frontdoor.proxy().get_start_error().get(timeout=30)
+        if err:
+            raise StartError(err)
         self.port = self._frontdoor.proxy().port().get()
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")

@@ -99,3 +99,26 @@ def test_refuses_dirty_schema_until_lock_broken(tmp_path: pathlib.Path) -> None:
         nd.start().wait_serving()
     finally:
         assert nd.stop() == 0
+
+
+def test_port_in_use_fails_fast_with_a_clear_message(tmp_path: pathlib.Path) -> None:
+    first = _node(tmp_path / "a")
+    try:
+        first.start().wait_serving()
+        # Same Raft port, different gRPC port and data dir.
+        [port] = free_ports(1)
+        second = NodeProcess(tmp_path / "b" / "node", port, first.raft_port, [], node_id="second")
+        second.start()
+        assert second.proc is not None
+        assert second.proc.wait(30) == 2
+        assert "cannot listen on Raft address" in second.log_path.read_text()
+        # Same gRPC port, free Raft port.
+        [raft] = free_ports(1)
+        third = NodeProcess(tmp_path / "c" / "node", first.port, raft, [], node_id="third")
+        third.start()
+        assert third.proc is not None
+        assert third.proc.wait(30) == 2
+        assert "cannot listen on gRPC address" in third.log_path.read_text()
+        assert first.is_serving()
+    finally:
+        first.stop()
