@@ -144,6 +144,8 @@ class RaftActor(pykka.ThreadingActor):
             logCompactionMinEntries=cfg.snapshot_entries,
             logCompactionMinTime=cfg.snapshot_interval_s,
             onStateChanged=self._on_state_changed,
+            # Without a leader a proposal fails at once (UNAVAILABLE) instead of queueing.
+            commandsWaitLeader=False,
             password=cfg.raft_password or None,
             # Fail start-up within ~1 s when the Raft port is taken, instead of retrying forever.
             bindRetryTime=0.2,
@@ -252,8 +254,13 @@ class RaftActor(pykka.ThreadingActor):
         node = s._getLeader()
         leader = node.id if node is not None else None
         if leader != self._last_leader:
-            self._last_leader = leader
-            log.info("leader_changed", leader=leader, term=s.raftCurrentTerm)
+            previous, self._last_leader = self._last_leader, leader
+            log.info("leader_changed", leader=leader, previous_leader=previous,
+                     term=s.raftCurrentTerm)
+            if previous is not None:
+                # Proposals sent to (or accepted by) the old leader may be lost or may still
+                # commit: answer now rather than at the deadline; retries carry request ids.
+                self._proposals.fail_all(ProposalError("LEADER_CHANGED", leader))
         if not self._caught_up and s.isReady() and len(self._queue) == 0:
             self._caught_up = True
         serving = self._caught_up and leader is not None

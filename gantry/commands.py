@@ -94,6 +94,14 @@ def commit_object(
     return cmd
 
 
+def register_node(raft_addr: str, node_id: str, grpc_addr: str) -> pb.Command:
+    """A RegisterNode entry: this member's Raft address, name and client (gRPC) address."""
+    cmd = _envelope()
+    rn = cmd.register_node
+    rn.raft_addr, rn.node_id, rn.grpc_addr = raft_addr, node_id, grpc_addr
+    return cmd
+
+
 def barrier() -> pb.Command:
     """A no-effect entry: waiting for it to apply proves this node has applied the log up to it."""
     cmd = _envelope()

@@ -81,6 +81,7 @@ class Node:
         if err:
             raise StartError(err)
         self.port = self._frontdoor.proxy().port().get()
+        self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
         log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr)
@@ -156,19 +157,40 @@ class Node:
         t.start()
         self._background.append(t)
 
-    def _register_cradle(self) -> None:
-        """Register ``--cradle-addr`` through the log once a leader exists; retried until it
-        lands (idempotent: the address is unique, re-registering returns the existing row)."""
-        addr = self.config.cradle_addr
+    @property
+    def advertised_addr(self) -> str:
+        """``host:port`` clients should use for this node's gRPC API."""
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self.config.raft_addr.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    def _propose_until_applied(self, make: Any, what: str) -> tuple[ApplyResult, int] | None:
+        """Propose ``make()`` once a leader is known, retrying until it is applied or the node
+        stops (for idempotent start-up registrations)."""
         while not self._stopping.wait(0.05):
             if not self._serving:
                 continue
             try:
-                res, index = self.propose(commands.register_cradle_server(addr), 5.0)
+                return self.propose(make(), 5.0)
             except (ProposalError, FutureTimeout) as e:
-                log.warning("cradle_register_retrying", address=addr, error=repr(e))
+                log.warning("registration_retrying", what=what, error=repr(e))
                 self._stopping.wait(0.5)
-                continue
-            log.info("cradle_registered", address=addr, cradle_server_id=res.cradle_server_id,
-                     index=index)
-            return
+        return None
+
+    def _register_self(self) -> None:
+        cfg = self.config
+        out = self._propose_until_applied(
+            lambda: commands.register_node(cfg.raft_addr, cfg.node_id, self.advertised_addr),
+            "node")
+        if out is not None:
+            log.info("node_registered", grpc_addr=self.advertised_addr, index=out[1])
+
+    def _register_cradle(self) -> None:
+        """Register ``--cradle-addr`` through the log once a leader exists (idempotent: the
+        address is unique, re-registering returns the existing row)."""
+        addr = self.config.cradle_addr
+        out = self._propose_until_applied(lambda: commands.register_cradle_server(addr), "cradle")
+        if out is not None:
+            log.info("cradle_registered", address=addr, cradle_server_id=out[0].cradle_server_id,
+                     index=out[1])

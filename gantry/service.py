@@ -127,11 +127,24 @@ class GantryService:
             raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            "write not applied before the deadline; outcome unknown") from None
         except ProposalError as e:
-            details = [error_info(e.reason, **({"leader": e.leader} if e.leader else {}))]
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"write not committed: {e.reason}",
-                           *details) from None
+            meta = {}
+            if e.leader:
+                meta["leader_raft_addr"] = e.leader
+                grpc_addr = self._leader_grpc_addr(e.leader)
+                if grpc_addr:
+                    meta["leader"] = grpc_addr
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, unavailable_message(e.reason),
+                           error_info(e.reason, **meta)) from None
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
         return result
+
+    def _leader_grpc_addr(self, raft_addr: str) -> str:
+        try:
+            row = self._reads.conn().execute(
+                "SELECT grpc_addr FROM cluster_nodes WHERE raft_addr = ?", (raft_addr,)).fetchone()
+        except Exception:  # best effort: the error is still UNAVAILABLE without it
+            return ""
+        return str(row[0]) if row else ""
 
     # -- RPCs --
     def create_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.CreateBucketResponse:
@@ -203,6 +216,24 @@ class GantryService:
                                      _request_id(context))
         _raise_unless_ok(self._write(context, cmd))
         return svc.CommitObjectResponse()
+
+
+#: Stable UNAVAILABLE messages by pysyncobj failure reason. "Not committed" reasons are safe to
+#: retry blindly; "outcome unknown" ones are safe to retry with the same x-request-id.
+_UNAVAILABLE = {
+    "MISSING_LEADER": "no leader",
+    "NOT_LEADER": "write not committed: leader changed",
+    "DISCARDED": "write not committed: leader changed",
+    "QUEUE_FULL": "write not committed: node overloaded",
+    "REQUEST_DENIED": "write not committed: request denied",
+    "NODE_STOPPING": "node stopping",
+}
+MSG_OUTCOME_UNKNOWN = "write outcome unknown: retry with the same x-request-id"
+
+
+def unavailable_message(reason: str) -> str:
+    """The stable UNAVAILABLE message for a pysyncobj failure reason."""
+    return _UNAVAILABLE.get(reason, MSG_OUTCOME_UNKNOWN)
 
 
 def _raise_unless_ok(res: ApplyResult) -> None:

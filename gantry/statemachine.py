@@ -9,13 +9,17 @@ Invariants:
   disk full, corrupt file, undecodable entry) raises, and then the node stops instead of skipping.
 - The applied log index is written in the same transaction as the entry's effect, and an entry at
   or below it is skipped: pysyncobj replays its journal on every restart, so apply is exactly-once.
+- A mutation carrying a client request id applies at most once: a later entry with the same id and
+  operation returns the stored outcome (pruned by log index after DEDUPE_WINDOW entries).
 Trade-off: several entries share one transaction (one commit for a batch) with a SAVEPOINT per
 entry, so one entry's deterministic failure never rolls back its neighbours.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +73,25 @@ class ApplyResult:
 
 
 OK = ApplyResult()
+
+#: A request id is remembered for this many log indexes after the entry that first carried it;
+#: a retry later than that applies as a new request. Pruning is by log index, so every node
+#: forgets the same ids at the same entry.
+DEDUPE_WINDOW = 200_000
+#: Prune the dedupe table every this many log indexes (amortises the DELETE).
+DEDUPE_PRUNE_EVERY = 1_000
+
+
+def _result_to_json(r: ApplyResult) -> str:
+    d = dataclasses.asdict(r)
+    d["code"] = int(r.code)
+    return json.dumps(d, separators=(",", ":"))
+
+
+def _result_from_json(text: str) -> ApplyResult:
+    d = json.loads(text)
+    d["code"] = Code(d["code"])
+    return ApplyResult(**d)
 
 
 def applied_index(conn: sqlite3.Connection) -> int:
@@ -157,6 +180,16 @@ def _commit_object(conn: sqlite3.Connection, ts: int, op: pb.CommitObject) -> Ap
     return ApplyResult(object_id=op.object_id)
 
 
+def _register_node(conn: sqlite3.Connection, ts: int, op: pb.RegisterNode) -> ApplyResult:
+    conn.execute(
+        "INSERT INTO cluster_nodes (raft_addr, node_id, grpc_addr, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (raft_addr) DO UPDATE SET"
+        " node_id = excluded.node_id, grpc_addr = excluded.grpc_addr, updated_at = excluded.updated_at",
+        (op.raft_addr, op.node_id, op.grpc_addr, ts, ts),
+    )
+    return OK
+
+
 def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyResult:
     """Apply one decoded entry at log ``index`` inside the caller's open transaction.
 
@@ -166,6 +199,16 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
     """
     ts = command.timestamp_us
     op = command.WhichOneof("op")
+    rid = command.request_id
+    if index % DEDUPE_PRUNE_EVERY == 0:
+        conn.execute("DELETE FROM request_dedupe WHERE log_index <= ?", (index - DEDUPE_WINDOW,))
+    if rid:
+        row = conn.execute(
+            "SELECT result FROM request_dedupe WHERE request_id = ? AND op = ?", (rid, op)
+        ).fetchone()
+        if row is not None:  # a retry of an applied request: its original outcome, no effect
+            conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
+            return _result_from_json(row[0])
     conn.execute("SAVEPOINT entry")
     try:
         if op == "create_bucket":
@@ -176,6 +219,8 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
             result = _plan_write(conn, ts, command.plan_write)
         elif op == "commit_object":
             result = _commit_object(conn, ts, command.commit_object)
+        elif op == "register_node":
+            result = _register_node(conn, ts, command.register_node)
         elif op == "barrier":
             result = OK
         else:  # decode() already refused unknown ops; keep the invariant loud.
@@ -185,6 +230,11 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
         conn.execute("ROLLBACK TO entry")
         result = ApplyResult(Code.FAILED_PRECONDITION, f"constraint violated: {e}")
     conn.execute("RELEASE entry")
+    if rid and op != "barrier":
+        conn.execute(
+            "INSERT INTO request_dedupe (request_id, op, log_index, result) VALUES (?, ?, ?, ?)",
+            (rid, op, index, _result_to_json(result)),
+        )
     conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
     return result
 

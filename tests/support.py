@@ -193,3 +193,21 @@ def single_node(tmp: pathlib.Path, extra_args: list[str] | None = None,
         yield nd
     finally:
         nd.stop()
+
+
+def call_with_retry(method: Any, request: Any, request_id: str = "", timeout_s: float = 30.0,
+                    per_call_s: float = 5.0) -> Any:
+    """Call a unary ``method`` (a stub attribute), retrying UNAVAILABLE / DEADLINE_EXCEEDED with
+    the same ``x-request-id`` (so a retried write applies once) until ``timeout_s`` passes."""
+    import uuid
+
+    rid = request_id or uuid.uuid4().hex
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return method(request, timeout=per_call_s, metadata=(("x-request-id", rid),))
+        except grpc.RpcError as e:
+            retriable = e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.support import NodeProcess, cluster, wait_until
+from tests.support import NodeProcess, call_with_retry, cluster, wait_until
 
 TABLES = ("buckets", "cradle_servers", "objects")
 
@@ -24,7 +24,7 @@ def dump(db: pathlib.Path) -> list[list[tuple[object, ...]]]:
 def _write(nd: NodeProcess, prefix: str, n: int) -> None:
     stub = nd.stub()
     for i in range(n):
-        stub.CreateBucket(svc.CreateBucketRequest(name=f"{prefix}-{i}"), timeout=10)
+        call_with_retry(stub.CreateBucket, svc.CreateBucketRequest(name=f"{prefix}-{i}"))
 
 
 def test_wiped_node_catches_up_from_snapshot(tmp_path: pathlib.Path) -> None:

@@ -152,3 +152,28 @@ def test_two_databases_fed_the_same_entries_end_identical(tmp_path: pathlib.Path
     assert results[0] == results[1]
     committed = dumps[0][2]
     assert sum(1 for r in committed if r[3] == "COMMITTED") == 15  # 3 buckets × 5 keys
+
+
+def test_retried_request_id_returns_original_outcome_and_applies_once(db: sqlite3.Connection) -> None:
+    cradle = _setup(db)
+    first = commands.plan_write("photos", "k", 5, cradle, request_id="req-1")
+    retry = commands.plan_write("photos", "k", 5, cradle, request_id="req-1")  # new ids, same request
+    [a] = _apply(db, (4, first))
+    [b] = _apply(db, (5, retry))
+    assert a.result is not None and b.result is not None
+    assert b.result == a.result and b.result.object_id == first.plan_write.object_id
+    assert db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 1
+    assert statemachine.applied_index(db) == 5
+    # The same id on a different operation is a different request.
+    [c] = _apply(db, (6, commands.create_bucket("other", request_id="req-1")))
+    assert c.result is not None and c.result.ok
+
+
+def test_dedupe_is_pruned_by_log_index(db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statemachine, "DEDUPE_WINDOW", 10)
+    monkeypatch.setattr(statemachine, "DEDUPE_PRUNE_EVERY", 5)
+    _setup(db)
+    _apply(db, (4, commands.create_bucket("b-1", request_id="r")))
+    _apply(db, (20, commands.create_bucket("b-2")))  # index 20: prunes entries ≤ 10
+    [again] = _apply(db, (21, commands.create_bucket("b-1", request_id="r")))
+    assert again.result is not None and again.result.code == Code.ALREADY_EXISTS

@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier")
+    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class Command(_message.Message):
     PLAN_WRITE_FIELD_NUMBER: _ClassVar[int]
     COMMIT_OBJECT_FIELD_NUMBER: _ClassVar[int]
     BARRIER_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_NODE_FIELD_NUMBER: _ClassVar[int]
     version: int
     proposal_id: str
     request_id: str
@@ -25,7 +26,8 @@ class Command(_message.Message):
     plan_write: PlanWrite
     commit_object: CommitObject
     barrier: Barrier
-    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ...) -> None: ...
+    register_node: RegisterNode
+    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ...) -> None: ...
 
 class CreateBucket(_message.Message):
     __slots__ = ("bucket_id", "name")
@@ -70,3 +72,13 @@ class CommitObject(_message.Message):
 class Barrier(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RegisterNode(_message.Message):
+    __slots__ = ("raft_addr", "node_id", "grpc_addr")
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
+    raft_addr: str
+    node_id: str
+    grpc_addr: str
+    def __init__(self, raft_addr: _Optional[str] = ..., node_id: _Optional[str] = ..., grpc_addr: _Optional[str] = ...) -> None: ...

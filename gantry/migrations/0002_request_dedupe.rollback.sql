@@ -1,0 +1,2 @@
+DROP INDEX request_dedupe_log_index;
+DROP TABLE request_dedupe;
