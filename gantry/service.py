@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 import structlog
@@ -208,7 +208,7 @@ class GantryService:
             raise invalid_argument(validation.INVALID_SIZE, "size")
         if not req.object_id:
             raise invalid_argument(validation.INVALID_OBJECT_ID, "object_id")
-        if req.last_modified_ms <= 0:
+        if validation.last_modified_error(req.last_modified_ms):
             raise invalid_argument(validation.INVALID_LAST_MODIFIED_MS, "last_modified_ms")
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "object not found")
@@ -243,8 +243,17 @@ def _raise_unless_ok(res: ApplyResult) -> None:
         Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
         Code.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
         Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+        Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     }.get(res.code, grpc.StatusCode.INTERNAL)
     raise RpcError(code, res.message)
+
+
+class _Status(NamedTuple):
+    """A grpc.Status (code, details, trailing_metadata) for abort_with_status."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerContext], Any]
@@ -261,7 +270,12 @@ def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerConte
             return fn(request, context)
         except RpcError as e:
             code, message = e.code, e.message
-            context.abort_with_status(e.to_status())
+            status = e.to_status()
+            already = tuple(context.trailing_metadata() or ())  # e.g. the write's log index
+            if already:
+                status = _Status(status.code, status.details,
+                                 tuple(status.trailing_metadata) + already)
+            context.abort_with_status(status)
         except Exception:
             code, message = grpc.StatusCode.INTERNAL, "internal error"
             log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})

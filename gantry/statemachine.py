@@ -35,6 +35,7 @@ class Code(enum.IntEnum):
     NOT_FOUND = 5
     ALREADY_EXISTS = 6
     FAILED_PRECONDITION = 9
+    INVALID_ARGUMENT = 3
 
 
 # Upstream detail reasons (gantry.service.v1 BucketOwnershipConflict / PlanWriteError).
@@ -47,6 +48,7 @@ MSG_BUCKET_NOT_FOUND = "bucket not found"
 MSG_NO_CRADLES = "no cradle servers available"
 MSG_OBJECT_NOT_FOUND = "object not found"
 MSG_OBJECT_NOT_PENDING = "object is not pending"
+MSG_VALUE_OUT_OF_RANGE = "value out of range"
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,10 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
         # Same data + same entry → same constraint failure on every node: a result, not a crash.
         conn.execute("ROLLBACK TO entry")
         result = ApplyResult(Code.FAILED_PRECONDITION, f"constraint violated: {e}")
+    except OverflowError:
+        # A value in the entry does not fit SQLite's 64-bit INTEGER: deterministic, a result.
+        conn.execute("ROLLBACK TO entry")
+        result = ApplyResult(Code.INVALID_ARGUMENT, MSG_VALUE_OUT_OF_RANGE)
     conn.execute("RELEASE entry")
     if rid and op != "barrier":
         conn.execute(

@@ -31,7 +31,7 @@ def bucket_name_error(name: str) -> str | None:
     """``"InvalidBucketName"`` unless ``name`` is a valid S3 bucket name (3–63 chars of
     ``[a-z0-9.-]``, alphanumeric at both ends, no ``..``, not an IPv4 address, no reserved
     prefix/suffix)."""
-    if not _BUCKET_RE.match(name):
+    if not _BUCKET_RE.fullmatch(name):  # fullmatch: '$' would accept a trailing newline
         return INVALID_BUCKET_NAME
     if ".." in name:
         return INVALID_BUCKET_NAME
@@ -56,6 +56,18 @@ def key_error(key: str) -> str | None:
     for b in raw:
         if b < 0x20 and b not in (0x09, 0x0A):
             return INVALID_KEY_NAME
+    return None
+
+
+#: Largest accepted ``last_modified_ms``: 9999-12-31T23:59:59.999Z (stored as Unix µs, which
+#: must fit SQLite's signed 64-bit INTEGER).
+MAX_LAST_MODIFIED_MS = 253_402_300_799_999
+
+
+def last_modified_error(last_modified_ms: int) -> str | None:
+    """``"InvalidLastModifiedMs"`` unless 0 < ``last_modified_ms`` (Unix ms) ≤ year 9999."""
+    if not 0 < last_modified_ms <= MAX_LAST_MODIFIED_MS:
+        return INVALID_LAST_MODIFIED_MS
     return None
 
 

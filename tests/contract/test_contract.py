@@ -71,7 +71,7 @@ def unpack_details(err: grpc.RpcError) -> list[any_pb2.Any]:
     return list(st.details)
 
 
-def detail_of(err: grpc.RpcError, cls: type) -> Any:
+def detail_of(err: grpc.RpcError, cls: Any) -> Any:
     matches = []
     for a in unpack_details(err):
         if a.Is(cls.DESCRIPTOR):
@@ -158,6 +158,32 @@ def test_create_bucket_duplicate_already_exists_with_conflict_detail(
         assert conn.execute("SELECT COUNT(*) FROM buckets WHERE name = ?", (name,)).fetchone() == (1,)
 
 
+def test_create_bucket_concurrent_same_name_exactly_one_wins(
+        stub: service_pb2_grpc.GantryServiceStub, node: NodeProcess) -> None:
+    name = uniq("race")
+
+    def attempt(_: int) -> tuple[grpc.StatusCode, str, Any]:
+        try:
+            resp = stub.CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
+            return grpc.StatusCode.OK, "", resp
+        except grpc.RpcError as e:
+            return e.code(), e.details(), e
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    oks = [o for o in outcomes if o[0] == grpc.StatusCode.OK]
+    dups = [o for o in outcomes if o[0] != grpc.StatusCode.OK]
+    assert len(oks) == 1, [o[:2] for o in outcomes]
+    assert oks[0][2].bucket.name == name
+    for code, msg, err in dups:
+        assert (code, msg) == (grpc.StatusCode.ALREADY_EXISTS, "bucket already exists")
+        conflict = detail_of(err, svc.BucketOwnershipConflict)
+        assert (conflict.reason, conflict.bucket) == (
+            svc.BucketOwnershipConflict.REASON_BUCKET_ALREADY_OWNED_BY_YOU, name)
+    with ro_db(node) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM buckets WHERE name = ?", (name,)).fetchone() == (1,)
+
+
 @pytest.mark.parametrize("name", [
     "", "ab", "a" * 64, "UPPER", "under_score", "-lead", "trail-", ".lead", "trail.", "a..b",
     "192.168.1.1", "xn--bucket", "sthree-bucket", "amzn-s3-demo-bucket", "bucket-s3alias",
@@ -171,8 +197,31 @@ def test_create_bucket_invalid_name(stub: service_pb2_grpc.GantryServiceStub, no
         assert conn.execute("SELECT COUNT(*) FROM buckets WHERE name = ?", (name,)).fetchone() == (0,)
 
 
-@pytest.mark.xfail(reason="BUG: gantry/validation.py _BUCKET_RE '$' matches before a trailing "
-                          "newline, so 'name\\n' is accepted and stored", strict=True)
+def test_committed_write_with_error_result_carries_log_index(
+        stub: service_pb2_grpc.GantryServiceStub) -> None:
+    name = make_bucket(stub, "idxerr")
+    err = rpc_error(stub.CreateBucket, svc.CreateBucketRequest(name=name))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert log_index(err) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Error hygiene
+# ---------------------------------------------------------------------------------------------
+
+
+def test_errors_carry_no_stack_trace(stub: service_pb2_grpc.GantryServiceStub) -> None:
+    errs = [
+        rpc_error(stub.CreateBucket, svc.CreateBucketRequest(name="BAD")),
+        rpc_error(stub.PlanWrite, svc.PlanWriteRequest(bucket=uniq("none"), key="k", size=1)),
+        rpc_error(stub.CommitObject, svc.CommitObjectRequest(object_id="missing", size=1,
+                                                             last_modified_ms=1)),
+    ]
+    for e in errs:
+        assert e.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+        assert "Traceback" not in e.details() and 'File "' not in e.details()
+
+
 def test_create_bucket_name_with_trailing_newline_is_invalid(
         stub: service_pb2_grpc.GantryServiceStub) -> None:
     name = uniq("nl") + "\n"
@@ -185,11 +234,6 @@ def test_create_bucket_boundary_lengths_accepted(stub: service_pb2_grpc.GantrySe
     for name in (f"{tag[:3]}", (tag + "x" * 63)[:63], f"{tag}.dots-and-hyphens.9"):
         resp = stub.CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
         assert resp.bucket.name == name
-
-
-# ---------------------------------------------------------------------------------------------
-# ListBuckets
-# ---------------------------------------------------------------------------------------------
 
 
 def test_list_buckets_oldest_first_with_rfc3339_us(stub: service_pb2_grpc.GantryServiceStub) -> None:
@@ -219,11 +263,6 @@ def test_list_buckets_empty_request_succeeds(stub: service_pb2_grpc.GantryServic
     resp, call = stub.ListBuckets.with_call(svc.ListBucketsRequest(), timeout=T)
     assert call.code() == grpc.StatusCode.OK
     assert name in {b.name for b in resp.buckets}
-
-
-# ---------------------------------------------------------------------------------------------
-# PlanWrite
-# ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("bucket", "key", "size", "message"), [
@@ -321,11 +360,6 @@ def test_plan_write_without_cradle_servers(tmp_path: pathlib.Path) -> None:
         assert pwe.bucket == name
         with ro_db(nd) as conn:
             assert conn.execute("SELECT COUNT(*) FROM objects").fetchone() == (0,)
-
-
-# ---------------------------------------------------------------------------------------------
-# CommitObject
-# ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("object_id", "size", "lm", "message"), [
@@ -434,11 +468,6 @@ def test_concurrent_commits_same_key_one_committed_highest_index_wins(
     assert states == {oid: ("COMMITTED" if oid == winner else "REPLACED") for oid in ids}
 
 
-# ---------------------------------------------------------------------------------------------
-# x-gantry-log-index
-# ---------------------------------------------------------------------------------------------
-
-
 def test_writes_carry_increasing_log_index(stub: service_pb2_grpc.GantryServiceStub,
                                            node: NodeProcess) -> None:
     indices = []
@@ -463,31 +492,3 @@ def test_writes_carry_increasing_log_index(stub: service_pb2_grpc.GantryServiceS
 def test_reads_do_not_carry_log_index(stub: service_pb2_grpc.GantryServiceStub) -> None:
     _, call = stub.ListBuckets.with_call(svc.ListBucketsRequest(), timeout=T)
     assert LOG_INDEX not in {k for k, _ in (call.trailing_metadata() or ())}
-
-
-@pytest.mark.xfail(reason="BUG (gantry/service.py rpc_wrapper): context.abort_with_status replaces the "
-                          "trailing metadata set by _write, so a write that was committed but answered "
-                          "ALREADY_EXISTS / FAILED_PRECONDITION loses x-gantry-log-index", strict=True)
-def test_committed_write_with_error_result_carries_log_index(
-        stub: service_pb2_grpc.GantryServiceStub) -> None:
-    name = make_bucket(stub, "idxerr")
-    err = rpc_error(stub.CreateBucket, svc.CreateBucketRequest(name=name))
-    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert log_index(err) > 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Error hygiene
-# ---------------------------------------------------------------------------------------------
-
-
-def test_errors_carry_no_stack_trace(stub: service_pb2_grpc.GantryServiceStub) -> None:
-    errs = [
-        rpc_error(stub.CreateBucket, svc.CreateBucketRequest(name="BAD")),
-        rpc_error(stub.PlanWrite, svc.PlanWriteRequest(bucket=uniq("none"), key="k", size=1)),
-        rpc_error(stub.CommitObject, svc.CommitObjectRequest(object_id="missing", size=1,
-                                                             last_modified_ms=1)),
-    ]
-    for e in errs:
-        assert e.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
-        assert "Traceback" not in e.details() and 'File "' not in e.details()

@@ -104,20 +104,10 @@ INVALID_BUCKETS = [
     pytest.param(
         "abc\n",
         id="trailing-newline",
-        marks=pytest.mark.xfail(
-            reason="BUG: gantry/validation.py _BUCKET_RE uses '$', which also matches before a "
-                   "trailing newline, so 'abc\\n' is accepted (use \\Z or re.fullmatch)",
-            strict=True,
-        ),
     ),
     pytest.param(
         "a" * 63 + "\n",
         id="63-chars-plus-newline",
-        marks=pytest.mark.xfail(
-            reason="BUG: gantry/validation.py _BUCKET_RE '$' matches before a trailing newline; "
-                   "a 64-char name ending in \\n is accepted",
-            strict=True,
-        ),
     ),
 ]
 
