@@ -28,6 +28,7 @@ from pysyncobj.node import TCPNode
 
 from gantry import snapshot
 from gantry.config import Config
+from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
 
 from .writer import DRAIN, EntryQueue
@@ -52,10 +53,15 @@ class GantrySyncObj(SyncObj):  # type: ignore[misc]
         peers: list[str],
         conf: SyncObjConf,
         on_entry: Callable[[int, bytes], None],
+        journal: DurableJournal | None = None,
     ) -> None:
         self._on_entry = on_entry
         self._last_index = 0
-        super().__init__(self_addr, peers, conf)
+        if journal is None:
+            super().__init__(self_addr, peers, conf)
+            return
+        with installed(journal):
+            super().__init__(self_addr, peers, conf, transportClass=transport_for(journal))
 
     @replicated  # type: ignore[misc]
     def apply_entry(self, data: bytes) -> int:
@@ -117,6 +123,7 @@ class RaftActor(pykka.ThreadingActor):
         self._watermark = watermark
         self._on_health = on_health
         self._sync: GantrySyncObj | None = None
+        self._journal: DurableJournal | None = None
         #: Why on_start failed (bind error), or "" when the node runs.
         self.start_error = ""
         self._wake: Any = None
@@ -129,8 +136,9 @@ class RaftActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         cfg = self._config
         data_dir = pathlib.Path(cfg.data_dir)
+        self._journal = DurableJournal(str(data_dir / "raft.log"), fsync=cfg.raft_fsync)
         conf = SyncObjConf(
-            journalFile=str(data_dir / "raft.journal"),
+            journalFile=str(data_dir / "raft.log"),
             fullDumpFile=str(data_dir / "raft.snapshot"),
             serializer=self._serialize,
             deserializer=self._deserialize,
@@ -151,7 +159,8 @@ class RaftActor(pykka.ThreadingActor):
             bindRetryTime=0.2,
             maxBindRetries=5,
         )
-        self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry)
+        self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry,
+                                   self._journal)
         try:
             self._sync.waitBinded()
         except Exception:
@@ -246,6 +255,10 @@ class RaftActor(pykka.ThreadingActor):
         s = self._sync
         if s is None:
             return
+        # Group commit: one fsync for everything this tick appended, before the next tick can
+        # count this node's copy toward a commit (followers sync before acknowledging).
+        if self._journal is not None:
+            self._journal.sync()
         if self._wake is not None and s.raftCommitIndex < s._SyncObj__getCurrentLogIndex():
             # Single-node cluster: an entry appended this tick commits on the next tick; wake the
             # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).

@@ -55,6 +55,7 @@ class Config:
     raft_batch: bool = False
     raft_min_timeout_s: float = 0.4
     raft_max_timeout_s: float = 1.4
+    raft_fsync: bool = True
     # Log compaction: a snapshot after this many entries or seconds, whichever first.
     snapshot_entries: int = 20000
     snapshot_interval_s: float = 3600.0
@@ -128,6 +129,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-interval", type=float,
                    default=float(_env("GANTRY_SNAPSHOT_INTERVAL", "3600")),
                    help="…or after this many seconds (env GANTRY_SNAPSHOT_INTERVAL)")
+    p.add_argument("--no-raft-fsync", dest="raft_fsync", action="store_false",
+                   default=_env_bool("GANTRY_RAFT_FSYNC", True),
+                   help="do not fsync the Raft log (benchmarks only: a power cut can lose "
+                        "acknowledged writes; env GANTRY_RAFT_FSYNC=false)")
     p.add_argument("--raft-tick", type=float, default=float(_env("GANTRY_RAFT_TICK", "0.005")),
                    help="Raft tick period in seconds (env GANTRY_RAFT_TICK)")
 
@@ -152,6 +157,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         grace_s=ns.grace,
         heartbeat_interval_s=float(_env("GANTRY_HEARTBEAT_INTERVAL", "30")),
         raft_tick_s=ns.raft_tick,
+        raft_fsync=ns.raft_fsync,
         snapshot_entries=ns.snapshot_entries,
         snapshot_interval_s=ns.snapshot_interval,
     )

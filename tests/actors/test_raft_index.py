@@ -11,13 +11,15 @@ import pysyncobj
 from pysyncobj import SyncObjConf
 
 from actors.raft import GantrySyncObj
+from gantry.journal import DurableJournal
 from tests.support import free_ports, wait_until
 
 
 def _node(tmp: pathlib.Path, port: int, seen: list[tuple[int, bytes]]) -> GantrySyncObj:
     conf = SyncObjConf(journalFile=str(tmp / "j"), autoTickPeriod=0.005, appendEntriesUseBatch=False,
                        dynamicMembershipChange=True)
-    return GantrySyncObj(f"127.0.0.1:{port}", [], conf, lambda i, d: seen.append((i, d)))
+    return GantrySyncObj(f"127.0.0.1:{port}", [], conf, lambda i, d: seen.append((i, d)),
+                         DurableJournal(str(tmp / "raft.log")))
 
 
 def test_pysyncobj_version_is_pinned() -> None:
