@@ -15,15 +15,17 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import structlog
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry import snapshot
@@ -31,7 +33,7 @@ from gantry.config import Config
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
 
-from .writer import DRAIN, EntryQueue
+from .writer import DRAIN, EntryQueue, Restore
 
 log = structlog.get_logger("gantry.raft")
 
@@ -124,6 +126,9 @@ class RaftActor(pykka.ThreadingActor):
         self._on_health = on_health
         self._sync: GantrySyncObj | None = None
         self._journal: DurableJournal | None = None
+        self._dump_path = ""
+        self._pending_snapshot: Any = None
+        self._snapshot_thread: threading.Thread | None = None
         #: Why on_start failed (bind error), or "" when the node runs.
         self.start_error = ""
         self._wake: Any = None
@@ -136,12 +141,17 @@ class RaftActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         cfg = self._config
         data_dir = pathlib.Path(cfg.data_dir)
+        self._dump_path = str(data_dir / "raft.snapshot")
+        # Leftovers of a crash mid-restore or mid-snapshot; the dump itself is always complete.
+        for stale in [*data_dir.glob("restore-*.db"), *data_dir.glob("raft.snapshot.*")]:
+            stale.unlink()
         self._journal = DurableJournal(str(data_dir / "raft.log"), fsync=cfg.raft_fsync)
         conf = SyncObjConf(
             journalFile=str(data_dir / "raft.log"),
-            fullDumpFile=str(data_dir / "raft.snapshot"),
+            fullDumpFile=self._dump_path,
             serializer=self._serialize,
             deserializer=self._deserialize,
+            serializeChecker=self._serialize_checker,
             dynamicMembershipChange=True,
             autoTickPeriod=cfg.raft_tick_s,
             appendEntriesPeriod=cfg.raft_append_period_s,
@@ -281,17 +291,59 @@ class RaftActor(pykka.ThreadingActor):
             self._serving = serving
             self._on_health(serving)
 
+    # -- snapshots (all on the tick thread, except PendingSnapshot.build) --
+    #
+    # pysyncobj renames ``tmp_path`` over the dump file the moment the serializer returns and
+    # streams the dump file to lagging followers once the serializeChecker reports SUCCESS. So the
+    # serializer hard-links the *previous* snapshot to ``tmp_path`` (O(1): the dump stays a complete
+    # snapshot if we crash now) and only pins the database at the snapshot's index (milliseconds);
+    # the checker then copies it on a background thread and renames the finished file over the dump
+    # before reporting SUCCESS. Heartbeats never wait for the copy.
+
     def _serialize(self, tmp_path: str, raft_meta: tuple[Any, Any, Any]) -> None:
-        # Tick thread; pysyncobj renames tmp_path over the dump file when this returns.
+        dump = pathlib.Path(self._dump_path)
+        tmp = pathlib.Path(tmp_path)
+        tmp.unlink(missing_ok=True)
+        if dump.exists():
+            os.link(dump, tmp)
+        else:
+            tmp.write_bytes(b"")  # no snapshot yet: the journal still holds the whole log
         index = int(raft_meta[0][1])
         meta = snapshot.encode_meta(raft_meta)
-        self._writer.proxy().take_snapshot(pathlib.Path(tmp_path), index, meta).get(
-            timeout=SNAPSHOT_TIMEOUT_S
-        )
+        self._pending_snapshot = self._writer.proxy().begin_snapshot(index, meta).get(
+            timeout=SNAPSHOT_TIMEOUT_S)
+        self._snapshot_thread = None
+
+    def _serialize_checker(self) -> int:
+        pending = self._pending_snapshot
+        if pending is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING
+        if self._snapshot_thread is None:
+            self._snapshot_thread = threading.Thread(
+                target=self._build_snapshot, args=(pending,), name="snapshot", daemon=True)
+            self._snapshot_thread.start()
+            return SERIALIZER_STATE.SERIALIZING
+        if not pending.done.is_set():
+            return SERIALIZER_STATE.SERIALIZING
+        self._pending_snapshot = None
+        self._snapshot_thread = None
+        return SERIALIZER_STATE.FAILED if pending.error else SERIALIZER_STATE.SUCCESS
+
+    def _build_snapshot(self, pending: Any) -> None:
+        try:
+            pending.build(pathlib.Path(self._dump_path))
+        except Exception:  # reported through pending.error → FAILED; pysyncobj retries later
+            pass
 
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
-        # Tick thread: at every start-up, and when a snapshot arrived from the leader.
+        # At every start-up, and when a snapshot arrived from the leader. Raises on an empty or
+        # unreadable dump (pysyncobj then keeps its journal, which still holds the whole log).
         p = pathlib.Path(path)
         meta_json, _ = snapshot.read_meta(p)
-        self._writer.proxy().restore_if_newer(p).get(timeout=SNAPSHOT_TIMEOUT_S)
+        # pysyncobj may replace the dump file at any time; restore from a private hard link,
+        # in log order through the writer's queue (no waiting on the tick thread).
+        private = p.with_name(f"restore-{uuid.uuid4().hex}.db")
+        os.link(p, private)
+        if self._queue.put_restore(Restore(private)):
+            self._writer.tell(DRAIN)
         return snapshot.decode_meta(meta_json, TCPNode)

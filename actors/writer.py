@@ -17,11 +17,13 @@ commit under load; MAX_BATCH bounds how long one transaction holds the write loc
 from __future__ import annotations
 
 import collections
+import os
 import pathlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -36,6 +38,14 @@ log = structlog.get_logger("gantry.writer")
 MAX_BATCH = 512
 
 
+@dataclass(frozen=True)
+class Restore:
+    """Queue item: replace the database with the snapshot at ``path`` (a private hard link the
+    writer deletes afterwards) if it is newer than what the database holds."""
+
+    path: pathlib.Path
+
+
 class EntryQueue:
     """Hand-off from the Raft tick thread to the writer. ``put`` never blocks and never raises.
 
@@ -44,28 +54,95 @@ class EntryQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._items: collections.deque[tuple[int, bytes] | Restore] = collections.deque()
         self._scheduled = False
 
     def put(self, index: int, data: bytes) -> bool:
+        return self._push((index, data))
+
+    def put_restore(self, restore: Restore) -> bool:
+        """Queue a snapshot restore in log order: entries queued before it apply first (and are
+        then superseded), entries queued after it apply on the restored database."""
+        return self._push(restore)
+
+    def _push(self, item: tuple[int, bytes] | Restore) -> bool:
         with self._lock:
-            self._items.append((index, data))
+            self._items.append(item)
             if self._scheduled:
                 return False
             self._scheduled = True
             return True
 
-    def take(self, limit: int) -> list[tuple[int, bytes]]:
-        """Pop up to ``limit`` entries; when none remain, mark the queue idle."""
+    def take(self, limit: int) -> list[tuple[int, bytes]] | Restore:
+        """Pop up to ``limit`` entries, or one Restore if it is next; when nothing remains, mark
+        the queue idle. An empty list means idle."""
         with self._lock:
-            n = min(limit, len(self._items))
-            batch = [self._items.popleft() for _ in range(n)]
+            batch: list[tuple[int, bytes]] = []
+            while self._items and len(batch) < limit:
+                item = self._items[0]
+                if isinstance(item, Restore):
+                    if batch:
+                        break
+                    self._items.popleft()
+                    if not self._items:
+                        self._scheduled = False
+                    return item
+                batch.append(item)
+                self._items.popleft()
             if not self._items:
                 self._scheduled = False
             return batch
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+@dataclass
+class PendingSnapshot:
+    """A read transaction pinned at a snapshot's log index, waiting to be copied.
+
+    ``build(dest)`` runs on any thread (the Raft actor runs it on a background thread): SQLite
+    online backup of the pinned state into ``dest`` (written beside it, fsync'd, then renamed into
+    place), plus the Raft metadata. ``done`` is set when it finished; ``error`` holds a failure.
+    """
+
+    conn: sqlite3.Connection
+    index: int
+    applied_index: int
+    meta_json: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    figures: dict[str, int] = field(default_factory=dict)
+
+    def build(self, dest: pathlib.Path) -> dict[str, int]:
+        building = dest.with_name(dest.name + ".building")
+        try:
+            self.figures = snapshot.write(self.conn, building, self.meta_json, self.index)
+            fd = os.open(building, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(building, dest)
+            dfd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            log.info("snapshot_persisted", index=self.index, applied_index=self.applied_index,
+                     **self.figures)
+            return self.figures
+        except BaseException as e:
+            self.error = e
+            log.warning("snapshot_failed", index=self.index, error=repr(e))
+            raise
+        finally:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.conn.close()
+            self.done.set()
 
 
 class _Drain:
@@ -133,15 +210,26 @@ class WriterActor(pykka.ThreadingActor):
         assert self._conn is not None
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def take_snapshot(self, dest: pathlib.Path, index: int, meta_json: str) -> dict[str, int]:
-        """Apply everything queued, then back the database up into ``dest`` as the snapshot for
-        Raft log ``index`` (see :mod:`gantry.snapshot`). Returns ``size_bytes``/``duration_ms``;
-        raises ``SnapshotError``/``sqlite3.Error`` (pysyncobj then retries compaction later)."""
+    def begin_snapshot(self, index: int, meta_json: str) -> PendingSnapshot:
+        """Apply everything queued, then pin a read transaction: the database exactly as of
+        Raft log ``index``. Cheap (milliseconds): the copy itself happens later, off this thread
+        and off the Raft tick thread, in :meth:`PendingSnapshot.build`."""
         assert self._conn is not None
+        t0 = time.monotonic()
         self._drain_all()
-        figures = snapshot.write(self._conn, dest, meta_json, index)
-        log.info("snapshot_persisted", index=index, applied_index=self._watermark.value, **figures)
-        return figures
+        conn = store.open_ro(self._db_path)
+        conn.execute("BEGIN")
+        applied = statemachine.applied_index(conn)  # the first read pins the WAL snapshot
+        pending = PendingSnapshot(conn, index, applied, meta_json)
+        log.info("snapshot_started", index=index, applied_index=applied,
+                 pause_ms=round((time.monotonic() - t0) * 1000, 3))
+        return pending
+
+    def take_snapshot(self, dest: pathlib.Path, index: int, meta_json: str) -> dict[str, int]:
+        """Synchronous variant: pin and copy into ``dest`` before returning (tests, tools).
+        Returns ``size_bytes``/``duration_ms``."""
+        pending = self.begin_snapshot(index, meta_json)
+        return pending.build(dest)
 
     def restore_if_newer(self, path: pathlib.Path) -> int:
         """Restore the snapshot at ``path`` into the live database when it holds entries this
@@ -166,9 +254,23 @@ class WriterActor(pykka.ThreadingActor):
     def _drain_all(self) -> None:
         while not self._failed:
             batch = self._queue.take(MAX_BATCH)
+            if isinstance(batch, Restore):
+                self._restore(batch)
+                continue
             if not batch:
                 return
             self._apply(batch)
+
+    def _restore(self, item: Restore) -> None:
+        try:
+            self.restore_if_newer(item.path)
+        except Exception as e:  # a snapshot we cannot restore: stop rather than diverge
+            self._failed = True
+            log.critical("snapshot_restore_failed", path=str(item.path), error=repr(e),
+                         exc_info=True)
+            self._on_fatal(f"snapshot restore failed: {e!r}")
+        finally:
+            item.path.unlink(missing_ok=True)
 
     def _apply(self, batch: list[tuple[int, bytes]]) -> None:
         assert self._conn is not None
