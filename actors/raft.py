@@ -20,6 +20,7 @@ import pathlib
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,10 @@ class RaftStatus:
     last_applied: int
     applied_index: int
     members: list[str]
+    connected: list[str]
     ready: bool
     log_size: int
+    last_snapshot_index: int
 
 
 class RaftActor(pykka.ThreadingActor):
@@ -128,6 +131,7 @@ class RaftActor(pykka.ThreadingActor):
         self._journal: DurableJournal | None = None
         self._dump_path = ""
         self._pending_snapshot: Any = None
+        self._last_snapshot_index = 0
         self._snapshot_thread: threading.Thread | None = None
         #: Why on_start failed (bind error), or "" when the node runs.
         self.start_error = ""
@@ -226,9 +230,48 @@ class RaftActor(pykka.ThreadingActor):
             last_applied=int(st.get("last_applied", 0)),
             applied_index=self._watermark.value,
             members=members,
+            connected=sorted(n.id for n in s.otherNodes if s.isNodeConnected(n)),
             ready=bool(s.isReady()),
             log_size=int(st.get("log_len", 0)),
+            last_snapshot_index=self._last_snapshot_index,
         )
+
+    def change_membership(self, op: str, raft_addr: str) -> Future[int]:
+        """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
+        The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
+        the change (or it failed)."""
+        fut: Future[int] = Future()
+
+        def done(_res: Any, err: int) -> None:
+            if not fut.done():
+                fut.set_result(err)
+
+        s = self._sync
+        if s is None:
+            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+        elif op == "add":
+            s.addNodeToCluster(raft_addr, callback=done)
+        else:
+            s.removeNodeFromCluster(raft_addr, callback=done)
+        log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
+        return fut
+
+    def transfer_leadership(self, raft_addr: str | None) -> Future[int]:
+        """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
+        most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
+        the new leader shows in :meth:`leader` a moment later."""
+        fut: Future[int] = Future()
+
+        def done(_res: Any, err: int) -> None:
+            if not fut.done():
+                fut.set_result(err)
+
+        s = self._sync
+        if s is None:
+            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+        else:
+            s.transferLeadership(raft_addr or None, callback=done)
+        return fut
 
     def leader(self) -> str | None:
         """The last known leader's Raft address (may be stale), or None."""
@@ -327,7 +370,10 @@ class RaftActor(pykka.ThreadingActor):
             return SERIALIZER_STATE.SERIALIZING
         self._pending_snapshot = None
         self._snapshot_thread = None
-        return SERIALIZER_STATE.FAILED if pending.error else SERIALIZER_STATE.SUCCESS
+        if pending.error:
+            return SERIALIZER_STATE.FAILED
+        self._last_snapshot_index = pending.index
+        return SERIALIZER_STATE.SUCCESS
 
     def _build_snapshot(self, pending: Any) -> None:
         try:
@@ -346,4 +392,6 @@ class RaftActor(pykka.ThreadingActor):
         os.link(p, private)
         if self._queue.put_restore(Restore(private)):
             self._writer.tell(DRAIN)
-        return snapshot.decode_meta(meta_json, TCPNode)
+        meta = snapshot.decode_meta(meta_json, TCPNode)
+        self._last_snapshot_index = int(meta[0][1])
+        return meta

@@ -1,4 +1,5 @@
-"""The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema.
+"""The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``status``,
+``add-node``, ``remove-node`` and ``transfer-leader`` talk to a running node's ClusterService.
 
 Exit codes: 0 clean stop, 1 fatal error while running, 2 bad configuration or schema.
 """
@@ -6,6 +7,7 @@ Exit codes: 0 clean stop, 1 fatal error while running, 2 bad configuration or sc
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import signal
 import sys
@@ -82,6 +84,58 @@ def _migrate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
+    import grpc
+
+    from gantry.pb.admin.v1 import admin_pb2_grpc
+
+    with grpc.insecure_channel(ns.addr) as ch:
+        stub = admin_pb2_grpc.ClusterServiceStub(ch)
+        return getattr(stub, method)(request, timeout=ns.timeout)
+
+
+def _admin(ns: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from gantry.pb.admin.v1 import admin_pb2 as pb
+
+    try:
+        if ns.command == "status":
+            st = _admin_call(ns, "Status", pb.StatusRequest())
+            assert isinstance(st, pb.StatusResponse)
+            if ns.json:
+                print(json_format.MessageToJson(st, always_print_fields_with_no_presence=True))
+                return 0
+            print(f"node       {st.node_id}  raft {st.raft_addr}  grpc {st.grpc_addr}")
+            print(f"role       {st.role}  (serving: {st.serving})")
+            print(f"leader     {st.leader_raft_addr or '-'}  grpc {st.leader_grpc_addr or '-'}")
+            print(f"term       {st.term}")
+            print(f"indexes    commit {st.commit_index}  applied {st.applied_index}  "
+                  f"raft-applied {st.last_applied}  last snapshot {st.last_snapshot_index}  "
+                  f"log entries {st.log_entries}")
+            print("members")
+            for m in st.members:
+                flags = ",".join(f for f, on in (("self", m.is_self), ("leader", m.is_leader),
+                                                 ("connected", m.connected)) if on)
+                print(f"  {m.raft_addr:22} {m.node_id or '-':12} grpc {m.grpc_addr or '-':22} {flags}")
+        elif ns.command == "add-node":
+            _admin_call(ns, "AddNode", pb.AddNodeRequest(raft_addr=ns.raft_addr))
+            print(f"added {ns.raft_addr}")
+        elif ns.command == "remove-node":
+            _admin_call(ns, "RemoveNode", pb.RemoveNodeRequest(raft_addr=ns.raft_addr))
+            print(f"removed {ns.raft_addr}")
+        else:
+            r = _admin_call(ns, "TransferLeadership",
+                            pb.TransferLeadershipRequest(raft_addr=ns.raft_addr or ""))
+            assert isinstance(r, pb.TransferLeadershipResponse)
+            print(f"leader is now {r.new_leader_raft_addr}")
+    except grpc.RpcError as e:
+        print(f"gantry: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gantry", description="Gantry metadata node")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--db", default="data/gantry.db", help="SQLite file (default data/gantry.db)")
     mig.add_argument("--steps", type=int, default=1, help="migrations to roll back (down)")
     mig.set_defaults(func=_migrate)
+
+    def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, help=help_)
+        a.add_argument("--addr", default=os.environ.get("GANTRY_ADDR", "127.0.0.1:8081"),
+                       help="gRPC address of any node (env GANTRY_ADDR; default 127.0.0.1:8081)")
+        a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+        a.set_defaults(func=_admin)
+        return a
+
+    admin_parser("status", "show a node's view of the cluster").add_argument(
+        "--json", action="store_true", help="print the StatusResponse as JSON")
+    admin_parser("add-node", "add a member by Raft address").add_argument("raft_addr")
+    admin_parser("remove-node", "remove a member by Raft address").add_argument("raft_addr")
+    admin_parser("transfer-leader", "hand leadership to a caught-up follower").add_argument(
+        "raft_addr", nargs="?", default="", help="target (default: the most caught-up follower)")
     return parser
 
 

@@ -82,18 +82,19 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port}: must be 0–65535")
         for addr in [self.raft_addr, *self.peers]:
-            _check_addr(addr)
+            check_addr(addr)
         if self.raft_addr in self.peers:
             raise ConfigError(f"--peers must not include this node's own --raft-addr {self.raft_addr}")
         if self.cradle_addr:
-            _check_addr(self.cradle_addr, what="--cradle-addr")
+            check_addr(self.cradle_addr, what="--cradle-addr")
         if self.log_format not in ("", "json", "pretty"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if self.grace_s < 0:
             raise ConfigError("--grace must be ≥ 0 seconds")
 
 
-def _check_addr(addr: str, what: str = "address") -> None:
+def check_addr(addr: str, what: str = "address") -> None:
+    """Raise :class:`ConfigError` unless ``addr`` is ``HOST:PORT`` with a port in 1–65535."""
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{what} {addr!r}: expected HOST:PORT")

@@ -10,6 +10,7 @@ writer apply what it holds, checkpoint the WAL, close.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -21,7 +22,10 @@ from actors.frontdoor import FrontDoorActor
 from actors.raft import Propose, RaftActor, RaftStatus
 from actors.writer import EntryQueue, WriterActor
 from gantry import commands, migrate
+from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
+from gantry.admin import AdminService
 from gantry.config import Config
+from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.proposals import ProposalError, Proposals
 from gantry.service import GantryService
@@ -74,8 +78,10 @@ class Node:
             raise StartError(err)
         self._reads = ReadPool(cfg.database)
         service = GantryService(self._reads, self.propose, cfg.app_env)
+        admin = AdminService(self)
         self._frontdoor = FrontDoorActor.start(
-            cfg.host, cfg.port, [service.generic_handler()], self.health, cfg.reflection
+            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
+            cfg.reflection, (ADMIN_SERVICE_NAME,)
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
@@ -138,6 +144,61 @@ class Node:
     @property
     def serving(self) -> bool:
         return self._serving
+
+    # -- used by the admin service --
+    def _grpc_addrs(self) -> dict[str, tuple[str, str]]:
+        """raft_addr → (node_id, grpc_addr) as announced through the log."""
+        assert self._reads is not None
+        rows = self._reads.conn().execute(
+            "SELECT raft_addr, node_id, grpc_addr FROM cluster_nodes").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def cluster_status(self) -> admin_pb2.StatusResponse:
+        """This node's view of the cluster (role, leader, term, indexes, members)."""
+        st = self.status()
+        addrs = self._grpc_addrs()
+        leader = st.leader or ""
+        members = [
+            admin_pb2.Member(
+                raft_addr=m, node_id=addrs.get(m, ("", ""))[0], grpc_addr=addrs.get(m, ("", ""))[1],
+                connected=(m == st.raft_addr or m in st.connected), is_self=(m == st.raft_addr),
+                is_leader=(m == leader))
+            for m in st.members
+        ]
+        return admin_pb2.StatusResponse(
+            node_id=st.node_id, raft_addr=st.raft_addr, grpc_addr=self.advertised_addr,
+            role=st.role, leader_raft_addr=leader,
+            leader_grpc_addr=addrs.get(leader, ("", ""))[1] if leader else "",
+            term=st.term, commit_index=st.commit_index, applied_index=st.applied_index,
+            last_applied=st.last_applied, last_snapshot_index=st.last_snapshot_index,
+            members=members, serving=self._serving, log_entries=st.log_size)
+
+    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int:
+        """Add or remove a member through the log; returns pysyncobj's FAIL_REASON.
+        Raises ``concurrent.futures.TimeoutError`` after ``timeout_s`` seconds."""
+        assert self._raft is not None
+        fut = self._raft.proxy().change_membership(op, raft_addr).get(timeout=5)
+        err: int = fut.result(timeout=timeout_s)
+        if err == 0:
+            log.info("membership_changed", op=op, raft_addr=raft_addr)
+        return err
+
+    def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
+        """Hand leadership to ``raft_addr`` (empty: the best follower) and wait up to
+        ``timeout_s`` seconds for another node to lead; returns its Raft address or ""."""
+        assert self._raft is not None
+        proxy = self._raft.proxy()
+        err = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
+        if err != 0:
+            return ""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = proxy.leader().get(timeout=5)
+            if leader and leader != self.config.raft_addr:
+                log.info("leadership_transferred", new_leader=leader)
+                return str(leader)
+            time.sleep(0.02)
+        return ""
 
     # -- internals --
     def _set_health(self, serving: bool) -> None:

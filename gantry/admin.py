@@ -1,0 +1,135 @@
+"""``gantry.admin.v1.ClusterService``: cluster status and membership, apart from the metadata API.
+
+Membership changes go through the Raft log one at a time (pysyncobj's dynamic membership); a call
+returns once this node applied the change. Removing the leader is refused (transfer first), as is
+a change while another is still in flight.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import Message
+from pysyncobj import FAIL_REASON
+
+from gantry.config import ConfigError, check_addr
+from gantry.errors import RpcError, invalid_argument
+from gantry.pb.admin.v1 import admin_pb2 as pb
+from gantry.service import _deserializer, _serializer, rpc_wrapper
+
+SERVICE_NAME = "gantry.admin.v1.ClusterService"
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class ClusterControl(Protocol):
+    """What the admin service needs from a node (see :class:`gantry.node.Node`)."""
+
+    def cluster_status(self) -> pb.StatusResponse: ...
+
+    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int: ...
+
+    def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
+
+
+def _timeout(context: grpc.ServicerContext) -> float:
+    r = context.time_remaining()
+    return DEFAULT_TIMEOUT_S if r is None or r > DEFAULT_TIMEOUT_S else max(0.0, r - 0.005)
+
+
+def _addr(req: Any, field: str = "raft_addr", required: bool = True) -> str:
+    value = getattr(req, field)
+    if not value and not required:
+        return ""
+    try:
+        check_addr(value, what=field)
+    except ConfigError:
+        raise invalid_argument("InvalidRaftAddress", field) from None
+    return str(value)
+
+
+def _reachable(raft_addr: str, timeout_s: float = 1.0) -> bool:
+    host, _, port = raft_addr.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class AdminService:
+    """Handlers for ClusterService over a :class:`ClusterControl`."""
+
+    def __init__(self, node: ClusterControl) -> None:
+        self._node = node
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        methods: dict[str, tuple[Any, type[Message], type[Message]]] = {
+            "Status": (self.status, pb.StatusRequest, pb.StatusResponse),
+            "AddNode": (self.add_node, pb.AddNodeRequest, pb.AddNodeResponse),
+            "RemoveNode": (self.remove_node, pb.RemoveNodeRequest, pb.RemoveNodeResponse),
+            "TransferLeadership": (self.transfer, pb.TransferLeadershipRequest,
+                                   pb.TransferLeadershipResponse),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            name: grpc.unary_unary_rpc_method_handler(
+                rpc_wrapper(SERVICE_NAME, name, fn), request_deserializer=_deserializer(req),
+                response_serializer=_serializer)
+            for name, (fn, req, _resp) in methods.items()
+        })
+
+    def status(self, req: Any, context: grpc.ServicerContext) -> pb.StatusResponse:
+        return self._node.cluster_status()
+
+    def _change(self, op: str, req: Any, context: grpc.ServicerContext) -> None:
+        addr = _addr(req)
+        st = self._node.cluster_status()
+        members = {m.raft_addr for m in st.members}
+        if op == "add" and addr in members:
+            raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "node is already a member")
+        if op == "add" and not _reachable(addr):
+            # Raft needs the new member for quorum as soon as the change is appended: adding a
+            # node that is not running can stall every write (etcd's strict reconfig check).
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "node not reachable at its Raft address: start it first "
+                           "(with the current members as --peers), then add it")
+        if op == "remove":
+            if addr not in members:
+                raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
+            if addr == st.leader_raft_addr:
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                               "cannot remove the leader: transfer leadership first")
+        try:
+            err = self._node.change_membership(op, addr, _timeout(context))
+        except FutureTimeout:
+            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                           "membership change not applied before the deadline") from None
+        if err == FAIL_REASON.REQUEST_DENIED:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "membership change refused: another change is in progress")
+        if err != FAIL_REASON.SUCCESS:
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "membership change not committed")
+
+    def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
+        self._change("add", req, context)
+        return pb.AddNodeResponse()
+
+    def remove_node(self, req: Any, context: grpc.ServicerContext) -> pb.RemoveNodeResponse:
+        self._change("remove", req, context)
+        return pb.RemoveNodeResponse()
+
+    def transfer(self, req: Any, context: grpc.ServicerContext) -> pb.TransferLeadershipResponse:
+        addr = _addr(req, required=False)
+        st = self._node.cluster_status()
+        if st.role != "leader":
+            leader = st.leader_grpc_addr or st.leader_raft_addr or "the leader"
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"not the leader; ask {leader}")
+        deadline = time.monotonic() + _timeout(context)
+        new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
+        if not new:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "no caught-up follower took over; retry when followers are in sync")
+        return pb.TransferLeadershipResponse(new_leader_raft_addr=new)
