@@ -18,6 +18,7 @@ import functools
 import os
 import pathlib
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -137,6 +138,7 @@ class RaftActor(pykka.ThreadingActor):
         self.start_error = ""
         self._wake: Any = None
         self._last_leader: str | None = None
+        self._leader_lost_at: float | None = None
         self._serving = False
         self._caught_up = False
         self._lock = threading.Lock()
@@ -163,6 +165,9 @@ class RaftActor(pykka.ThreadingActor):
             raftMinTimeout=cfg.raft_min_timeout_s,
             raftMaxTimeout=cfg.raft_max_timeout_s,
             connectionTimeout=max(3.5, cfg.raft_max_timeout_s),
+            # A leader that hears from no majority for an election timeout steps down (etcd's
+            # CheckQuorum); pysyncobj's default keeps an isolated leader for 30 s.
+            leaderFallbackTimeout=cfg.raft_max_timeout_s,
             logCompactionMinEntries=cfg.snapshot_entries,
             logCompactionMinTime=cfg.snapshot_interval_s,
             onStateChanged=self._on_state_changed,
@@ -274,12 +279,9 @@ class RaftActor(pykka.ThreadingActor):
         return fut
 
     def leader(self) -> str | None:
-        """The last known leader's Raft address (may be stale), or None."""
-        s = self._sync
-        if s is None:
-            return None
-        node = s._getLeader()
-        return node.id if node is not None else None
+        """The leader's Raft address as of the last tick, or None (also when a follower has not
+        been able to reach its last known leader for an election timeout)."""
+        return self._last_leader
 
     # -- internals --
     def _propose(self, msg: Propose) -> None:
@@ -319,6 +321,17 @@ class RaftActor(pykka.ThreadingActor):
                 self._wake.notify()
         node = s._getLeader()
         leader = node.id if node is not None else None
+        if node is not None and leader != self._config.raft_addr and not s.isNodeConnected(node):
+            # pysyncobj keeps a follower's last leader while it cannot reach anyone (it only
+            # campaigns when connected to someone); proposals forwarded to it are silently lost.
+            # After an election timeout without a connection, treat the leader as gone.
+            now = time.monotonic()
+            if self._leader_lost_at is None:
+                self._leader_lost_at = now
+            elif now - self._leader_lost_at > self._config.raft_min_timeout_s:
+                leader = None
+        else:
+            self._leader_lost_at = None
         if leader != self._last_leader:
             previous, self._last_leader = self._last_leader, leader
             log.info("leader_changed", leader=leader, previous_leader=previous,

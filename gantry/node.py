@@ -109,6 +109,7 @@ class Node:
         for t in self._background:
             t.join(timeout=5)
         if self._raft is not None:
+            self._hand_over_leadership()
             self._raft.stop()
         if self._writer is not None:
             self._writer.stop()
@@ -125,6 +126,8 @@ class Node:
         """
         if self._stopping.is_set() or self._raft is None:
             raise ProposalError("NODE_STOPPING")
+        if not self._serving:  # no (reachable) leader, or still catching up: fail fast
+            raise ProposalError("MISSING_LEADER")
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._raft.tell(Propose(pid, commands.encode(command)))
@@ -184,23 +187,40 @@ class Node:
         return err
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
-        """Hand leadership to ``raft_addr`` (empty: the best follower) and wait up to
-        ``timeout_s`` seconds for another node to lead; returns its Raft address or ""."""
+        """Hand leadership to ``raft_addr`` (empty: the most caught-up follower) and wait up to
+        ``timeout_s`` seconds for another node to lead; returns its Raft address, or "" when no
+        follower took over in time (pysyncobj refuses a target that is not fully caught up, so
+        the request is repeated until one is)."""
         assert self._raft is not None
         proxy = self._raft.proxy()
-        err = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
-        if err != 0:
-            return ""
         deadline = time.monotonic() + timeout_s
+        asked_at = 0.0
         while time.monotonic() < deadline:
             leader = proxy.leader().get(timeout=5)
             if leader and leader != self.config.raft_addr:
                 log.info("leadership_transferred", new_leader=leader)
                 return str(leader)
-            time.sleep(0.02)
+            if time.monotonic() - asked_at > 0.5:  # re-ask: denied, or the election failed
+                err = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
+                asked_at = time.monotonic() if err == 0 else 0.0
+            time.sleep(0.01)
         return ""
 
     # -- internals --
+    def _hand_over_leadership(self, timeout_s: float = 3.0) -> None:
+        """On the way out, a leader hands leadership to a caught-up follower (Raft TimeoutNow)
+        so the cluster does not wait an election timeout for a new one. Best effort."""
+        assert self._raft is not None
+        try:
+            st = self._raft.proxy().status().get(timeout=5)
+            if st.role != "leader" or len(st.members) < 2:
+                return
+            new = self.transfer_leadership("", timeout_s)
+            log.info("leadership_handed_over" if new else "leadership_handover_failed",
+                     new_leader=new or None)
+        except Exception:
+            log.exception("leadership_handover_failed")
+
     def _set_health(self, serving: bool) -> None:
         self._serving = serving and not self._stopping.is_set()
         st = (health_pb2.HealthCheckResponse.SERVING if self._serving

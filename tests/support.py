@@ -211,3 +211,23 @@ def call_with_retry(method: Any, request: Any, request_id: str = "", timeout_s: 
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def write_any(nodes: list[NodeProcess], method: str, request: Any, request_id: str,
+              start: int = 0, timeout_s: float = 60.0, per_call_s: float = 5.0) -> Any:
+    """Send a write to ``nodes[start]``, moving on to the next node (same ``x-request-id``, so it
+    applies once) after UNAVAILABLE / DEADLINE_EXCEEDED, until ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    i = start
+    while True:
+        nd = nodes[i % len(nodes)]
+        try:
+            return getattr(nd.stub(), method)(request, timeout=per_call_s,
+                                             metadata=(("x-request-id", request_id),))
+        except (grpc.RpcError, ValueError) as e:
+            retriable = isinstance(e, ValueError) or e.code() in (
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            i += 1
+            time.sleep(0.02)
