@@ -10,6 +10,7 @@ variable, which beats the default. With nothing set the node is a single-node cl
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -87,10 +88,26 @@ class Config:
             raise ConfigError(f"--peers must not include this node's own --raft-addr {self.raft_addr}")
         if self.cradle_addr:
             check_addr(self.cradle_addr, what="--cradle-addr")
+        host = self.raft_addr.rpartition(":")[0].strip("[]")
+        if not self.raft_password and not _is_loopback(host):
+            raise ConfigError(
+                f"--raft-addr {self.raft_addr} is not a loopback address and no --raft-password "
+                "(GANTRY_RAFT_PASSWORD) is set: Raft traffic would be unauthenticated pickles "
+                "anyone on the network could use to run code on this node. Set the same password "
+                "on every node.")
         if self.log_format not in ("", "json", "pretty"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if self.grace_s < 0:
             raise ConfigError("--grace must be ≥ 0 seconds")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_addr(addr: str, what: str = "address") -> None:

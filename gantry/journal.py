@@ -32,9 +32,13 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj.journal import Journal
+import structlog
 from pysyncobj.transport import TCPTransport
 
+log = structlog.get_logger("gantry.journal")
+
 MAGIC = b"GANTRYLOG1\n"
+_MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
 _HEAD = struct.Struct("<IQQ")  # length of (index, term, command), index, term
 _CRC = struct.Struct("<I")
 
@@ -67,7 +71,15 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._offsets: list[int] = []  # file offset of each entry's record
         self._lock = threading.Lock()
         self._dirty = False
+        # Raft §5.3 truncates a follower's log only where an entry *conflicts* (same index,
+        # different term). pysyncobj 0.3.17 truncates after prevLogIdx whenever later entries
+        # exist and re-adds the batch, even when they match — which would shrink a durable log
+        # below what this node already acknowledged. So deleteEntriesFrom only marks a position;
+        # the adds that follow are compared with what is there, and the file is truncated at the
+        # first real conflict. Matching entries stay (and are not rewritten).
+        self._pending_from: int | None = None
         self.fsyncs = 0  # counter, for benchmarks and tests
+        self.conflicts = 0  # real Raft log conflicts truncated (counter)
         self._open_log()
         self._meta = self._load_meta()
         self._meta_dirty = False
@@ -126,6 +138,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def sync(self) -> bool:
         """fsync whatever was appended or truncated since the last sync; True if it did."""
         with self._lock:
+            self._settle_locked()
             if not self._dirty:
                 return False
             self._dirty = False
@@ -135,11 +148,43 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self.fsyncs += 1
             return True
 
+    # -- lazy truncation (see __init__) --
+    def _truncate_locked(self, pos: int) -> None:
+        if pos >= len(self._entries):
+            return
+        self._end = self._offsets[pos]
+        del self._entries[pos:]
+        del self._offsets[pos:]
+        os.ftruncate(self._fd, self._end)
+        self._dirty = True
+
+    def _settle_locked(self) -> None:
+        """End a pending truncation: the entries past the re-added ones match the leader as far
+        as anyone knows, so they stay — unless one is a membership change, which pysyncobj has
+        already rolled back in memory; then truncate as it expects, to stay consistent."""
+        pos = self._pending_from
+        if pos is None:
+            return
+        self._pending_from = None
+        if any(e[0][:1] == _MEMBERSHIP for e in self._entries[pos:]):
+            self._truncate_locked(pos)
+
     # -- pysyncobj Journal interface --
     def add(self, command: bytes, idx: int, term: int) -> None:
         body = _HEAD.pack(16 + len(command), idx, term)[4:] + command
         rec = struct.pack("<I", len(body)) + body + _CRC.pack(zlib.crc32(body))
         with self._lock:
+            pos = self._pending_from
+            if pos is not None:
+                if pos < len(self._entries):
+                    if self._entries[pos] == (command, idx, term):
+                        self._pending_from = pos + 1  # already here, identical: keep it
+                        return
+                    self.conflicts += 1
+                    log.warning("raft_log_conflict_truncated", index=self._entries[pos][1],
+                                term=self._entries[pos][2], leader_term=term)
+                    self._truncate_locked(pos)  # a real conflict: Raft truncates from here
+                self._pending_from = None
             os.pwrite(self._fd, rec, self._end)
             self._offsets.append(self._end)
             self._end += len(rec)
@@ -148,6 +193,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def clear(self) -> None:
         with self._lock:
+            self._pending_from = None
             self._entries.clear()
             self._offsets.clear()
             self._end = len(MAGIC)
@@ -155,20 +201,18 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._dirty = True
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 - pysyncobj's name
-        """Drop entries at list positions ≥ ``entryFrom`` (a follower's conflicting suffix)."""
+        """pysyncobj asks to drop entries at list positions ≥ ``entryFrom`` before appending a
+        batch from the leader; the drop happens lazily, only where that batch conflicts."""
         with self._lock:
-            if entryFrom >= len(self._entries):
-                return
-            self._end = self._offsets[entryFrom]
-            del self._entries[entryFrom:]
-            del self._offsets[entryFrom:]
-            os.ftruncate(self._fd, self._end)
-            self._dirty = True
+            self._settle_locked()
+            if entryFrom < len(self._entries):
+                self._pending_from = entryFrom
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 - pysyncobj's name
         """Drop entries at list positions < ``entryTo`` (log compaction after a snapshot):
         the kept entries go to a new file that atomically replaces the old one."""
         with self._lock:
+            self._settle_locked()
             keep = self._entries[entryTo:]
             tmp = self._path + ".compact"
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -191,9 +235,15 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._dirty = False
 
     def __getitem__(self, item: Any) -> Any:
+        if self._pending_from is not None:
+            with self._lock:
+                self._settle_locked()
         return self._entries[item]
 
     def __len__(self) -> int:
+        if self._pending_from is not None:
+            with self._lock:
+                self._settle_locked()
         return len(self._entries)
 
     def _destroy(self) -> None:

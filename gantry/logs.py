@@ -17,6 +17,13 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
+def _drop_matching_truncation(record: logging.LogRecord) -> bool:
+    """pysyncobj logs CRITICAL "truncating already-applied log entries" whenever a leader resends
+    entries a follower already has. Gantry's journal keeps matching entries (truncating only at a
+    real term conflict, which it logs as ``raft_log_conflict_truncated``), so the line is noise."""
+    return "truncating already-applied log entries" not in str(record.msg)
+
+
 def configure(node_id: str, log_format: str = "", level: str = "info") -> None:
     """Configure structlog and stdlib logging for this process.
 
@@ -60,5 +67,6 @@ def configure(node_id: str, log_format: str = "", level: str = "info") -> None:
     root.setLevel(_LEVELS.get(level, logging.INFO))
     # pysyncobj logs every reconnect attempt at warning/debug; keep it but not noisier than asked.
     logging.getLogger("pysyncobj").setLevel(max(root.level, logging.INFO))
+    logging.getLogger("pysyncobj.syncobj").addFilter(_drop_matching_truncation)
     # yoyo narrates every migration step; Gantry logs migration_applied itself.
     logging.getLogger("yoyo").setLevel(max(root.level, logging.WARNING))

@@ -3,7 +3,10 @@
 Usage::
 
     python ops/bench.py --targets 127.0.0.1:8081[,HOST:PORT...] \\
-        --workload create-bucket|plan-commit --concurrency 16 --duration 10 [--warmup 2] [--json]
+        --workload create-bucket|plan-commit --concurrency 16 --duration 10 [--warmup 2] [--json] \\
+        [--timeout 5] [--size 4096] [--bucket NAME] [--request-id] [--processes N]
+
+Exit status 0 when every measured op succeeded, 1 when any failed, 2 on bad flags.
 
 ``--concurrency`` workers are spread over the targets round-robin (worker *i* talks to target
 ``i % len(targets)``); each worker sends one request at a time and sends the next as soon as the
@@ -20,11 +23,14 @@ Workloads:
     every PlanWrite fails with ``FAILED_PRECONDITION``.
 
 Ops finishing during the first ``--warmup`` seconds are not counted; the measured window is the
-``--duration`` seconds after that. Every call carries a deadline (``--timeout``). The report has
+``--duration`` seconds after that. Every call carries a deadline (``--timeout``); with
+``--request-id`` it also carries a fresh ``x-request-id``, as a client that retries would send
+(the node then stores it for deduplication, which costs a little per write). The report has
 total ops, ops/s, latency p50/p90/p99/max in ms, errors by status code, and the client's own CPU
 use: a client near 100 % of one core is measuring itself, not the node — add ``--processes``.
 
-Run from the repository root (or with the project installed): the stubs come from ``gantry.pb``.
+Run it with the project's interpreter (``.venv/bin/python``): the stubs come from ``gantry.pb``,
+found through the repository root, so the working directory does not matter.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import resource
 import secrets
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +65,7 @@ WORKLOADS = ("create-bucket", "plan-commit")
 class WorkerStats:
     """What one worker measured inside the measured window."""
 
+    target: str = ""
     latencies_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     warmup_ops: int = 0
@@ -78,6 +86,7 @@ class RunSpec:
     bucket: str
     worker_offset: int = 0
     create_bucket: bool = True
+    request_ids: bool = False  # send a fresh x-request-id with every call (server-side dedupe)
     start_at: float = 0.0  # time.time() at which the workers start (aligns several processes)
 
 
@@ -97,20 +106,25 @@ def _code_of(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _md(spec: RunSpec) -> tuple[tuple[str, str], ...] | None:
+    return (("x-request-id", uuid.uuid4().hex),) if spec.request_ids else None
+
+
 async def _one_op(stub: service_pb2_grpc.GantryServiceStub, spec: RunSpec, worker: int,
                   iteration: int) -> None:
     """Run one op of ``spec.workload``; raises the RPC error on failure."""
     if spec.workload == "create-bucket":
         name = f"b-{spec.run_id}-{worker}-{iteration}"
-        await stub.CreateBucket(svc.CreateBucketRequest(name=name), timeout=spec.timeout_s)
+        await stub.CreateBucket(svc.CreateBucketRequest(name=name), timeout=spec.timeout_s,
+                                metadata=_md(spec))
         return
     key = f"bench/{worker}/{secrets.token_hex(8)}"
     plan = await stub.PlanWrite(svc.PlanWriteRequest(bucket=spec.bucket, key=key, size=spec.size),
-                                timeout=spec.timeout_s)
+                                timeout=spec.timeout_s, metadata=_md(spec))
     await stub.CommitObject(
         svc.CommitObjectRequest(object_id=plan.write_plan.object_id, size=spec.size,
                                 last_modified_ms=int(time.time() * 1000)),
-        timeout=spec.timeout_s,
+        timeout=spec.timeout_s, metadata=_md(spec),
     )
 
 
@@ -161,7 +175,8 @@ async def run_async(spec: RunSpec) -> dict[str, Any]:
         stubs = [service_pb2_grpc.GantryServiceStub(ch) for ch in channels]
         if spec.workload == "plan-commit" and spec.create_bucket:
             await _ensure_bucket(stubs[0], spec.bucket, spec.timeout_s)
-        stats = [WorkerStats() for _ in range(spec.concurrency)]
+        stats = [WorkerStats(target=spec.targets[(spec.worker_offset + i) % len(stubs)])
+                 for i in range(spec.concurrency)]
         if spec.start_at:
             await asyncio.sleep(max(0.0, spec.start_at - time.time()))
         start = time.perf_counter()
@@ -179,16 +194,14 @@ async def run_async(spec: RunSpec) -> dict[str, Any]:
     finally:
         for ch in channels:
             await ch.close()
-    lat: list[float] = []
-    errors: Counter[str] = Counter()
-    warm = 0
+    by_target: dict[str, dict[str, Any]] = {}
     for s in stats:
-        lat.extend(s.latencies_ms)
-        errors.update(s.errors)
-        warm += s.warmup_ops
+        agg = by_target.setdefault(s.target, {"latencies_ms": [], "errors": Counter(), "warmup_ops": 0})
+        agg["latencies_ms"].extend(s.latencies_ms)
+        agg["errors"].update(s.errors)
+        agg["warmup_ops"] += s.warmup_ops
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return {"latencies_ms": lat, "errors": dict(errors), "warmup_ops": warm,
-            "client_cpu_s": cpu, "wall_s": wall}
+    return {"by_target": by_target, "client_cpu_s": cpu, "wall_s": wall}
 
 
 def _run_in_process(spec: RunSpec) -> dict[str, Any]:
@@ -200,15 +213,45 @@ async def _prepare_bucket(spec: RunSpec) -> None:
         await _ensure_bucket(service_pb2_grpc.GantryServiceStub(ch), spec.bucket, spec.timeout_s)
 
 
+def _latency_summary(lat: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of a sorted latency list, in ms."""
+    return {
+        "p50": round(percentile(lat, 50), 3),
+        "p90": round(percentile(lat, 90), 3),
+        "p99": round(percentile(lat, 99), 3),
+        "max": round(lat[-1], 3) if lat else 0.0,
+        "mean": round(sum(lat) / len(lat), 3) if lat else 0.0,
+    }
+
+
 def summarize(spec: RunSpec, parts: list[dict[str, Any]], processes: int) -> dict[str, Any]:
-    """Merge per-process results into the report dictionary."""
-    lat = sorted(x for p in parts for x in p["latencies_ms"])
-    errors: Counter[str] = Counter()
+    """Merge per-process results into the report dictionary (overall and per target)."""
+    merged: dict[str, dict[str, Any]] = {}
     for p in parts:
-        errors.update(p["errors"])
+        for target, t in p["by_target"].items():
+            m = merged.setdefault(target, {"latencies_ms": [], "errors": Counter(), "warmup_ops": 0})
+            m["latencies_ms"].extend(t["latencies_ms"])
+            m["errors"].update(t["errors"])
+            m["warmup_ops"] += t["warmup_ops"]
+    lat = sorted(x for m in merged.values() for x in m["latencies_ms"])
+    errors: Counter[str] = Counter()
+    for m in merged.values():
+        errors.update(m["errors"])
     ops = len(lat)
     wall = max((p["wall_s"] for p in parts), default=0.0)
     cpu = sum(p["client_cpu_s"] for p in parts)
+    per_target = {}
+    for target in spec.targets:
+        got = merged.get(target)
+        if got is None:
+            continue  # fewer workers than targets
+        tl = sorted(got["latencies_ms"])
+        per_target[target] = {
+            "ops": len(tl),
+            "ops_per_s": round(len(tl) / spec.duration_s, 1),
+            "latency_ms": _latency_summary(tl),
+            "errors": dict(sorted(got["errors"].items())),
+        }
     return {
         "workload": spec.workload,
         "targets": spec.targets,
@@ -219,19 +262,15 @@ def summarize(spec: RunSpec, parts: list[dict[str, Any]], processes: int) -> dic
         "timeout_s": spec.timeout_s,
         "ops": ops,
         "ops_per_s": round(ops / spec.duration_s, 1) if spec.duration_s > 0 else 0.0,
-        "latency_ms": {
-            "p50": round(percentile(lat, 50), 3),
-            "p90": round(percentile(lat, 90), 3),
-            "p99": round(percentile(lat, 99), 3),
-            "max": round(lat[-1], 3) if lat else 0.0,
-            "mean": round(sum(lat) / ops, 3) if ops else 0.0,
-        },
+        "latency_ms": _latency_summary(lat),
         "errors": dict(sorted(errors.items())),
         "error_total": sum(errors.values()),
-        "warmup_ops": sum(p["warmup_ops"] for p in parts),
+        "warmup_ops": sum(m["warmup_ops"] for m in merged.values()),
         # Share of one core the client used over the whole run (warm-up included).
         "client_cpu_pct": round(100.0 * cpu / wall, 1) if wall > 0 else 0.0,
         "bucket": spec.bucket if spec.workload == "plan-commit" else None,
+        "request_ids": spec.request_ids,
+        "per_target": per_target,
     }
 
 
@@ -241,7 +280,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"workload     {r['workload']}  targets={','.join(r['targets'])}",
         f"concurrency  {r['concurrency']} (processes={r['processes']})  duration={r['duration_s']}s "
-        f"warmup={r['warmup_s']}s  deadline={r['timeout_s']}s",
+        f"warmup={r['warmup_s']}s  deadline={r['timeout_s']}s  request-ids={r['request_ids']}",
         f"ops          {r['ops']}  ({r['ops_per_s']} ops/s)",
         f"latency ms   p50={lat['p50']}  p90={lat['p90']}  p99={lat['p99']}  max={lat['max']}  "
         f"mean={lat['mean']}",
@@ -250,6 +289,12 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     if r["bucket"]:
         lines.append(f"bucket       {r['bucket']}")
+    if len(r["per_target"]) > 1:
+        for target, t in r["per_target"].items():
+            tl = t["latency_ms"]
+            errs = ",".join(f"{k}={v}" for k, v in t["errors"].items()) or "0"
+            lines.append(f"  {target:<21} ops={t['ops']} ({t['ops_per_s']}/s) p50={tl['p50']} "
+                         f"p99={tl['p99']} errors={errs}")
     return "\n".join(lines)
 
 
@@ -266,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=4096, help="object size for plan-commit (default 4096)")
     p.add_argument("--bucket", default="",
                    help="bucket for plan-commit (default bench-RUNID; created if missing)")
+    p.add_argument("--request-id", action="store_true",
+                   help="send a fresh x-request-id with every call, as a retrying client would "
+                        "(the node then records it for dedupe)")
     p.add_argument("--processes", type=int, default=1,
                    help="client processes sharing the workers, for when one client core is the "
                         "bottleneck (default 1)")
@@ -288,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = secrets.token_hex(4)
     spec = RunSpec(targets=targets, workload=ns.workload, concurrency=ns.concurrency,
                    duration_s=ns.duration, warmup_s=ns.warmup, timeout_s=ns.timeout, size=ns.size,
-                   run_id=run_id, bucket=ns.bucket or f"bench-{run_id}")
+                   run_id=run_id, bucket=ns.bucket or f"bench-{run_id}", request_ids=ns.request_id)
     if processes == 1:
         parts = [_run_in_process(spec)]
     else:

@@ -58,10 +58,12 @@ class Node:
 
     @property
     def addr(self) -> str:
+        """The node's gRPC HOST:PORT."""
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def raft_addr(self) -> str:
+        """The node's Raft HOST:PORT."""
         return f"127.0.0.1:{self.raft_port}"
 
 
@@ -135,6 +137,16 @@ def is_serving(node: Node) -> bool:
     return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def describe_exit(returncode: int | None) -> str:
+    """``status N`` or ``killed by SIGNAME`` for a Popen return code."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"status {returncode}"
+
+
 def tail(path: pathlib.Path, n: int = 20) -> str:
     """The last ``n`` lines of a log file ('' if unreadable)."""
     try:
@@ -151,7 +163,7 @@ def wait_serving(nodes: list[Node], timeout_s: float, stop: threading.Event) -> 
         for nd in list(pending):
             assert nd.proc is not None
             if nd.proc.poll() is not None:
-                return (f"{nd.name} exited with status {nd.proc.returncode} before serving; "
+                return (f"{nd.name} exited ({describe_exit(nd.proc.returncode)}) before serving; "
                         f"last log lines:\n{tail(nd.log_path)}")
             if is_serving(nd):
                 print(f"{nd.name} SERVING at {nd.addr}", flush=True)
@@ -189,7 +201,7 @@ def stop_all(nodes: list[Node], timeout_s: float, force: threading.Event) -> boo
             print(f"{nd.name} (pid {nd.proc.pid}) still running: SIGKILL", flush=True)
             nd.proc.kill()
             nd.proc.wait(10)
-        print(f"{nd.name} stopped, exit status {nd.proc.returncode}", flush=True)
+        print(f"{nd.name} stopped ({describe_exit(nd.proc.returncode)})", flush=True)
         clean = clean and nd.proc.returncode == 0
     return clean
 
@@ -289,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     if nd.name not in reported and nd.proc.poll() is not None:
                         reported.add(nd.name)
                         status = 1
-                        print(f"cluster: {nd.name} exited with status {nd.proc.returncode}; "
+                        print(f"cluster: {nd.name} exited ({describe_exit(nd.proc.returncode)}); "
                               f"see {nd.log_path}", file=sys.stderr, flush=True)
     finally:
         print("stopping cluster", flush=True)

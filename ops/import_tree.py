@@ -3,8 +3,8 @@
 Usage::
 
     python ops/import_tree.py [PATH] [--target 127.0.0.1:8081] [--bucket NAME] \\
-        [--concurrency 32] [--timeout 10] [--progress-every 1000] [--progress-interval 5] \\
-        [--limit N] [--json]
+        [--concurrency 32] [--timeout 10] [--retry-for 30] [--progress-every 1000] \\
+        [--progress-interval 5] [--limit N] [--json]
 
 PATH defaults to this interpreter's standard library (``sysconfig.get_paths()["stdlib"]``), a
 real tree of tens of thousands of files. The bucket defaults to ``import-<basename of PATH>``
@@ -21,9 +21,13 @@ and directories, empty files (PlanWrite rejects size ≤ 0 with ``InvalidSize``)
 5 GiB (``EntityTooLarge``), keys Gantry would refuse (over 1024 bytes of UTF-8, control bytes,
 undecodable names), and mtimes at or before the Unix epoch (``InvalidLastModifiedMs``).
 
-Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried ``--retries``
-times with back-off. A retried CommitObject that answers FAILED_PRECONDITION means an earlier
-attempt already committed the object, and counts as imported. Every other error counts as failed.
+Every call carries a fresh ``x-request-id`` (kept across its retries), so a node that already
+applied an attempt answers the retry with the original outcome instead of applying it twice (no
+duplicate PENDING objects, no failed re-commit). Transient errors (UNAVAILABLE — e.g. "no leader"
+during an election —, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered back-off
+for up to ``--retry-for`` seconds per call. Should a retried CommitObject still answer
+FAILED_PRECONDITION (a server without request-id dedupe), an earlier attempt committed the
+object and the file counts as imported. Every other error counts as failed.
 
 Progress lines go to stderr every ``--progress-every`` files or ``--progress-interval`` seconds;
 the final summary goes to stdout. Exit status: 0 when nothing failed, 1 when any file failed,
@@ -37,13 +41,15 @@ import asyncio
 import json
 import os
 import pathlib
+import random
 import re
 import stat
 import sys
 import sysconfig
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -81,10 +87,12 @@ class Tally:
 
     @property
     def skipped_total(self) -> int:
+        """Files skipped, all reasons together."""
         return sum(self.skipped.values())
 
     @property
     def seen(self) -> int:
+        """Files with an outcome so far (imported, failed or skipped)."""
         return self.imported + self.failed + self.skipped_total
 
 
@@ -92,8 +100,7 @@ def derive_bucket_name(root: pathlib.Path) -> str:
     """``import-<basename>`` lower-cased and squeezed into S3 bucket-name rules."""
     base = root.resolve().name.lower() or "root"
     name = re.sub(r"[^a-z0-9.-]+", "-", f"import-{base}")
-    name = re.sub(r"\.{2,}", ".", name)
-    name = re.sub(r"-{2,}", "-", name)[:63].strip(".-")
+    name = re.sub(r"[.-]{2,}", "-", name)[:63].strip(".-")
     if len(name) < 3 or validation.bucket_name_error(name):
         name = "import-tree"
     return name
@@ -149,34 +156,41 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
         stack.extend(reversed(subdirs))
 
 
-async def _call_with_retries(fn: object, request: object, timeout_s: float, retries: int,
-                             tally: Tally) -> tuple[object | None, grpc.aio.AioRpcError | None, int]:
-    """Call ``fn(request)``; retry transient codes. Returns (response, last error, attempts)."""
+async def call_with_retries(fn: Callable[..., Awaitable[object]], request: object, timeout_s: float,
+                            retry_for_s: float, tally: Tally
+                            ) -> tuple[object | None, grpc.aio.AioRpcError | None, int]:
+    """Call ``fn(request)`` with one ``x-request-id`` for every attempt; retry transient codes
+    with jittered exponential back-off (0.1 s doubling to 2 s) until ``retry_for_s`` seconds have
+    passed. Returns (response or None, last error or None, attempts made)."""
+    metadata = (("x-request-id", uuid.uuid4().hex),)
+    give_up = time.monotonic() + retry_for_s
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await fn(request, timeout=timeout_s), None, attempt  # type: ignore[operator]
+            return await fn(request, timeout=timeout_s, metadata=metadata), None, attempt
         except grpc.aio.AioRpcError as e:
-            if e.code() not in TRANSIENT or attempt > retries:
+            pause = min(2.0, 0.1 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if e.code() not in TRANSIENT or time.monotonic() + pause > give_up:
                 return None, e, attempt
             tally.retries += 1
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+            await asyncio.sleep(pause)
 
 
 async def import_one(stub: service_pb2_grpc.GantryServiceStub, bucket: str, item: FileItem,
-                     timeout_s: float, retries: int, tally: Tally) -> None:
+                     timeout_s: float, retry_for_s: float, tally: Tally) -> None:
     """PlanWrite + CommitObject for one file, recording the outcome in ``tally``."""
-    plan, err, _ = await _call_with_retries(
+    plan, err, _ = await call_with_retries(
         stub.PlanWrite, svc.PlanWriteRequest(bucket=bucket, key=item.key, size=item.size),
-        timeout_s, retries, tally)
+        timeout_s, retry_for_s, tally)
     if err is not None:
         _fail(tally, "PlanWrite", err, item.key)
         return
     assert isinstance(plan, svc.PlanWriteResponse)
     commit = svc.CommitObjectRequest(object_id=plan.write_plan.object_id, size=item.size,
                                      last_modified_ms=item.last_modified_ms)
-    _, err, attempts = await _call_with_retries(stub.CommitObject, commit, timeout_s, retries, tally)
+    _, err, attempts = await call_with_retries(stub.CommitObject, commit, timeout_s, retry_for_s,
+                                               tally)
     if err is not None and not (attempts > 1 and err.code() == grpc.StatusCode.FAILED_PRECONDITION):
         _fail(tally, "CommitObject", err, item.key)
         return
@@ -251,7 +265,7 @@ async def run(ns: argparse.Namespace) -> int:
                 item = await queue.get()
                 if item is None:
                     return
-                await import_one(stub, bucket, item, ns.timeout, ns.retries, tally)
+                await import_one(stub, bucket, item, ns.timeout, ns.retry_for, tally)
                 maybe_progress()
 
         workers = [asyncio.create_task(worker()) for _ in range(ns.concurrency)]
@@ -298,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default="", help="bucket name (default import-<basename of PATH>)")
     p.add_argument("--concurrency", type=int, default=32, help="files in flight (default 32)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds (default 10)")
-    p.add_argument("--retries", type=int, default=3, help="retries of transient errors (default 3)")
+    p.add_argument("--retry-for", type=float, default=30.0,
+                   help="seconds to keep retrying a call that failed transiently (default 30)")
     p.add_argument("--progress-every", type=int, default=1000,
                    help="print progress after this many files (default 1000)")
     p.add_argument("--progress-interval", type=float, default=5.0,
@@ -311,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; see the module docstring for the exit status."""
     ns = build_parser().parse_args(argv)
-    if ns.concurrency < 1 or ns.timeout <= 0 or ns.retries < 0 or ns.progress_every < 1:
-        print("import_tree: need --concurrency ≥ 1, --timeout > 0, --retries ≥ 0, "
+    if ns.concurrency < 1 or ns.timeout <= 0 or ns.retry_for < 0 or ns.progress_every < 1:
+        print("import_tree: need --concurrency ≥ 1, --timeout > 0, --retry-for ≥ 0, "
               "--progress-every ≥ 1", file=sys.stderr)
         return 2
     return asyncio.run(run(ns))

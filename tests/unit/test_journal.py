@@ -81,3 +81,43 @@ def test_term_and_vote_persist_immediately(tmp_path: pathlib.Path) -> None:
     j.setRaftCommitIndex(42)
     j.onOneSecondTimer()
     assert DurableJournal(p).getRaftCommitIndex() == 42
+
+
+def _fill(j: DurableJournal, n: int, term: int = 1) -> None:
+    for i in range(1, n + 1):
+        j.add(b"\x00c%d" % i, i, term)
+
+
+def test_resent_matching_entries_do_not_shrink_the_log(tmp_path: pathlib.Path) -> None:
+    p = str(tmp_path / "raft.log")
+    j = DurableJournal(p)
+    _fill(j, 10)
+    j.sync()
+    # pysyncobj: a leader resends from index 6 with only entries 6..7 in this batch.
+    j.deleteEntriesFrom(5)
+    j.add(b"\x00c6", 6, 1)
+    j.add(b"\x00c7", 7, 1)
+    assert len(j) == 10  # 8..10 match the leader as far as anyone knows: kept, as Raft §5.3 says
+    assert j.conflicts == 0
+    j._destroy()
+    assert len(DurableJournal(p)) == 10
+
+
+def test_conflicting_entry_truncates_from_there(tmp_path: pathlib.Path) -> None:
+    j = DurableJournal(str(tmp_path / "raft.log"))
+    _fill(j, 10)
+    j.deleteEntriesFrom(5)
+    j.add(b"\x00c6", 6, 1)
+    j.add(b"\x00other", 7, 2)  # same index, newer term: conflict
+    assert [e[1] for e in _entries(j)] == [1, 2, 3, 4, 5, 6, 7]
+    assert j[6] == (b"\x00other", 7, 2)
+    assert j.conflicts == 1
+
+
+def test_membership_entry_in_kept_tail_is_truncated(tmp_path: pathlib.Path) -> None:
+    j = DurableJournal(str(tmp_path / "raft.log"))
+    _fill(j, 6)
+    j.add(b"\x02membership", 7, 1)
+    j.deleteEntriesFrom(5)  # pysyncobj already rolled back the membership change in memory
+    j.add(b"\x00c6", 6, 1)
+    assert len(j) == 6  # so the log drops it too, matching pysyncobj's view
