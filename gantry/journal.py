@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
-from pysyncobj.journal import Journal
 import structlog
+from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
 
 log = structlog.get_logger("gantry.journal")
