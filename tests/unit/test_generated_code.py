@@ -13,8 +13,11 @@ from tests.support import REPO
 def test_generated_code_is_fresh(tmp_path: pathlib.Path) -> None:
     subprocess.run([sys.executable, str(REPO / "ops" / "genproto.py"), "--out", str(tmp_path)],
                    check=True)
-    fresh = sorted(p.relative_to(tmp_path) for p in (tmp_path / "gantry" / "pb").rglob("*.py*"))
-    committed = sorted(p.relative_to(REPO) for p in (REPO / "gantry" / "pb").rglob("*.py*"))
+    def modules(root: pathlib.Path) -> list[pathlib.Path]:
+        return sorted(p.relative_to(root) for p in (root / "gantry" / "pb").rglob("*")
+                      if p.suffix in (".py", ".pyi") and "__pycache__" not in p.parts)
+
+    fresh, committed = modules(tmp_path), modules(REPO)
     assert fresh == committed, "run `python ops/genproto.py` and commit the result"
     stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, REPO / p, shallow=False)]
     assert not stale, f"stale generated modules {stale}: run `python ops/genproto.py`"
