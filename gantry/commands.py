@@ -107,3 +107,36 @@ def barrier() -> pb.Command:
     cmd = _envelope()
     cmd.barrier.SetInParent()
     return cmd
+
+
+def delete_bucket(name: str, request_id: str = "") -> pb.Command:
+    """A DeleteBucket entry (soft delete; refused while PENDING/COMMITTED objects remain)."""
+    cmd = _envelope(request_id)
+    cmd.delete_bucket.name = name
+    return cmd
+
+
+def delete_object(bucket: str, key: str, request_id: str = "") -> pb.Command:
+    """A DeleteObject entry: the key's COMMITTED object becomes DELETED (missing key: no-op)."""
+    cmd = _envelope(request_id)
+    cmd.delete_object.bucket = bucket
+    cmd.delete_object.key = key
+    return cmd
+
+
+def abort_object(object_id: str, request_id: str = "") -> pb.Command:
+    """An AbortObject entry: PENDING → FAILED."""
+    cmd = _envelope(request_id)
+    cmd.abort_object.object_id = object_id
+    return cmd
+
+
+def update_cradle_status(cradle_server_id: str, status: str, available_bytes: int,
+                         consecutive_misses: int, last_heartbeat_us: int) -> pb.Command:
+    """The leader's heartbeat observation of one storage server (status HEALTHY / DEGRADED /
+    OFFLINE, bytes free or -1, misses in a row, Unix µs of the last success or 0)."""
+    cmd = _envelope()
+    u = cmd.update_cradle_status
+    u.cradle_server_id, u.status, u.available_bytes = cradle_server_id, status, available_bytes
+    u.consecutive_misses, u.last_heartbeat_us = consecutive_misses, last_heartbeat_us
+    return cmd

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -28,6 +29,7 @@ from gantry.config import Config
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.proposals import ProposalError, Proposals
+from gantry.reads import ReadIndex, barrier_future
 from gantry.service import GantryService
 from gantry.statemachine import ApplyResult
 from gantry.store import ReadPool, Watermark
@@ -77,7 +79,8 @@ class Node:
         if err:
             raise StartError(err)
         self._reads = ReadPool(cfg.database)
-        service = GantryService(self._reads, self.propose, cfg.app_env)
+        read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
+        service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index)
         admin = AdminService(self)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
@@ -126,17 +129,26 @@ class Node:
         """
         if self._stopping.is_set() or self._raft is None:
             raise ProposalError("NODE_STOPPING")
+        fut = self.propose_async(command)
+        try:
+            result: tuple[ApplyResult, int] = fut.result(timeout=timeout_s)
+            return result
+        except FutureTimeout:
+            self.proposals.discard(command.proposal_id)
+            raise
+
+    def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
+        """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
+        node applied it, or fails with ProposalError. Raises ProposalError at once when the node
+        is stopping or knows no reachable leader."""
+        if self._stopping.is_set() or self._raft is None:
+            raise ProposalError("NODE_STOPPING")
         if not self._serving:  # no (reachable) leader, or still catching up: fail fast
             raise ProposalError("MISSING_LEADER")
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._raft.tell(Propose(pid, commands.encode(command)))
-        try:
-            result: tuple[ApplyResult, int] = fut.result(timeout=timeout_s)
-            return result
-        except FutureTimeout:
-            self.proposals.discard(pid)
-            raise
+        return fut
 
     def status(self) -> RaftStatus:
         """Raft role, leader, term, commit/applied indexes, members."""

@@ -8,7 +8,10 @@ travels back in the ``x-gantry-log-index`` trailing metadata.
 
 from __future__ import annotations
 
+import base64
+import json
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -18,7 +21,8 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gantry import commands, validation
+from gantry import commands, listing, validation
+from gantry.config import ConfigError, check_addr
 from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
 from gantry.pb.bucket.v1 import bucket_pb2
@@ -26,13 +30,25 @@ from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
 from gantry.proposals import ProposalError
-from gantry.statemachine import ApplyResult, Code
-from gantry.store import ReadPool
+from gantry.reads import LOG_INDEX_KEY, ReadIndex, wait_for_read
+from gantry.statemachine import (
+    MSG_BUCKET_EXISTS,
+    MSG_BUCKET_NOT_FOUND,
+    MSG_NO_CRADLES,
+    MSG_OBJECT_NOT_FOUND,
+    REASON_BUCKET_NOT_FOUND,
+    ApplyResult,
+    Code,
+)
+from gantry.store import ReadPool, Watermark
 
 log = structlog.get_logger("gantry.rpc")
 
 SERVICE_NAME = "gantry.service.v1.GantryService"
-LOG_INDEX_KEY = "x-gantry-log-index"
+#: ListBuckets page size cap (S3's max-buckets limit); also the default.
+MAX_BUCKETS_PAGE = 10_000
+#: APP_ENV=development only: upstream's canned-error bucket names for front-end developers.
+DEV_BUCKETS = frozenset({"bad", "taken", "forbidden", "no-cradles", "panic"})
 REQUEST_ID_KEY = "x-request-id"
 #: Longest a write waits for commit + apply when the client set no deadline (seconds).
 DEFAULT_WRITE_TIMEOUT_S = 10.0
@@ -84,12 +100,16 @@ def _request_id(context: grpc.ServicerContext) -> str:
 
 
 class GantryService:
-    """The four upstream RPCs. ``reads`` serves queries; ``propose`` writes through Raft."""
+    """The upstream RPCs plus Gantry's additions. ``reads`` serves queries after the call's
+    consistency level is met (:mod:`gantry.reads`); ``propose`` writes through Raft."""
 
-    def __init__(self, reads: ReadPool, propose: Proposer, app_env: str = "production") -> None:
+    def __init__(self, reads: ReadPool, propose: Proposer, app_env: str = "production",
+                 watermark: Watermark | None = None, read_index: ReadIndex | None = None) -> None:
         self._reads = reads
         self._propose = propose
-        self._app_env = app_env
+        self._dev = app_env == "development"
+        self._watermark = watermark or Watermark()
+        self._read_index = read_index
 
     # -- wiring --
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -100,12 +120,24 @@ class GantryService:
             "PlanWrite": (self.plan_write, svc.PlanWriteRequest, svc.PlanWriteResponse),
             "CommitObject": (self.commit_object, svc.CommitObjectRequest,
                              svc.CommitObjectResponse),
+            "GetBucket": (self.get_bucket, svc.GetBucketRequest, svc.GetBucketResponse),
+            "DeleteBucket": (self.delete_bucket, svc.DeleteBucketRequest,
+                             svc.DeleteBucketResponse),
+            "HeadObject": (self.head_object, svc.HeadObjectRequest, svc.HeadObjectResponse),
+            "ListObjects": (self.list_objects, svc.ListObjectsRequest, svc.ListObjectsResponse),
+            "DeleteObject": (self.delete_object, svc.DeleteObjectRequest,
+                             svc.DeleteObjectResponse),
+            "AbortObject": (self.abort_object, svc.AbortObjectRequest, svc.AbortObjectResponse),
+            "RegisterCradleServer": (self.register_cradle_server, svc.RegisterCradleServerRequest,
+                                     svc.RegisterCradleServerResponse),
+            "ListCradleServers": (self.list_cradle_servers, svc.ListCradleServersRequest,
+                                  svc.ListCradleServersResponse),
         }
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
                 name: grpc.unary_unary_rpc_method_handler(
-                    rpc_wrapper(SERVICE_NAME, name, fn),
+                    rpc_wrapper(SERVICE_NAME, name, _refuse_malformed(fn)),
                     request_deserializer=_deserializer(req),
                     response_serializer=_serializer,
                 )
@@ -127,16 +159,30 @@ class GantryService:
             raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            "write not applied before the deadline; outcome unknown") from None
         except ProposalError as e:
-            meta = {}
-            if e.leader:
-                meta["leader_raft_addr"] = e.leader
-                grpc_addr = self._leader_grpc_addr(e.leader)
-                if grpc_addr:
-                    meta["leader"] = grpc_addr
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, unavailable_message(e.reason),
-                           error_info(e.reason, **meta)) from None
+            raise self._unavailable(e) from None
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
         return result
+
+    def _unavailable(self, e: BaseException) -> RpcError:
+        if not isinstance(e, ProposalError):
+            return RpcError(grpc.StatusCode.UNAVAILABLE, MSG_OUTCOME_UNKNOWN)
+        meta = {}
+        if e.leader:
+            meta["leader_raft_addr"] = e.leader
+            grpc_addr = self._leader_grpc_addr(e.leader)
+            if grpc_addr:
+                meta["leader"] = grpc_addr
+        return RpcError(grpc.StatusCode.UNAVAILABLE, unavailable_message(e.reason),
+                        error_info(e.reason, **meta))
+
+    def _read(self, context: grpc.ServicerContext) -> sqlite3.Connection:
+        """Wait for the call's consistency level, report the index, return a read connection."""
+        if self._read_index is None:
+            index = self._watermark.value
+        else:
+            index = wait_for_read(context, self._watermark, self._read_index, self._unavailable)
+        context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
+        return self._reads.conn()
 
     def _leader_grpc_addr(self, raft_addr: str) -> str:
         try:
@@ -146,13 +192,42 @@ class GantryService:
             return ""
         return str(row[0]) if row else ""
 
-    # -- RPCs --
+    def _dev_bucket(self, name: str) -> None:
+        """Upstream's canned errors for front-end development (APP_ENV=development only)."""
+        if not self._dev or name not in DEV_BUCKETS:
+            return
+        if name == "bad":
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
+        if name == "taken":
+            raise RpcError(grpc.StatusCode.ALREADY_EXISTS, MSG_BUCKET_EXISTS,
+                           svc.BucketOwnershipConflict(
+                               reason=svc.BucketOwnershipConflict.REASON_BUCKET_ALREADY_EXISTS,
+                               bucket=name))
+        if name == "forbidden":
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "access denied",
+                           svc.PlanWriteError(reason=svc.PlanWriteError.REASON_BUCKET_ACCESS_DENIED,
+                                              bucket=name))
+        if name == "no-cradles":
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, MSG_NO_CRADLES,
+                           svc.PlanWriteError(reason=svc.PlanWriteError.REASON_NO_CRADLE_SERVERS,
+                                              bucket=name))
+        raise RuntimeError("intentional test panic (APP_ENV=development bucket 'panic')")
+
+    def _bucket_id(self, conn: sqlite3.Connection, name: str) -> str:
+        row = conn.execute("SELECT id FROM buckets WHERE name = ? AND deleted_at IS NULL",
+                           (name,)).fetchone()
+        if row is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND,
+                           svc.PlanWriteError(reason=REASON_BUCKET_NOT_FOUND,  # type: ignore[arg-type]
+                                              bucket=name))
+        return str(row[0])
+
+    # -- upstream RPCs --
     def create_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.CreateBucketResponse:
-        if req is MALFORMED:
-            raise invalid_argument(_MSG_MALFORMED, "")
         err = validation.bucket_name_error(req.name)
         if err:
             raise invalid_argument(err, "name")
+        self._dev_bucket(req.name)
         res = self._write(context, commands.create_bucket(req.name, _request_id(context)))
         if res.code == Code.ALREADY_EXISTS:
             raise RpcError(
@@ -166,18 +241,28 @@ class GantryService:
         )
 
     def list_buckets(self, req: Any, context: grpc.ServicerContext) -> svc.ListBucketsResponse:
-        if req is MALFORMED:
-            raise invalid_argument(_MSG_MALFORMED, "")
-        rows = self._reads.conn().execute(
-            "SELECT name, created_at FROM buckets ORDER BY created_at, id"
-        ).fetchall()
-        return svc.ListBucketsResponse(
-            buckets=[bucket_pb2.Bucket(name=n, created_at_rfc3339=rfc3339_us(c)) for n, c in rows]
-        )
+        if req.max_buckets < 0:
+            raise invalid_argument("InvalidMaxBuckets", "max_buckets")
+        limit = min(req.max_buckets or MAX_BUCKETS_PAGE, MAX_BUCKETS_PAGE)
+        after: tuple[int, str] = (-1, "")
+        if req.continuation_token:
+            try:
+                after = _decode_bucket_token(req.continuation_token)
+            except ValueError:
+                raise invalid_argument("InvalidContinuationToken", "continuation_token") from None
+        rows = self._read(context).execute(
+            "SELECT name, created_at, id FROM buckets WHERE deleted_at IS NULL"
+            " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+            (after[0], after[1], limit + 1)).fetchall()
+        resp = svc.ListBucketsResponse(
+            buckets=[bucket_pb2.Bucket(name=n, created_at_rfc3339=rfc3339_us(c))
+                     for n, c, _ in rows[:limit]])
+        if len(rows) > limit:
+            _, c, i = rows[limit - 1]
+            resp.next_continuation_token = _encode_bucket_token(c, i)
+        return resp
 
     def plan_write(self, req: Any, context: grpc.ServicerContext) -> svc.PlanWriteResponse:
-        if req is MALFORMED:
-            raise invalid_argument(_MSG_MALFORMED, "")
         err = validation.size_error(req.size)
         if err:
             raise invalid_argument(err, "size")
@@ -185,8 +270,12 @@ class GantryService:
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if validation.key_error(req.key):
             raise invalid_argument(validation.INVALID_KEY_NAME, "key")
-        # The storage server is chosen here, before proposing, so apply stays deterministic.
-        ids = [r[0] for r in self._reads.conn().execute("SELECT id FROM cradle_servers")]
+        self._dev_bucket(req.bucket)
+        # The storage server is chosen here, before proposing, so apply stays deterministic:
+        # a HEALTHY one with room for the object (or whose free space is not known yet).
+        ids = [r[0] for r in self._reads.conn().execute(
+            "SELECT id FROM cradle_servers WHERE status = 'HEALTHY'"
+            " AND (available_bytes < 0 OR available_bytes >= ?)", (req.size,))]
         cradle = random.choice(ids) if ids else ""
         cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, _request_id(context))
         res = self._write(context, cmd)
@@ -202,8 +291,6 @@ class GantryService:
         )
 
     def commit_object(self, req: Any, context: grpc.ServicerContext) -> svc.CommitObjectResponse:
-        if req is MALFORMED:
-            raise invalid_argument(_MSG_MALFORMED, "")
         if req.size <= 0:
             raise invalid_argument(validation.INVALID_SIZE, "size")
         if not req.object_id:
@@ -211,11 +298,138 @@ class GantryService:
         if validation.last_modified_error(req.last_modified_ms):
             raise invalid_argument(validation.INVALID_LAST_MODIFIED_MS, "last_modified_ms")
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, "object not found")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
         cmd = commands.commit_object(req.object_id, req.size, req.last_modified_ms,
                                      _request_id(context))
         _raise_unless_ok(self._write(context, cmd))
         return svc.CommitObjectResponse()
+
+    # -- Gantry additions --
+    def get_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.GetBucketResponse:
+        if validation.bucket_name_error(req.name):
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
+        row = self._read(context).execute(
+            "SELECT name, created_at FROM buckets WHERE name = ? AND deleted_at IS NULL",
+            (req.name,)).fetchone()
+        if row is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND)
+        return svc.GetBucketResponse(
+            bucket=bucket_pb2.Bucket(name=row[0], created_at_rfc3339=rfc3339_us(row[1])))
+
+    def delete_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteBucketResponse:
+        if validation.bucket_name_error(req.name):
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
+        res = self._write(context, commands.delete_bucket(req.name, _request_id(context)))
+        if res.code == Code.FAILED_PRECONDITION:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, res.message,
+                           error_info(res.message, bucket=req.name))
+        _raise_unless_ok(res)
+        return svc.DeleteBucketResponse()
+
+    def head_object(self, req: Any, context: grpc.ServicerContext) -> svc.HeadObjectResponse:
+        if validation.bucket_name_error(req.bucket):
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
+        if validation.key_error(req.key):
+            raise invalid_argument(validation.INVALID_KEY_NAME, "key")
+        conn = self._read(context)
+        bucket_id = self._bucket_id(conn, req.bucket)
+        row = conn.execute(
+            "SELECT o.object_id, o.size_actual, o.last_modified, c.address FROM objects o"
+            " JOIN cradle_servers c ON c.id = o.cradle_server_id"
+            " WHERE o.bucket_id = ? AND o.key = ? AND o.state = 'COMMITTED'",
+            (bucket_id, req.key)).fetchone()
+        if row is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+        return svc.HeadObjectResponse(object_id=row[0], size=int(row[1] or 0),
+                                      last_modified_ms=int(row[2] or 0) // 1000,
+                                      cradle_address=row[3])
+
+    def list_objects(self, req: Any, context: grpc.ServicerContext) -> svc.ListObjectsResponse:
+        if validation.bucket_name_error(req.bucket):
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
+        if req.max_keys < 0:
+            raise invalid_argument("InvalidMaxKeys", "max_keys")
+        conn = self._read(context)
+        bucket_id = self._bucket_id(conn, req.bucket)
+        try:
+            page = listing.list_objects(conn, bucket_id, req.prefix, req.delimiter,
+                                        req.start_after, req.max_keys, req.continuation_token)
+        except listing.InvalidToken:
+            raise invalid_argument("InvalidContinuationToken", "continuation_token") from None
+        return svc.ListObjectsResponse(
+            contents=[svc.ObjectSummary(key=e.key, object_id=e.object_id, size=e.size,
+                                        last_modified_ms=e.last_modified_us // 1000)
+                      for e in page.contents],
+            common_prefixes=page.common_prefixes, is_truncated=page.is_truncated,
+            next_continuation_token=page.next_token,
+            key_count=len(page.contents) + len(page.common_prefixes))
+
+    def delete_object(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteObjectResponse:
+        if validation.bucket_name_error(req.bucket):
+            raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
+        if validation.key_error(req.key):
+            raise invalid_argument(validation.INVALID_KEY_NAME, "key")
+        res = self._write(context, commands.delete_object(req.bucket, req.key, _request_id(context)))
+        _raise_unless_ok(res)
+        return svc.DeleteObjectResponse()
+
+    def abort_object(self, req: Any, context: grpc.ServicerContext) -> svc.AbortObjectResponse:
+        if not req.object_id:
+            raise invalid_argument(validation.INVALID_OBJECT_ID, "object_id")
+        if len(req.object_id) > MAX_OBJECT_ID_LEN:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+        _raise_unless_ok(self._write(context, commands.abort_object(req.object_id,
+                                                                    _request_id(context))))
+        return svc.AbortObjectResponse()
+
+    def register_cradle_server(self, req: Any, context: grpc.ServicerContext
+                               ) -> svc.RegisterCradleServerResponse:
+        try:
+            check_addr(req.address)
+        except ConfigError:
+            raise invalid_argument("InvalidAddress", "address") from None
+        res = self._write(context, commands.register_cradle_server(req.address,
+                                                                   _request_id(context)))
+        _raise_unless_ok(res)
+        row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
+                                         (res.cradle_server_id,)).fetchone()
+        return svc.RegisterCradleServerResponse(cradle_server=_cradle(row))
+
+    def list_cradle_servers(self, req: Any, context: grpc.ServicerContext
+                            ) -> svc.ListCradleServersResponse:
+        rows = self._read(context).execute(_CRADLE_SQL + " ORDER BY address").fetchall()
+        return svc.ListCradleServersResponse(cradle_servers=[_cradle(r) for r in rows])
+
+
+_CRADLE_SQL = "SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+
+
+def _cradle(row: Any) -> svc.CradleServer:
+    return svc.CradleServer(id=row[0], address=row[1], status=row[2], available_bytes=row[3],
+                            last_heartbeat_ms=row[4] // 1000)
+
+
+def _encode_bucket_token(created_at: int, bucket_id: str) -> str:
+    raw = json.dumps([created_at, bucket_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_bucket_token(token: str) -> tuple[int, str]:
+    try:
+        c, i = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(c), str(i)
+    except (ValueError, TypeError) as e:
+        raise ValueError(str(e)) from None
+
+
+def _refuse_malformed(fn: Callable[[Any, grpc.ServicerContext], Any]
+                      ) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handler(req: Any, context: grpc.ServicerContext) -> Any:
+        if req is MALFORMED:
+            raise invalid_argument(_MSG_MALFORMED, "")
+        return fn(req, context)
+
+    return handler
 
 
 #: Stable UNAVAILABLE messages by pysyncobj failure reason. "Not committed" reasons are safe to

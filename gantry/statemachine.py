@@ -49,6 +49,7 @@ MSG_NO_CRADLES = "no cradle servers available"
 MSG_OBJECT_NOT_FOUND = "object not found"
 MSG_OBJECT_NOT_PENDING = "object is not pending"
 MSG_VALUE_OUT_OF_RANGE = "value out of range"
+MSG_BUCKET_NOT_EMPTY = "BucketNotEmpty"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def applied_index(conn: sqlite3.Connection) -> int:
 
 
 def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> ApplyResult:
-    row = conn.execute("SELECT 1 FROM buckets WHERE name = ?", (op.name,)).fetchone()
+    row = conn.execute(
+        "SELECT 1 FROM buckets WHERE name = ? AND deleted_at IS NULL", (op.name,)).fetchone()
     if row:
         return ApplyResult(
             Code.ALREADY_EXISTS,
@@ -125,18 +127,29 @@ def _register_cradle(conn: sqlite3.Connection, ts: int, op: pb.RegisterCradleSer
     if row:
         return ApplyResult(cradle_server_id=row[0], cradle_address=op.address)
     conn.execute(
-        "INSERT INTO cradle_servers (id, address, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO cradle_servers (id, address, status, available_bytes, consecutive_misses,"
+        " last_heartbeat_at, created_at, updated_at) VALUES (?, ?, 'HEALTHY', -1, 0, 0, ?, ?)",
         (op.cradle_server_id, op.address, ts, ts),
     )
     return ApplyResult(cradle_server_id=op.cradle_server_id, cradle_address=op.address)
 
 
+def _live_bucket_id(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute(
+        "SELECT id FROM buckets WHERE name = ? AND deleted_at IS NULL", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _bucket_not_found(name: str) -> ApplyResult:
+    return ApplyResult(Code.NOT_FOUND, MSG_BUCKET_NOT_FOUND, reason=REASON_BUCKET_NOT_FOUND,
+                       bucket=name)
+
+
 def _plan_write(conn: sqlite3.Connection, ts: int, op: pb.PlanWrite) -> ApplyResult:
-    row = conn.execute("SELECT id FROM buckets WHERE name = ?", (op.bucket,)).fetchone()
+    row = conn.execute(
+        "SELECT id FROM buckets WHERE name = ? AND deleted_at IS NULL", (op.bucket,)).fetchone()
     if row is None:
-        return ApplyResult(
-            Code.NOT_FOUND, MSG_BUCKET_NOT_FOUND, reason=REASON_BUCKET_NOT_FOUND, bucket=op.bucket
-        )
+        return _bucket_not_found(op.bucket)
     bucket_id = row[0]
     cradle = None
     if op.cradle_server_id:
@@ -182,6 +195,52 @@ def _commit_object(conn: sqlite3.Connection, ts: int, op: pb.CommitObject) -> Ap
     return ApplyResult(object_id=op.object_id)
 
 
+def _delete_bucket(conn: sqlite3.Connection, ts: int, op: pb.DeleteBucket) -> ApplyResult:
+    bucket_id = _live_bucket_id(conn, op.name)
+    if bucket_id is None:
+        return _bucket_not_found(op.name)
+    busy = conn.execute(
+        "SELECT 1 FROM objects WHERE bucket_id = ? AND state IN ('PENDING', 'COMMITTED') LIMIT 1",
+        (bucket_id,)).fetchone()
+    if busy:
+        return ApplyResult(Code.FAILED_PRECONDITION, MSG_BUCKET_NOT_EMPTY, bucket=op.name)
+    conn.execute("UPDATE buckets SET deleted_at = ?, updated_at = ? WHERE id = ?",
+                 (ts, ts, bucket_id))
+    return OK
+
+
+def _delete_object(conn: sqlite3.Connection, ts: int, op: pb.DeleteObject) -> ApplyResult:
+    bucket_id = _live_bucket_id(conn, op.bucket)
+    if bucket_id is None:
+        return _bucket_not_found(op.bucket)
+    # S3: deleting a key that does not exist succeeds.
+    conn.execute(
+        "UPDATE objects SET state = 'DELETED', updated_at = ?"
+        " WHERE bucket_id = ? AND key = ? AND state = 'COMMITTED'", (ts, bucket_id, op.key))
+    return OK
+
+
+def _abort_object(conn: sqlite3.Connection, ts: int, op: pb.AbortObject) -> ApplyResult:
+    row = conn.execute("SELECT state FROM objects WHERE object_id = ?", (op.object_id,)).fetchone()
+    if row is None:
+        return ApplyResult(Code.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+    if row[0] != "PENDING":
+        return ApplyResult(Code.FAILED_PRECONDITION, MSG_OBJECT_NOT_PENDING)
+    conn.execute("UPDATE objects SET state = 'FAILED', updated_at = ? WHERE object_id = ?",
+                 (ts, op.object_id))
+    return OK
+
+
+def _update_cradle_status(conn: sqlite3.Connection, ts: int,
+                          op: pb.UpdateCradleStatus) -> ApplyResult:
+    conn.execute(
+        "UPDATE cradle_servers SET status = ?, available_bytes = ?, consecutive_misses = ?,"
+        " last_heartbeat_at = ?, updated_at = ? WHERE id = ?",
+        (op.status, op.available_bytes, op.consecutive_misses, op.last_heartbeat_us, ts,
+         op.cradle_server_id))
+    return OK
+
+
 def _register_node(conn: sqlite3.Connection, ts: int, op: pb.RegisterNode) -> ApplyResult:
     conn.execute(
         "INSERT INTO cluster_nodes (raft_addr, node_id, grpc_addr, created_at, updated_at)"
@@ -221,6 +280,14 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
             result = _plan_write(conn, ts, command.plan_write)
         elif op == "commit_object":
             result = _commit_object(conn, ts, command.commit_object)
+        elif op == "delete_bucket":
+            result = _delete_bucket(conn, ts, command.delete_bucket)
+        elif op == "delete_object":
+            result = _delete_object(conn, ts, command.delete_object)
+        elif op == "abort_object":
+            result = _abort_object(conn, ts, command.abort_object)
+        elif op == "update_cradle_status":
+            result = _update_cradle_status(conn, ts, command.update_cradle_status)
         elif op == "register_node":
             result = _register_node(conn, ts, command.register_node)
         elif op == "barrier":

@@ -351,7 +351,7 @@ def test_calls_without_deadline_work(stub: service_pb2_grpc.GantryServiceStub, n
 
 
 @pytest.mark.parametrize("path", [
-    f"{SERVICE}/DeleteBucket",
+    f"{SERVICE}/DestroyEverything",
     f"{SERVICE}/createbucket",
     "/gantry.service.v1.NoSuchService/CreateBucket",
     "/gantry.service.v2.GantryService/CreateBucket",

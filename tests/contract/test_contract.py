@@ -489,6 +489,7 @@ def test_writes_carry_increasing_log_index(stub: service_pb2_grpc.GantryServiceS
     assert applied >= indices[-1]
 
 
-def test_reads_do_not_carry_log_index(stub: service_pb2_grpc.GantryServiceStub) -> None:
-    _, call = stub.ListBuckets.with_call(svc.ListBucketsRequest(), timeout=T)
-    assert LOG_INDEX not in {k for k, _ in (call.trailing_metadata() or ())}
+def test_reads_carry_the_applied_index_they_saw(stub: service_pb2_grpc.GantryServiceStub) -> None:
+    _, wcall = stub.CreateBucket.with_call(svc.CreateBucketRequest(name=uniq("ridx")), timeout=T)
+    _, rcall = stub.ListBuckets.with_call(svc.ListBucketsRequest(), timeout=T)
+    assert log_index(rcall) >= log_index(wcall)

@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node")
+    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node", "delete_bucket", "delete_object", "abort_object", "update_cradle_status")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,10 @@ class Command(_message.Message):
     COMMIT_OBJECT_FIELD_NUMBER: _ClassVar[int]
     BARRIER_FIELD_NUMBER: _ClassVar[int]
     REGISTER_NODE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    DELETE_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_CRADLE_STATUS_FIELD_NUMBER: _ClassVar[int]
     version: int
     proposal_id: str
     request_id: str
@@ -27,7 +31,11 @@ class Command(_message.Message):
     commit_object: CommitObject
     barrier: Barrier
     register_node: RegisterNode
-    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ...) -> None: ...
+    delete_bucket: DeleteBucket
+    delete_object: DeleteObject
+    abort_object: AbortObject
+    update_cradle_status: UpdateCradleStatus
+    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ..., delete_bucket: _Optional[_Union[DeleteBucket, _Mapping]] = ..., delete_object: _Optional[_Union[DeleteObject, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., update_cradle_status: _Optional[_Union[UpdateCradleStatus, _Mapping]] = ...) -> None: ...
 
 class CreateBucket(_message.Message):
     __slots__ = ("bucket_id", "name")
@@ -82,3 +90,37 @@ class RegisterNode(_message.Message):
     node_id: str
     grpc_addr: str
     def __init__(self, raft_addr: _Optional[str] = ..., node_id: _Optional[str] = ..., grpc_addr: _Optional[str] = ...) -> None: ...
+
+class DeleteBucket(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteObject(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class AbortObject(_message.Message):
+    __slots__ = ("object_id",)
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    def __init__(self, object_id: _Optional[str] = ...) -> None: ...
+
+class UpdateCradleStatus(_message.Message):
+    __slots__ = ("cradle_server_id", "status", "available_bytes", "consecutive_misses", "last_heartbeat_us")
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_MISSES_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_US_FIELD_NUMBER: _ClassVar[int]
+    cradle_server_id: str
+    status: str
+    available_bytes: int
+    consecutive_misses: int
+    last_heartbeat_us: int
+    def __init__(self, cradle_server_id: _Optional[str] = ..., status: _Optional[str] = ..., available_bytes: _Optional[int] = ..., consecutive_misses: _Optional[int] = ..., last_heartbeat_us: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from gantry.pb.bucket.v1 import bucket_pb2 as gantry_dot_pb_dot_bucket_dot_v1_do
 from gantry.pb.write_plan.v1 import write_plan_pb2 as gantry_dot_pb_dot_write__plan_dot_v1_dot_write__plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gantry/pb/service/v1/service.proto\x12\x11gantry.service.v1\x1a gantry/pb/bucket/v1/bucket.proto\x1a(gantry/pb/write_plan/v1/write_plan.proto\"#\n\x13\x43reateBucketRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x14\x43reateBucketResponse\x12(\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x18.gantry.bucket.v1.Bucket\"\x14\n\x12ListBucketsRequest\"@\n\x13ListBucketsResponse\x12)\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x18.gantry.bucket.v1.Bucket\"=\n\x10PlanWriteRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"H\n\x11PlanWriteResponse\x12\x33\n\nwrite_plan\x18\x01 \x01(\x0b\x32\x1f.gantry.write_plan.v1.WritePlan\"P\n\x13\x43ommitObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x03 \x01(\x03\"\x16\n\x14\x43ommitObjectResponse\"\xd8\x01\n\x17\x42ucketOwnershipConflict\x12\x41\n\x06reason\x18\x01 \x01(\x0e\x32\x31.gantry.service.v1.BucketOwnershipConflict.Reason\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\"j\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12&\n\"REASON_BUCKET_ALREADY_OWNED_BY_YOU\x10\x01\x12 \n\x1cREASON_BUCKET_ALREADY_EXISTS\x10\x02\"\xd8\x01\n\x0ePlanWriteError\x12\x38\n\x06reason\x18\x01 \x01(\x0e\x32(.gantry.service.v1.PlanWriteError.Reason\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\"|\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASON_BUCKET_NOT_FOUND\x10\x01\x12\x1f\n\x1bREASON_BUCKET_ACCESS_DENIED\x10\x02\x12\x1c\n\x18REASON_NO_CRADLE_SERVERS\x10\x03\x32\x87\x03\n\rGantryService\x12_\n\x0c\x43reateBucket\x12&.gantry.service.v1.CreateBucketRequest\x1a\'.gantry.service.v1.CreateBucketResponse\x12\\\n\x0bListBuckets\x12%.gantry.service.v1.ListBucketsRequest\x1a&.gantry.service.v1.ListBucketsResponse\x12V\n\tPlanWrite\x12#.gantry.service.v1.PlanWriteRequest\x1a$.gantry.service.v1.PlanWriteResponse\x12_\n\x0c\x43ommitObject\x12&.gantry.service.v1.CommitObjectRequest\x1a\'.gantry.service.v1.CommitObjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gantry/pb/service/v1/service.proto\x12\x11gantry.service.v1\x1a gantry/pb/bucket/v1/bucket.proto\x1a(gantry/pb/write_plan/v1/write_plan.proto\"#\n\x13\x43reateBucketRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x14\x43reateBucketResponse\x12(\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x18.gantry.bucket.v1.Bucket\"E\n\x12ListBucketsRequest\x12\x13\n\x0bmax_buckets\x18\x01 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\"a\n\x13ListBucketsResponse\x12)\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x18.gantry.bucket.v1.Bucket\x12\x1f\n\x17next_continuation_token\x18\x02 \x01(\t\"=\n\x10PlanWriteRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"H\n\x11PlanWriteResponse\x12\x33\n\nwrite_plan\x18\x01 \x01(\x0b\x32\x1f.gantry.write_plan.v1.WritePlan\"P\n\x13\x43ommitObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x03 \x01(\x03\"\x16\n\x14\x43ommitObjectResponse\"\xd8\x01\n\x17\x42ucketOwnershipConflict\x12\x41\n\x06reason\x18\x01 \x01(\x0e\x32\x31.gantry.service.v1.BucketOwnershipConflict.Reason\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\"j\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12&\n\"REASON_BUCKET_ALREADY_OWNED_BY_YOU\x10\x01\x12 \n\x1cREASON_BUCKET_ALREADY_EXISTS\x10\x02\"\xd8\x01\n\x0ePlanWriteError\x12\x38\n\x06reason\x18\x01 \x01(\x0e\x32(.gantry.service.v1.PlanWriteError.Reason\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\"|\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASON_BUCKET_NOT_FOUND\x10\x01\x12\x1f\n\x1bREASON_BUCKET_ACCESS_DENIED\x10\x02\x12\x1c\n\x18REASON_NO_CRADLE_SERVERS\x10\x03\" \n\x10GetBucketRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x11GetBucketResponse\x12(\n\x06\x62ucket\x18\x01 \x01(\x0b\x32\x18.gantry.bucket.v1.Bucket\"#\n\x13\x44\x65leteBucketRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBucketResponse\"0\n\x11HeadObjectRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"g\n\x12HeadObjectResponse\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x03 \x01(\x03\x12\x16\n\x0e\x63radle_address\x18\x04 \x01(\t\"\x8a\x01\n\x12ListObjectsRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\tdelimiter\x18\x03 \x01(\t\x12\x13\n\x0bstart_after\x18\x04 \x01(\t\x12\x10\n\x08max_keys\x18\x05 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x06 \x01(\t\"W\n\rObjectSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x04 \x01(\x03\"\xac\x01\n\x13ListObjectsResponse\x12\x32\n\x08\x63ontents\x18\x01 \x03(\x0b\x32 .gantry.service.v1.ObjectSummary\x12\x17\n\x0f\x63ommon_prefixes\x18\x02 \x03(\t\x12\x14\n\x0cis_truncated\x18\x03 \x01(\x08\x12\x1f\n\x17next_continuation_token\x18\x04 \x01(\t\x12\x11\n\tkey_count\x18\x05 \x01(\x05\"2\n\x13\x44\x65leteObjectRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteObjectResponse\"\'\n\x12\x41\x62ortObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\"\x15\n\x13\x41\x62ortObjectResponse\"o\n\x0c\x43radleServer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x17\n\x0f\x61vailable_bytes\x18\x04 \x01(\x03\x12\x19\n\x11last_heartbeat_ms\x18\x05 \x01(\x03\".\n\x1bRegisterCradleServerRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"V\n\x1cRegisterCradleServerResponse\x12\x36\n\rcradle_server\x18\x01 \x01(\x0b\x32\x1f.gantry.service.v1.CradleServer\"\x1a\n\x18ListCradleServersRequest\"T\n\x19ListCradleServersResponse\x12\x37\n\x0e\x63radle_servers\x18\x01 \x03(\x0b\x32\x1f.gantry.service.v1.CradleServer2\xa1\t\n\rGantryService\x12_\n\x0c\x43reateBucket\x12&.gantry.service.v1.CreateBucketRequest\x1a\'.gantry.service.v1.CreateBucketResponse\x12\\\n\x0bListBuckets\x12%.gantry.service.v1.ListBucketsRequest\x1a&.gantry.service.v1.ListBucketsResponse\x12V\n\tPlanWrite\x12#.gantry.service.v1.PlanWriteRequest\x1a$.gantry.service.v1.PlanWriteResponse\x12_\n\x0c\x43ommitObject\x12&.gantry.service.v1.CommitObjectRequest\x1a\'.gantry.service.v1.CommitObjectResponse\x12V\n\tGetBucket\x12#.gantry.service.v1.GetBucketRequest\x1a$.gantry.service.v1.GetBucketResponse\x12_\n\x0c\x44\x65leteBucket\x12&.gantry.service.v1.DeleteBucketRequest\x1a\'.gantry.service.v1.DeleteBucketResponse\x12Y\n\nHeadObject\x12$.gantry.service.v1.HeadObjectRequest\x1a%.gantry.service.v1.HeadObjectResponse\x12\\\n\x0bListObjects\x12%.gantry.service.v1.ListObjectsRequest\x1a&.gantry.service.v1.ListObjectsResponse\x12_\n\x0c\x44\x65leteObject\x12&.gantry.service.v1.DeleteObjectRequest\x1a\'.gantry.service.v1.DeleteObjectResponse\x12\\\n\x0b\x41\x62ortObject\x12%.gantry.service.v1.AbortObjectRequest\x1a&.gantry.service.v1.AbortObjectResponse\x12w\n\x14RegisterCradleServer\x12..gantry.service.v1.RegisterCradleServerRequest\x1a/.gantry.service.v1.RegisterCradleServerResponse\x12n\n\x11ListCradleServers\x12+.gantry.service.v1.ListCradleServersRequest\x1a,.gantry.service.v1.ListCradleServersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,25 +38,61 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEBUCKETRESPONSE']._serialized_start=170
   _globals['_CREATEBUCKETRESPONSE']._serialized_end=234
   _globals['_LISTBUCKETSREQUEST']._serialized_start=236
-  _globals['_LISTBUCKETSREQUEST']._serialized_end=256
-  _globals['_LISTBUCKETSRESPONSE']._serialized_start=258
-  _globals['_LISTBUCKETSRESPONSE']._serialized_end=322
-  _globals['_PLANWRITEREQUEST']._serialized_start=324
-  _globals['_PLANWRITEREQUEST']._serialized_end=385
-  _globals['_PLANWRITERESPONSE']._serialized_start=387
-  _globals['_PLANWRITERESPONSE']._serialized_end=459
-  _globals['_COMMITOBJECTREQUEST']._serialized_start=461
-  _globals['_COMMITOBJECTREQUEST']._serialized_end=541
-  _globals['_COMMITOBJECTRESPONSE']._serialized_start=543
-  _globals['_COMMITOBJECTRESPONSE']._serialized_end=565
-  _globals['_BUCKETOWNERSHIPCONFLICT']._serialized_start=568
-  _globals['_BUCKETOWNERSHIPCONFLICT']._serialized_end=784
-  _globals['_BUCKETOWNERSHIPCONFLICT_REASON']._serialized_start=678
-  _globals['_BUCKETOWNERSHIPCONFLICT_REASON']._serialized_end=784
-  _globals['_PLANWRITEERROR']._serialized_start=787
-  _globals['_PLANWRITEERROR']._serialized_end=1003
-  _globals['_PLANWRITEERROR_REASON']._serialized_start=879
-  _globals['_PLANWRITEERROR_REASON']._serialized_end=1003
-  _globals['_GANTRYSERVICE']._serialized_start=1006
-  _globals['_GANTRYSERVICE']._serialized_end=1397
+  _globals['_LISTBUCKETSREQUEST']._serialized_end=305
+  _globals['_LISTBUCKETSRESPONSE']._serialized_start=307
+  _globals['_LISTBUCKETSRESPONSE']._serialized_end=404
+  _globals['_PLANWRITEREQUEST']._serialized_start=406
+  _globals['_PLANWRITEREQUEST']._serialized_end=467
+  _globals['_PLANWRITERESPONSE']._serialized_start=469
+  _globals['_PLANWRITERESPONSE']._serialized_end=541
+  _globals['_COMMITOBJECTREQUEST']._serialized_start=543
+  _globals['_COMMITOBJECTREQUEST']._serialized_end=623
+  _globals['_COMMITOBJECTRESPONSE']._serialized_start=625
+  _globals['_COMMITOBJECTRESPONSE']._serialized_end=647
+  _globals['_BUCKETOWNERSHIPCONFLICT']._serialized_start=650
+  _globals['_BUCKETOWNERSHIPCONFLICT']._serialized_end=866
+  _globals['_BUCKETOWNERSHIPCONFLICT_REASON']._serialized_start=760
+  _globals['_BUCKETOWNERSHIPCONFLICT_REASON']._serialized_end=866
+  _globals['_PLANWRITEERROR']._serialized_start=869
+  _globals['_PLANWRITEERROR']._serialized_end=1085
+  _globals['_PLANWRITEERROR_REASON']._serialized_start=961
+  _globals['_PLANWRITEERROR_REASON']._serialized_end=1085
+  _globals['_GETBUCKETREQUEST']._serialized_start=1087
+  _globals['_GETBUCKETREQUEST']._serialized_end=1119
+  _globals['_GETBUCKETRESPONSE']._serialized_start=1121
+  _globals['_GETBUCKETRESPONSE']._serialized_end=1182
+  _globals['_DELETEBUCKETREQUEST']._serialized_start=1184
+  _globals['_DELETEBUCKETREQUEST']._serialized_end=1219
+  _globals['_DELETEBUCKETRESPONSE']._serialized_start=1221
+  _globals['_DELETEBUCKETRESPONSE']._serialized_end=1243
+  _globals['_HEADOBJECTREQUEST']._serialized_start=1245
+  _globals['_HEADOBJECTREQUEST']._serialized_end=1293
+  _globals['_HEADOBJECTRESPONSE']._serialized_start=1295
+  _globals['_HEADOBJECTRESPONSE']._serialized_end=1398
+  _globals['_LISTOBJECTSREQUEST']._serialized_start=1401
+  _globals['_LISTOBJECTSREQUEST']._serialized_end=1539
+  _globals['_OBJECTSUMMARY']._serialized_start=1541
+  _globals['_OBJECTSUMMARY']._serialized_end=1628
+  _globals['_LISTOBJECTSRESPONSE']._serialized_start=1631
+  _globals['_LISTOBJECTSRESPONSE']._serialized_end=1803
+  _globals['_DELETEOBJECTREQUEST']._serialized_start=1805
+  _globals['_DELETEOBJECTREQUEST']._serialized_end=1855
+  _globals['_DELETEOBJECTRESPONSE']._serialized_start=1857
+  _globals['_DELETEOBJECTRESPONSE']._serialized_end=1879
+  _globals['_ABORTOBJECTREQUEST']._serialized_start=1881
+  _globals['_ABORTOBJECTREQUEST']._serialized_end=1920
+  _globals['_ABORTOBJECTRESPONSE']._serialized_start=1922
+  _globals['_ABORTOBJECTRESPONSE']._serialized_end=1943
+  _globals['_CRADLESERVER']._serialized_start=1945
+  _globals['_CRADLESERVER']._serialized_end=2056
+  _globals['_REGISTERCRADLESERVERREQUEST']._serialized_start=2058
+  _globals['_REGISTERCRADLESERVERREQUEST']._serialized_end=2104
+  _globals['_REGISTERCRADLESERVERRESPONSE']._serialized_start=2106
+  _globals['_REGISTERCRADLESERVERRESPONSE']._serialized_end=2192
+  _globals['_LISTCRADLESERVERSREQUEST']._serialized_start=2194
+  _globals['_LISTCRADLESERVERSREQUEST']._serialized_end=2220
+  _globals['_LISTCRADLESERVERSRESPONSE']._serialized_start=2222
+  _globals['_LISTCRADLESERVERSRESPONSE']._serialized_end=2306
+  _globals['_GANTRYSERVICE']._serialized_start=2309
+  _globals['_GANTRYSERVICE']._serialized_end=3494
 # @@protoc_insertion_point(module_scope)

@@ -22,14 +22,20 @@ class CreateBucketResponse(_message.Message):
     def __init__(self, bucket: _Optional[_Union[_bucket_pb2.Bucket, _Mapping]] = ...) -> None: ...
 
 class ListBucketsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("max_buckets", "continuation_token")
+    MAX_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    max_buckets: int
+    continuation_token: str
+    def __init__(self, max_buckets: _Optional[int] = ..., continuation_token: _Optional[str] = ...) -> None: ...
 
 class ListBucketsResponse(_message.Message):
-    __slots__ = ("buckets",)
+    __slots__ = ("buckets", "next_continuation_token")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[_bucket_pb2.Bucket]
-    def __init__(self, buckets: _Optional[_Iterable[_Union[_bucket_pb2.Bucket, _Mapping]]] = ...) -> None: ...
+    next_continuation_token: str
+    def __init__(self, buckets: _Optional[_Iterable[_Union[_bucket_pb2.Bucket, _Mapping]]] = ..., next_continuation_token: _Optional[str] = ...) -> None: ...
 
 class PlanWriteRequest(_message.Message):
     __slots__ = ("bucket", "key", "size")
@@ -94,3 +100,145 @@ class PlanWriteError(_message.Message):
     reason: PlanWriteError.Reason
     bucket: str
     def __init__(self, reason: _Optional[_Union[PlanWriteError.Reason, str]] = ..., bucket: _Optional[str] = ...) -> None: ...
+
+class GetBucketRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetBucketResponse(_message.Message):
+    __slots__ = ("bucket",)
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    bucket: _bucket_pb2.Bucket
+    def __init__(self, bucket: _Optional[_Union[_bucket_pb2.Bucket, _Mapping]] = ...) -> None: ...
+
+class DeleteBucketRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteBucketResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeadObjectRequest(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class HeadObjectResponse(_message.Message):
+    __slots__ = ("object_id", "size", "last_modified_ms", "cradle_address")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_MS_FIELD_NUMBER: _ClassVar[int]
+    CRADLE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    size: int
+    last_modified_ms: int
+    cradle_address: str
+    def __init__(self, object_id: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ..., cradle_address: _Optional[str] = ...) -> None: ...
+
+class ListObjectsRequest(_message.Message):
+    __slots__ = ("bucket", "prefix", "delimiter", "start_after", "max_keys", "continuation_token")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    DELIMITER_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    prefix: str
+    delimiter: str
+    start_after: str
+    max_keys: int
+    continuation_token: str
+    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., delimiter: _Optional[str] = ..., start_after: _Optional[str] = ..., max_keys: _Optional[int] = ..., continuation_token: _Optional[str] = ...) -> None: ...
+
+class ObjectSummary(_message.Message):
+    __slots__ = ("key", "object_id", "size", "last_modified_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    object_id: str
+    size: int
+    last_modified_ms: int
+    def __init__(self, key: _Optional[str] = ..., object_id: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ...) -> None: ...
+
+class ListObjectsResponse(_message.Message):
+    __slots__ = ("contents", "common_prefixes", "is_truncated", "next_continuation_token", "key_count")
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    COMMON_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    IS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    contents: _containers.RepeatedCompositeFieldContainer[ObjectSummary]
+    common_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    is_truncated: bool
+    next_continuation_token: str
+    key_count: int
+    def __init__(self, contents: _Optional[_Iterable[_Union[ObjectSummary, _Mapping]]] = ..., common_prefixes: _Optional[_Iterable[str]] = ..., is_truncated: _Optional[bool] = ..., next_continuation_token: _Optional[str] = ..., key_count: _Optional[int] = ...) -> None: ...
+
+class DeleteObjectRequest(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AbortObjectRequest(_message.Message):
+    __slots__ = ("object_id",)
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    def __init__(self, object_id: _Optional[str] = ...) -> None: ...
+
+class AbortObjectResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CradleServer(_message.Message):
+    __slots__ = ("id", "address", "status", "available_bytes", "last_heartbeat_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    status: str
+    available_bytes: int
+    last_heartbeat_ms: int
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[str] = ..., available_bytes: _Optional[int] = ..., last_heartbeat_ms: _Optional[int] = ...) -> None: ...
+
+class RegisterCradleServerRequest(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class RegisterCradleServerResponse(_message.Message):
+    __slots__ = ("cradle_server",)
+    CRADLE_SERVER_FIELD_NUMBER: _ClassVar[int]
+    cradle_server: CradleServer
+    def __init__(self, cradle_server: _Optional[_Union[CradleServer, _Mapping]] = ...) -> None: ...
+
+class ListCradleServersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCradleServersResponse(_message.Message):
+    __slots__ = ("cradle_servers",)
+    CRADLE_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    cradle_servers: _containers.RepeatedCompositeFieldContainer[CradleServer]
+    def __init__(self, cradle_servers: _Optional[_Iterable[_Union[CradleServer, _Mapping]]] = ...) -> None: ...

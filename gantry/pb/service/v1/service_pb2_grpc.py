@@ -54,6 +54,46 @@ class GantryServiceStub:
                 request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectRequest.SerializeToString,
                 response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectResponse.FromString,
                 _registered_method=True)
+        self.GetBucket = channel.unary_unary(
+                '/gantry.service.v1.GantryService/GetBucket',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketResponse.FromString,
+                _registered_method=True)
+        self.DeleteBucket = channel.unary_unary(
+                '/gantry.service.v1.GantryService/DeleteBucket',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketResponse.FromString,
+                _registered_method=True)
+        self.HeadObject = channel.unary_unary(
+                '/gantry.service.v1.GantryService/HeadObject',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectResponse.FromString,
+                _registered_method=True)
+        self.ListObjects = channel.unary_unary(
+                '/gantry.service.v1.GantryService/ListObjects',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsResponse.FromString,
+                _registered_method=True)
+        self.DeleteObject = channel.unary_unary(
+                '/gantry.service.v1.GantryService/DeleteObject',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectResponse.FromString,
+                _registered_method=True)
+        self.AbortObject = channel.unary_unary(
+                '/gantry.service.v1.GantryService/AbortObject',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectResponse.FromString,
+                _registered_method=True)
+        self.RegisterCradleServer = channel.unary_unary(
+                '/gantry.service.v1.GantryService/RegisterCradleServer',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerResponse.FromString,
+                _registered_method=True)
+        self.ListCradleServers = channel.unary_unary(
+                '/gantry.service.v1.GantryService/ListCradleServers',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.FromString,
+                _registered_method=True)
 
 
 class GantryServiceServicer:
@@ -83,6 +123,55 @@ class GantryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBucket(self, request, context):
+        """Gantry additions (new RPCs and messages; the upstream ones above are unchanged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBucket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeadObject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListObjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteObject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortObject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterCradleServer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCradleServers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GantryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +194,46 @@ def add_GantryServiceServicer_to_server(servicer, server):
                     servicer.CommitObject,
                     request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectRequest.FromString,
                     response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectResponse.SerializeToString,
+            ),
+            'GetBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBucket,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketResponse.SerializeToString,
+            ),
+            'DeleteBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBucket,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketResponse.SerializeToString,
+            ),
+            'HeadObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeadObject,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectResponse.SerializeToString,
+            ),
+            'ListObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObjects,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsResponse.SerializeToString,
+            ),
+            'DeleteObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteObject,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectResponse.SerializeToString,
+            ),
+            'AbortObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortObject,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectResponse.SerializeToString,
+            ),
+            'RegisterCradleServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCradleServer,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerResponse.SerializeToString,
+            ),
+            'ListCradleServers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCradleServers,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +344,222 @@ class GantryService:
             '/gantry.service.v1.GantryService/CommitObject',
             gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectRequest.SerializeToString,
             gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.CommitObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/GetBucket',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.GetBucketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/DeleteBucket',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteBucketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeadObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/HeadObject',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.HeadObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/ListObjects',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/DeleteObject',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/AbortObject',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.AbortObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCradleServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/RegisterCradleServer',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.RegisterCradleServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCradleServers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/ListCradleServers',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,163 @@
+"""Read consistency: which log index a read must reflect before it runs on a local read-only
+connection.
+
+Levels (chosen per call with gRPC metadata, so upstream request messages stay unchanged):
+
+- ``x-gantry-consistency: linearizable`` (the default): a read index (Raft §6.4) taken through the
+  log — a barrier entry is committed by a majority under the current leader and applied here,
+  then the read runs locally. It never returns state older than a write acknowledged before the
+  read began, on any node, even on a deposed leader (pysyncobj has no leader lease). Concurrent
+  reads share barriers: a read waits for the first barrier proposed after it arrived.
+- ``x-gantry-min-log-index: N`` (read-your-writes): wait until this node applied log index ``N``
+  — the ``x-gantry-log-index`` a write returned — then read locally. No log round trip.
+- ``x-gantry-consistency: stale``: read this node's state at once.
+
+Every read reply carries ``x-gantry-log-index``: the applied index the read saw (at least).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import grpc
+
+from gantry.errors import RpcError, invalid_argument
+from gantry.store import Watermark
+
+CONSISTENCY_KEY = "x-gantry-consistency"
+MIN_INDEX_KEY = "x-gantry-min-log-index"
+LOG_INDEX_KEY = "x-gantry-log-index"
+#: Longest a read waits for its index when the client set no deadline (seconds).
+DEFAULT_READ_TIMEOUT_S = 10.0
+
+
+class Consistency(enum.Enum):
+    LINEARIZABLE = "linearizable"
+    STALE = "stale"
+    MIN_INDEX = "min-index"
+
+
+def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
+    """``(level, min index)`` from the call's metadata; raises RpcError(INVALID_ARGUMENT)."""
+    level, min_index = "", 0
+    for k, v in context.invocation_metadata() or ():
+        if k == CONSISTENCY_KEY:
+            level = str(v).strip().lower()
+        elif k == MIN_INDEX_KEY:
+            try:
+                min_index = int(v)
+            except ValueError:
+                raise invalid_argument("InvalidMinLogIndex", MIN_INDEX_KEY) from None
+    if min_index and level in ("", Consistency.MIN_INDEX.value):
+        return Consistency.MIN_INDEX, min_index
+    if level in ("", Consistency.LINEARIZABLE.value):
+        return Consistency.LINEARIZABLE, min_index
+    if level == Consistency.STALE.value:
+        return Consistency.STALE, min_index
+    raise invalid_argument("InvalidConsistency", CONSISTENCY_KEY)
+
+
+class ReadIndex:
+    """Coalesces linearizable reads onto shared barrier entries.
+
+    ``propose_barrier()`` starts one barrier through the log and returns a Future of its log
+    index (raising the proposal's error). At most one barrier is in flight; reads arriving while
+    it flies wait for the next one, which starts as soon as the current one finishes.
+    """
+
+    def __init__(self, propose_barrier: Callable[[], Future[int]]) -> None:
+        self._propose = propose_barrier
+        self._lock = threading.Lock()
+        self._inflight = False
+        self._started_at = 0.0
+        self._next: Future[int] | None = None
+
+    #: A barrier still unresolved after this long (seconds) no longer holds back new reads.
+    STUCK_AFTER_S = 5.0
+
+    def get(self) -> Future[int]:
+        """A future of a log index committed after this call began."""
+        with self._lock:
+            if self._next is None:
+                self._next = Future()
+            fut = self._next
+            if self._inflight and time.monotonic() - self._started_at > self.STUCK_AFTER_S:
+                self._inflight = False
+            if not self._inflight:
+                self._start_locked()
+        return fut
+
+    def _start_locked(self) -> None:
+        waiting, self._next = self._next, None
+        if waiting is None:
+            self._inflight = False
+            return
+        self._inflight = True
+        self._started_at = time.monotonic()
+        try:
+            barrier = self._propose()
+        except BaseException as e:
+            self._inflight = False
+            waiting.set_exception(e)
+            return
+        barrier.add_done_callback(lambda f: self._done(f, waiting))
+
+    def _done(self, barrier: Future[int], waiting: Future[int]) -> None:
+        exc = barrier.exception()
+        if exc is not None:
+            waiting.set_exception(exc)
+        else:
+            waiting.set_result(barrier.result())
+        with self._lock:
+            self._start_locked()
+
+
+def timeout_of(context: grpc.ServicerContext) -> float:
+    r = context.time_remaining()
+    if r is None or r > DEFAULT_READ_TIMEOUT_S:
+        return DEFAULT_READ_TIMEOUT_S
+    return max(0.0, r - 0.005)
+
+
+def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
+                  read_index: ReadIndex, on_error: Callable[[BaseException], RpcError]) -> int:
+    """Block until this node may serve the call's read; returns the applied index to report.
+
+    Raises RpcError: INVALID_ARGUMENT for bad metadata, UNAVAILABLE when no read index can be
+    had (no leader), DEADLINE_EXCEEDED when the index is not reached in time."""
+    level, min_index = parse(context)
+    timeout = timeout_of(context)
+    if level is Consistency.LINEARIZABLE:
+        try:
+            min_index = max(min_index, read_index.get().result(timeout=timeout))
+        except TimeoutError:
+            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                           "read index not reached before the deadline") from None
+        except Exception as e:  # consensus failed: no leader, lost leadership, stopping
+            raise on_error(e) from None
+    if min_index and not watermark.wait_for(min_index, timeout):
+        raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                       f"log index {min_index} not applied on this node before the deadline")
+    return watermark.value
+
+
+def barrier_future(propose_async: Callable[[Any], Future[Any]], make: Callable[[], Any]
+                   ) -> Future[int]:
+    """Adapt a ``propose_async(command) -> Future[(ApplyResult, index)]`` into a Future of the
+    index, for :class:`ReadIndex`."""
+    out: Future[int] = Future()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(int(f.result()[1]))
+
+    propose_async(make()).add_done_callback(done)
+    return out
