@@ -155,6 +155,25 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="Raft tick period in seconds (env GANTRY_RAFT_TICK)")
 
 
+def parse_duration(text: str, what: str) -> float:
+    """Seconds from ``"30"``, ``"30s"``, ``"500ms"``, ``"2m"`` (Go-style units, as upstream's
+    env values); ``0`` disables. Raises :class:`ConfigError`."""
+    t = text.strip().lower()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], factor
+            break
+    else:
+        mult = 1.0
+    try:
+        v = float(t) * mult
+    except ValueError:
+        raise ConfigError(f"{what}={text!r}: expected a duration like 30s or 500ms") from None
+    if v < 0:
+        raise ConfigError(f"{what}={text!r}: must not be negative")
+    return v
+
+
 def from_args(ns: argparse.Namespace) -> Config:
     """Build and validate a Config from parsed ``serve`` flags plus the plain environment."""
     refl = os.environ.get("ENABLE_REFLECTION")
@@ -173,7 +192,8 @@ def from_args(ns: argparse.Namespace) -> Config:
         log_level=_env("LOG_LEVEL", "info").lower(),
         enable_reflection=None if refl in (None, "") else _env_bool("ENABLE_REFLECTION", False),
         grace_s=ns.grace,
-        heartbeat_interval_s=float(_env("GANTRY_HEARTBEAT_INTERVAL", "30")),
+        heartbeat_interval_s=parse_duration(_env("GANTRY_HEARTBEAT_INTERVAL", "30s"),
+                                            "GANTRY_HEARTBEAT_INTERVAL"),
         raft_tick_s=ns.raft_tick,
         raft_fsync=ns.raft_fsync,
         snapshot_entries=ns.snapshot_entries,

@@ -26,6 +26,7 @@ from gantry import commands, migrate
 from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.admin import AdminService
 from gantry.config import Config
+from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.proposals import ProposalError, Proposals
@@ -61,6 +62,7 @@ class Node:
         self._stopping = threading.Event()
         self._serving = False
         self._background: list[threading.Thread] = []
+        self._monitor: CradleMonitor | None = None
 
     # -- lifecycle --
     def start(self) -> None:
@@ -93,6 +95,9 @@ class Node:
         self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
+        self._monitor = CradleMonitor(self._reads, self._is_leader, self.propose,
+                                      cfg.heartbeat_interval_s)
+        self._monitor.start()
         log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr)
 
     def stop(self) -> None:
@@ -109,6 +114,8 @@ class Node:
             except Exception:
                 log.exception("frontdoor_stop_failed")
             self._frontdoor.stop()
+        if self._monitor is not None:
+            self._monitor.stop()
         for t in self._background:
             t.join(timeout=5)
         if self._raft is not None:
@@ -219,6 +226,12 @@ class Node:
         return ""
 
     # -- internals --
+    def _is_leader(self) -> bool:
+        if self._raft is None or not self._serving:
+            return False
+        leader: str | None = self._raft.proxy().leader().get(timeout=5)
+        return leader == self.config.raft_addr
+
     def _hand_over_leadership(self, timeout_s: float = 3.0) -> None:
         """On the way out, a leader hands leadership to a caught-up follower (Raft TimeoutNow)
         so the cluster does not wait an election timeout for a new one. Best effort."""

@@ -88,7 +88,10 @@ class NodeProcess:
         return a + self.extra_args
 
     def start(self) -> NodeProcess:
-        env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "info", **self.env}
+        # Heartbeats off unless a test turns them on: most tests register a placeholder cradle
+        # address that nothing listens on.
+        env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "info",
+               "GANTRY_HEARTBEAT_INTERVAL": "0", **self.env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(self.args(), cwd=str(REPO), env=env, stdout=logf,
@@ -231,3 +234,39 @@ def write_any(nodes: list[NodeProcess], method: str, request: Any, request_id: s
                 raise
             i += 1
             time.sleep(0.02)
+
+
+class FakeCradle:
+    """A real ``cradle.service.v1.CradleService`` gRPC server on 127.0.0.1 (a fake storage node
+    for tests): answers Heartbeat with ``available_bytes`` while ``answering`` is set, otherwise
+    fails the call with UNAVAILABLE."""
+
+    def __init__(self, available_bytes: int = 10 * 2**30) -> None:
+        from concurrent import futures
+
+        from gantry.pb.cradle.service.v1 import service_pb2 as cpb
+        from gantry.pb.cradle.service.v1 import service_pb2_grpc as cgrpc
+
+        self.available_bytes = available_bytes
+        self.answering = True
+        self.calls = 0
+        fake = self
+
+        class Servicer(cgrpc.CradleServiceServicer):  # type: ignore[misc]
+            def Heartbeat(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+                fake.calls += 1
+                if not fake.answering:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake cradle is down")
+                return cpb.HeartbeatResponse(available_bytes=fake.available_bytes)
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        cgrpc.add_CradleServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop(0).wait()

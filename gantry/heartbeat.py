@@ -1,0 +1,115 @@
+"""Storage-server health: while this node leads, it calls every registered cradle server's
+``cradle.service.v1.CradleService/Heartbeat`` each interval and records what it saw through the
+log, so every node agrees on which servers PlanWrite may choose.
+
+Status rules (decided here, before proposing, so apply stays deterministic): a successful
+heartbeat → HEALTHY with the reported ``available_bytes``; each miss in a row → DEGRADED; from
+``OFFLINE_AFTER`` misses in a row → OFFLINE. An entry is proposed only when something changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import grpc
+import structlog
+
+from gantry import commands
+from gantry.ids import now_us
+from gantry.pb.cradle.service.v1 import service_pb2 as cradle_pb
+from gantry.pb.cradle.service.v1 import service_pb2_grpc as cradle_grpc
+from gantry.store import ReadPool
+
+log = structlog.get_logger("gantry.heartbeat")
+
+#: Consecutive missed heartbeats after which a server is OFFLINE (one miss: DEGRADED).
+OFFLINE_AFTER = 3
+
+
+def next_status(ok: bool, misses: int) -> tuple[str, int]:
+    """``(status, consecutive misses)`` after one heartbeat that succeeded (``ok``) or not,
+    given the misses in a row before it."""
+    if ok:
+        return "HEALTHY", 0
+    misses += 1
+    return ("OFFLINE" if misses >= OFFLINE_AFTER else "DEGRADED"), misses
+
+
+class CradleMonitor:
+    """Background heartbeats. ``is_leader()`` gates the work; ``propose(command, timeout_s)``
+    writes the observations. ``interval_s`` ≤ 0 disables the monitor."""
+
+    def __init__(self, reads: ReadPool, is_leader: Callable[[], bool],
+                 propose: Callable[[Any, float], Any], interval_s: float) -> None:
+        self._reads = reads
+        self._is_leader = is_leader
+        self._propose = propose
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def start(self) -> None:
+        if self._interval <= 0:
+            log.info("heartbeats_disabled")
+            return
+        self._thread = threading.Thread(target=self._run, name="cradle-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if self._is_leader():
+                    self.round()
+            except Exception:
+                log.exception("heartbeat_round_failed")
+
+    def _stub(self, address: str) -> cradle_grpc.CradleServiceStub:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = grpc.insecure_channel(address)
+        return cradle_grpc.CradleServiceStub(ch)
+
+    def round(self) -> int:
+        """Heartbeat every registered server once; returns how many updates were proposed."""
+        rows = self._reads.conn().execute(
+            "SELECT id, address, status, available_bytes, consecutive_misses, last_heartbeat_at"
+            " FROM cradle_servers").fetchall()
+        timeout = max(0.2, min(self._interval * 0.5, 5.0))
+        calls: list[tuple[tuple[Any, ...], Future[Any]]] = []
+        for row in rows:
+            calls.append((row, self._stub(row[1]).Heartbeat.future(cradle_pb.HeartbeatRequest(),
+                                                                  timeout=timeout)))
+        proposed = 0
+        for (cid, address, status, avail, misses, last_hb), fut in calls:
+            try:
+                resp = fut.result()
+                ok, new_avail, new_last = True, int(resp.available_bytes), now_us()
+            except grpc.RpcError as e:
+                ok, new_avail, new_last = False, avail, last_hb
+                log.debug("heartbeat_missed", address=address, code=e.code().name)
+            new_status, new_misses = next_status(ok, misses)
+            if (new_status, new_avail, new_misses) == (status, avail, misses):
+                continue
+            try:
+                self._propose(commands.update_cradle_status(cid, new_status, new_avail,
+                                                            new_misses, new_last), 5.0)
+                proposed += 1
+            except Exception as e:  # lost leadership etc.: the next round tries again
+                log.warning("heartbeat_update_failed", address=address, error=repr(e))
+                continue
+            if new_status != status:
+                log.info("cradle_status_changed", address=address, status=new_status,
+                         previous_status=status, available_bytes=new_avail, misses=new_misses)
+        return proposed

@@ -1,0 +1,50 @@
+"""Storage-server health through real heartbeats: a fake cradle that stops answering goes
+DEGRADED then OFFLINE, PlanWrite stops choosing it, and it comes back HEALTHY when it answers."""
+
+from __future__ import annotations
+
+import pathlib
+
+import grpc
+import pytest
+
+from gantry.pb.service.v1 import service_pb2 as svc
+from tests.support import FakeCradle, single_node, wait_until
+
+
+def _status(stub: object, addr: str) -> tuple[str, int]:
+    servers = stub.ListCradleServers(svc.ListCradleServersRequest(), timeout=5).cradle_servers  # type: ignore[attr-defined]
+    [c] = [c for c in servers if c.address == addr]
+    return c.status, c.available_bytes
+
+
+def test_cradle_health_follows_heartbeats(tmp_path: pathlib.Path) -> None:
+    cradle = FakeCradle(available_bytes=1000)
+    try:
+        with single_node(tmp_path, ["--cradle-addr", cradle.addr],
+                         env={"GANTRY_HEARTBEAT_INTERVAL": "100ms"}) as nd:
+            stub = nd.stub()
+            stub.CreateBucket(svc.CreateBucketRequest(name="hbeat"), timeout=5)
+            wait_until(lambda: _status(stub, cradle.addr) == ("HEALTHY", 1000), 20,
+                       what="first heartbeat recorded")
+            # Room matters: a 2000-byte object does not fit in 1000 free bytes.
+            with pytest.raises(grpc.RpcError) as e:
+                stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="big", size=2000), timeout=5)
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="small", size=10), timeout=5)
+
+            cradle.answering = False
+            wait_until(lambda: _status(stub, cradle.addr)[0] == "DEGRADED", 20, what="DEGRADED")
+            wait_until(lambda: _status(stub, cradle.addr)[0] == "OFFLINE", 20, what="OFFLINE")
+            with pytest.raises(grpc.RpcError) as e:
+                stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="k", size=10), timeout=5)
+            assert (e.value.code(), e.value.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                                           "no cradle servers available")
+            cradle.answering = True
+            cradle.available_bytes = 5000
+            wait_until(lambda: _status(stub, cradle.addr) == ("HEALTHY", 5000), 20,
+                       what="HEALTHY again")
+            plan = stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="k", size=10), timeout=5)
+            assert plan.write_plan.cradle_address == cradle.addr
+    finally:
+        cradle.stop()
