@@ -11,29 +11,9 @@ import grpc
 import pytest
 
 from gantry.pb.admin.v1 import admin_pb2 as apb
-from gantry.pb.admin.v1 import admin_pb2_grpc
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.cluster.test_snapshot import dump
-from tests.support import NodeProcess, call_with_retry, cluster, wait_until, write_any
-
-
-def admin(nd: NodeProcess) -> admin_pb2_grpc.ClusterServiceStub:
-    return admin_pb2_grpc.ClusterServiceStub(nd.channel())
-
-
-def status(nd: NodeProcess) -> apb.StatusResponse:
-    return admin(nd).Status(apb.StatusRequest(), timeout=5)
-
-
-def leader_of(nodes: list[NodeProcess]) -> NodeProcess:
-    def find() -> NodeProcess | None:
-        for nd in nodes:
-            if nd.proc is not None and nd.proc.poll() is None and status(nd).role == "leader":
-                return nd
-        return None
-
-    found: NodeProcess = wait_until(find, 20, what="a leader")
-    return found
+from tests.cluster.helpers import admin, dump, leader_of, status
+from tests.support import call_with_retry, cluster, wait_until, write_any
 
 
 def test_status_and_graceful_leader_handover(tmp_path: pathlib.Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from gantry import migrate
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.cluster.test_membership import leader_of
+from tests.cluster.helpers import leader_of
 from tests.support import cluster, single_node, wait_until, write_any
 
 IDX = "x-gantry-log-index"
