@@ -99,3 +99,22 @@ def test_remove_and_readd_under_load_keeps_replicas_identical(tmp_path: pathlib.
         for nd in nodes:
             wait_until(lambda nd=nd: dump(nd.data_dir / "gantry.db") == reference, 30,
                        what=f"{nd.node_id} identical to the leader")
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["journal", "snapshot"])
+def test_restart_does_not_resurrect_removed_member(tmp_path: pathlib.Path, compact: bool) -> None:
+    extra = ["--snapshot-entries", "20"] if compact else []
+    with cluster(tmp_path, 3, extra) as nodes:
+        lead = leader_of(nodes)
+        removed, other = [n for n in nodes if n is not lead]
+        admin(lead).RemoveNode(apb.RemoveNodeRequest(raft_addr=removed.raft_addr), timeout=15)
+        removed.stop()
+        for i in range(60 if compact else 5):  # with compaction, the removal ends up in a snapshot
+            write_any([lead, other], "CreateBucket", svc.CreateBucketRequest(name=f"m-{i}"), f"m-{i}")
+        # Restart a survivor with its original flags, which still list the removed node as a peer.
+        other.stop()
+        other.start().wait_serving()
+        for nd in (other, lead):
+            wait_until(lambda nd=nd: {m.raft_addr for m in status(nd).members}
+                       == {lead.raft_addr, other.raft_addr}, 20, what="membership without it")
+        write_any([lead, other], "CreateBucket", svc.CreateBucketRequest(name="after"), "after")
