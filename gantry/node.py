@@ -119,7 +119,8 @@ class Node:
         for t in self._background:
             t.join(timeout=5)
         if self._raft is not None:
-            self._hand_over_leadership()
+            if self.port:  # started fully: a leader hands over before leaving
+                self._hand_over_leadership()
             self._raft.stop()
         if self._writer is not None:
             self._writer.stop()
