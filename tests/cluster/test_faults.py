@@ -23,17 +23,19 @@ from tests.cluster.helpers import BUCKET, CRADLE, Load, check_converged, leader_
 from tests.support import cluster, wait_until, write_any
 
 
-def test_kill9_leader_during_burst(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("rounds", [1, pytest.param(8, marks=pytest.mark.slow)])
+def test_kill9_leader_during_burst(tmp_path: pathlib.Path, rounds: int) -> None:
     with cluster(tmp_path, 3, CRADLE) as nodes:
         setup_bucket(nodes)
         with Load(nodes) as load:
             load.wait_acked(100)
-            lead = leader_of(nodes)
-            lead.kill()
-            n = len(load.acked)
-            load.wait_acked(n + 100)  # the survivors elect a leader and keep acknowledging
-            lead.start()
-            load.wait_acked(n + 200)
+            for _ in range(rounds):
+                lead = leader_of(nodes)
+                lead.kill()
+                n = len(load.acked)
+                load.wait_acked(n + 100)  # the survivors elect a leader and keep acknowledging
+                lead.start()
+                load.wait_acked(n + 200)
         check_converged(nodes, load.acked)
 
 

@@ -56,7 +56,7 @@ def test_no_quorum_answers_unavailable_quickly(tmp_path: pathlib.Path) -> None:
         wait_until(fails_fast, 20, interval_s=0.1, what="fast UNAVAILABLE without quorum")
 
 
-@pytest.mark.parametrize("cycles", [3])
+@pytest.mark.parametrize("cycles", [3, pytest.param(15, marks=pytest.mark.slow)])
 def test_remove_and_readd_under_load_keeps_replicas_identical(tmp_path: pathlib.Path,
                                                                cycles: int) -> None:
     with cluster(tmp_path, 3, ["--snapshot-entries", "200"]) as nodes:
