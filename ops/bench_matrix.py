@@ -1,0 +1,162 @@
+"""Run the benchmark matrix that docs/BENCHMARKS.md reports: for each cluster size, workload and
+concurrency, several runs of ``ops/bench.py``; print the medians as a markdown table.
+
+Usage::
+
+    python ops/bench_matrix.py --nodes 1,3 --workloads create-bucket,plan-commit \\
+        --concurrency 1,16,64 --runs 3 --duration 5 [--serve-arg=--no-raft-fsync] \\
+        [--consistency stale,linearizable,min-index]
+
+It starts its own nodes (``gantry serve`` on free 127.0.0.1 ports, fresh data directories under a
+temporary directory) and a fake storage node (``ops/fake_cradle.py``) so PlanWrite has a HEALTHY
+server; a fresh cluster per cluster size, reused across that size's runs. Every process it starts
+is stopped on exit. Read workloads take ``--consistency`` (one row per level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+READS = {"get-bucket", "head-object", "list-objects"}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _serving(addr: str) -> bool:
+    with grpc.insecure_channel(addr) as ch:
+        try:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@contextlib.contextmanager
+def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path) -> Iterator[list[str]]:
+    """Start a fake cradle and ``n`` peered nodes; yield their gRPC addresses; stop them all."""
+    procs: list[subprocess.Popen[bytes]] = []
+    [cradle_port] = _free_ports(1)
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "warning",
+           "GANTRY_HEARTBEAT_INTERVAL": "5s"}
+    try:
+        procs.append(subprocess.Popen([sys.executable, str(REPO / "ops" / "fake_cradle.py"),
+                                       "--port", str(cradle_port)], cwd=REPO,
+                                      stdout=subprocess.DEVNULL))
+        ports = _free_ports(2 * n)
+        grpc_ports, raft_ports = ports[:n], ports[n:]
+        for i in range(n):
+            peers = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(raft_ports) if j != i)
+            args = [sys.executable, "-m", "gantry.cli", "serve",
+                    "--data-dir", str(workdir / f"n{n}-{i}"), "--port", str(grpc_ports[i]),
+                    "--raft-addr", f"127.0.0.1:{raft_ports[i]}", "--node-id", f"node{i}",
+                    "--cradle-addr", f"127.0.0.1:{cradle_port}", *serve_args]
+            if peers:
+                args += ["--peers", peers]
+            log = open(workdir / f"n{n}-{i}.log", "ab")  # noqa: SIM115 - owned by the child
+            procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))
+            log.close()
+        addrs = [f"127.0.0.1:{p}" for p in grpc_ports]
+        deadline = time.monotonic() + 60
+        while not all(_serving(a) for a in addrs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster of {n} did not become SERVING; logs in {workdir}")
+            time.sleep(0.1)
+        yield addrs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def bench(targets: list[str], workload: str, c: int, duration: float, warmup: float,
+          consistency: str | None) -> dict[str, Any]:
+    args = [sys.executable, str(REPO / "ops" / "bench.py"), "--targets", ",".join(targets),
+            "--workload", workload, "--concurrency", str(c), "--duration", str(duration),
+            "--warmup", str(warmup), "--json"]
+    if consistency:
+        args += ["--consistency", consistency]
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if not out.stdout.strip():
+        raise RuntimeError(f"bench failed: {out.stderr[-2000:]}")
+    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", default="1,3")
+    p.add_argument("--workloads", default="create-bucket,plan-commit")
+    p.add_argument("--concurrency", default="1,16,64")
+    p.add_argument("--consistency", default="linearizable",
+                   help="read workloads: comma-separated levels (default linearizable)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--serve-arg", action="append", default=[],
+                   help="extra flag for every node, e.g. --serve-arg=--no-raft-fsync")
+    ns = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
+        for n in [int(x) for x in ns.nodes.split(",")]:
+            with running_cluster(n, ns.serve_arg, pathlib.Path(tmp)) as targets:
+                for workload in ns.workloads.split(","):
+                    levels = ns.consistency.split(",") if workload in READS else [None]
+                    for level in levels:
+                        for c in [int(x) for x in ns.concurrency.split(",")]:
+                            runs = [bench(targets, workload, c, ns.duration, ns.warmup, level)
+                                    for _ in range(ns.runs)]
+                            row = {
+                                "nodes": n, "workload": workload, "consistency": level or "",
+                                "c": c,
+                                "ops_s": statistics.median(r["ops_per_s"] for r in runs),
+                                "p50": statistics.median(r["latency_ms"]["p50"] for r in runs),
+                                "p99": statistics.median(r["latency_ms"]["p99"] for r in runs),
+                                "errors": sum(r["error_total"] for r in runs),
+                                "all_ops_s": [r["ops_per_s"] for r in runs],
+                            }
+                            rows.append(row)
+                            print(json.dumps(row), file=sys.stderr, flush=True)
+    print("| nodes | workload | consistency | c | ops/s | p50 ms | p99 ms | errors | runs ops/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['nodes']} | {r['workload']} | {r['consistency'] or '-'} | {r['c']} | "
+              f"{r['ops_s']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
+              f"{', '.join(f'{x:.0f}' for x in r['all_ops_s'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
