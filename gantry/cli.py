@@ -63,7 +63,18 @@ def _serve(ns: argparse.Namespace) -> int:
 
 
 def _migrate(ns: argparse.Namespace) -> int:
+    from gantry.datadir import DataDirInUse, DataDirLock
+
     db = pathlib.Path(ns.db)
+    if ns.action != "up" and not db.exists():
+        print(f"gantry: no database at {db}", file=sys.stderr)
+        return 2
+    lock = DataDirLock(db.parent)
+    try:
+        lock.acquire()  # a running node holds it: never migrate under a live node
+    except DataDirInUse as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
     try:
         if ns.action == "up":
             print("applied:", ", ".join(migrate.upgrade(db)) or "nothing")
@@ -81,6 +92,8 @@ def _migrate(ns: argparse.Namespace) -> int:
     except migrate.SchemaError as e:
         print(f"gantry: {e}", file=sys.stderr)
         return 2
+    finally:
+        lock.release()
     return 0
 
 

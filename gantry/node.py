@@ -26,6 +26,7 @@ from gantry import commands, migrate
 from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.admin import AdminService
 from gantry.config import Config
+from gantry.datadir import DataDirInUse, DataDirLock
 from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
@@ -63,12 +64,21 @@ class Node:
         self._serving = False
         self._background: list[threading.Thread] = []
         self._monitor: CradleMonitor | None = None
+        self._lock = DataDirLock(config.data_dir)
+        self._db_lock: DataDirLock | None = None
 
     # -- lifecycle --
     def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.database.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+            if cfg.database.parent.resolve() != cfg.data_dir.resolve():
+                self._db_lock = DataDirLock(cfg.database.parent)
+                self._db_lock.acquire()
+        except DataDirInUse as e:
+            raise StartError(str(e)) from None
         log.info("node_starting", data_dir=str(cfg.data_dir), db_path=str(cfg.database),
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
         migrate.upgrade(cfg.database)
@@ -126,6 +136,9 @@ class Node:
             self._writer.stop()
         if self._reads is not None:
             self._reads.close()
+        if self._db_lock is not None:
+            self._db_lock.release()
+        self._lock.release()
         log.info("node_stopped", applied_index=self.watermark.value)
 
     # -- used by the service --

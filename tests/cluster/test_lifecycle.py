@@ -122,3 +122,27 @@ def test_port_in_use_fails_fast_with_a_clear_message(tmp_path: pathlib.Path) -> 
         assert first.is_serving()
     finally:
         first.stop()
+
+
+def test_second_process_on_the_same_data_dir_is_refused(tmp_path: pathlib.Path) -> None:
+    import subprocess
+    import sys
+
+    first = _node(tmp_path)
+    try:
+        first.start().wait_serving()
+        port, raft = free_ports(2)  # different ports, same data directory
+        second = NodeProcess(first.data_dir, port, raft, [], node_id="intruder")
+        second.log_path = tmp_path / "intruder.log"
+        second.start()
+        assert second.proc is not None
+        assert second.proc.wait(30) == 2
+        assert "is in use by pid" in second.log_path.read_text()
+        # Migrations refuse a database a live node holds, too.
+        r = subprocess.run([sys.executable, "-m", "gantry.cli", "migrate", "down", "--db",
+                            str(first.data_dir / "gantry.db")], capture_output=True, text=True)
+        assert r.returncode == 2 and "in use" in r.stderr
+        first.stub().CreateBucket(svc.CreateBucketRequest(name="still-mine"), timeout=10)
+        assert first.is_serving()
+    finally:
+        first.stop()
