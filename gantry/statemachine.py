@@ -18,6 +18,7 @@ entry, so one entry's deterministic failure never rolls back its neighbours.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import enum
 import json
 import sqlite3
@@ -50,6 +51,7 @@ MSG_OBJECT_NOT_FOUND = "object not found"
 MSG_OBJECT_NOT_PENDING = "object is not pending"
 MSG_VALUE_OUT_OF_RANGE = "value out of range"
 MSG_BUCKET_NOT_EMPTY = "BucketNotEmpty"
+MSG_REQUEST_ID_REUSED = "x-request-id reused for a different request"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,24 @@ OK = ApplyResult()
 DEDUPE_WINDOW = 200_000
 #: Prune the dedupe table every this many log indexes (amortises the DELETE).
 DEDUPE_PRUNE_EVERY = 1_000
+
+
+#: Fields the proposer fills in (fresh ids, the chosen server): not part of "the same request".
+_GENERATED = {"create_bucket": ("bucket_id",), "plan_write": ("object_id", "cradle_server_id"),
+              "register_cradle_server": ("cradle_server_id",)}
+
+
+def request_fingerprint(command: pb.Command) -> str:
+    """SHA-256 (hex) of the operation's client-supplied arguments: two entries with the same
+    request id are the same request only if their fingerprints match."""
+    op = command.WhichOneof("op")
+    if op is None:
+        return ""
+    msg = type(getattr(command, op))()
+    msg.CopyFrom(getattr(command, op))
+    for f in _GENERATED.get(op, ()):
+        msg.ClearField(f)
+    return hashlib.sha256(op.encode() + b"\0" + msg.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _result_to_json(r: ApplyResult) -> str:
@@ -263,12 +283,16 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
     rid = command.request_id
     if index % DEDUPE_PRUNE_EVERY == 0:
         conn.execute("DELETE FROM request_dedupe WHERE log_index <= ?", (index - DEDUPE_WINDOW,))
+    fingerprint = ""
     if rid:
+        fingerprint = request_fingerprint(command)
         row = conn.execute(
-            "SELECT result FROM request_dedupe WHERE request_id = ? AND op = ?", (rid, op)
-        ).fetchone()
+            "SELECT result, fingerprint FROM request_dedupe WHERE request_id = ? AND op = ?",
+            (rid, op)).fetchone()
         if row is not None:  # a retry of an applied request: its original outcome, no effect
             conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
+            if row[1] != fingerprint:
+                return ApplyResult(Code.INVALID_ARGUMENT, MSG_REQUEST_ID_REUSED)
             return _result_from_json(row[0])
     conn.execute("SAVEPOINT entry")
     try:
@@ -305,8 +329,9 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
     conn.execute("RELEASE entry")
     if rid and op != "barrier":
         conn.execute(
-            "INSERT INTO request_dedupe (request_id, op, log_index, result) VALUES (?, ?, ?, ?)",
-            (rid, op, index, _result_to_json(result)),
+            "INSERT INTO request_dedupe (request_id, op, log_index, result, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (rid, op, index, _result_to_json(result), fingerprint),
         )
     conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
     return result

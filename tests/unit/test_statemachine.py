@@ -177,3 +177,16 @@ def test_dedupe_is_pruned_by_log_index(db: sqlite3.Connection, monkeypatch: pyte
     _apply(db, (20, commands.create_bucket("b-2")))  # index 20: prunes entries ≤ 10
     [again] = _apply(db, (21, commands.create_bucket("b-1", request_id="r")))
     assert again.result is not None and again.result.code == Code.ALREADY_EXISTS
+
+
+def test_request_id_reused_for_a_different_request_is_refused(db: sqlite3.Connection) -> None:
+    cradle = _setup(db)
+    [a] = _apply(db, (4, commands.create_bucket("rid-alpha", request_id="same")))
+    [b] = _apply(db, (5, commands.create_bucket("rid-beta", request_id="same")))
+    assert a.result is not None and a.result.ok
+    assert b.result is not None and b.result.code == Code.INVALID_ARGUMENT
+    assert db.execute("SELECT COUNT(*) FROM buckets WHERE name = 'rid-beta'").fetchone()[0] == 0
+    [c] = _apply(db, (6, commands.plan_write("photos", "k1", 5, cradle, request_id="p")))
+    [d] = _apply(db, (7, commands.plan_write("photos", "k2", 7, cradle, request_id="p")))
+    assert c.result is not None and c.result.ok
+    assert d.result is not None and d.result.code == Code.INVALID_ARGUMENT

@@ -1,0 +1,1 @@
+ALTER TABLE request_dedupe DROP COLUMN fingerprint;
