@@ -278,6 +278,14 @@ class RaftActor(pykka.ThreadingActor):
             s.transferLeadership(raft_addr or None, callback=done)
         return fut
 
+    def begin_drain(self) -> None:
+        """The node is stopping: stop campaigning and refuse forwarded commands (see
+        :class:`~gantry.journal.DurableTransport`), so leadership can move and stay moved."""
+        s = self._sync
+        if s is not None:
+            s._SyncObj__transport.draining = True
+            log.info("raft_draining")
+
     def leader(self) -> str | None:
         """The leader's Raft address as of the last tick, or None (also when a follower has not
         been able to reach its last known leader for an election timeout)."""

@@ -32,6 +32,7 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 import structlog
+from pysyncobj import FAIL_REASON
 from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
 
@@ -299,9 +300,25 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     lose."""
 
     journal: DurableJournal | None = None
+    #: Set while a stopping node hands leadership over: it neither campaigns (outgoing
+    #: ``request_vote`` dropped) nor accepts commands forwarded by followers (answered
+    #: NOT_LEADER), so a caught-up follower can take over and stay leader.
+    draining = False
 
     def send(self, node: Any, message: Any) -> bool:
-        j = self.journal
-        if j is not None and isinstance(message, dict) and message.get("type") == "next_node_idx":
-            j.sync()
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "next_node_idx" and self.journal is not None:
+                self.journal.sync()
+            elif kind == "request_vote" and self.draining:
+                return True
         return bool(super().send(node, message))
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
+        if self.draining and isinstance(message, dict) and message.get("type") == "apply_command":
+            if "request_id" in message:
+                super().send(node, {"type": "apply_command_response",
+                                    "request_id": message["request_id"],
+                                    "error": FAIL_REASON.NOT_LEADER})
+            return
+        super()._onMessageReceived(node, message)

@@ -251,6 +251,7 @@ class Node:
         so the cluster does not wait an election timeout for a new one. Best effort."""
         assert self._raft is not None
         try:
+            self._raft.proxy().begin_drain().get(timeout=5)
             st = self._raft.proxy().status().get(timeout=5)
             if st.role != "leader" or len(st.members) < 2:
                 return

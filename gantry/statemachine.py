@@ -18,8 +18,8 @@ entry, so one entry's deterministic failure never rolls back its neighbours.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import enum
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable

@@ -118,3 +118,30 @@ def test_restart_does_not_resurrect_removed_member(tmp_path: pathlib.Path, compa
             wait_until(lambda nd=nd: {m.raft_addr for m in status(nd).members}
                        == {lead.raft_addr, other.raft_addr}, 20, what="membership without it")
         write_any([lead, other], "CreateBucket", svc.CreateBucketRequest(name="after"), "after")
+
+
+def test_handover_under_load_does_not_flap(tmp_path: pathlib.Path) -> None:
+    from tests.cluster.helpers import CRADLE, Load, check_converged, setup_bucket
+
+    with cluster(tmp_path, 3, CRADLE) as nodes:
+        setup_bucket(nodes)
+        with Load(nodes, threads=8) as load:
+            load.wait_acked(100)
+            lead = leader_of(nodes)
+            term_before = status(lead).term
+            assert lead.stop() == 0
+            rest = [n for n in nodes if n is not lead]
+            new = leader_of(rest)
+            load.wait_acked(len(load.acked) + 100)
+            events = [e.get("event") for e in lead.log_events()]
+            assert "leadership_handed_over" in events, lead.tail_log()
+            # One clean election: the stopping node did not win leadership back.
+            roles = [e for e in lead.log_events() if e.get("event") == "raft_role_changed"]
+            i = events.index("node_stopping")
+            later = [e for e in lead.log_events()[i:] if e.get("event") == "raft_role_changed"
+                     and e.get("role") == "leader"]
+            assert not later, roles
+            assert status(new).term <= term_before + 2
+            lead.start().wait_serving()
+            load.wait_acked(len(load.acked) + 50)
+        check_converged(nodes, load.acked)
