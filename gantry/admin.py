@@ -19,6 +19,7 @@ from pysyncobj import FAIL_REASON
 from gantry.config import ConfigError, check_addr
 from gantry.errors import RpcError, invalid_argument
 from gantry.pb.admin.v1 import admin_pb2 as pb
+from gantry.pb.admin.v1 import admin_pb2_grpc
 from gantry.service import _deserializer, _serializer, rpc_wrapper
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
@@ -124,9 +125,21 @@ class AdminService:
     def transfer(self, req: Any, context: grpc.ServicerContext) -> pb.TransferLeadershipResponse:
         addr = _addr(req, required=False)
         st = self._node.cluster_status()
+        if addr and addr not in {m.raft_addr for m in st.members}:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
+        if addr and addr == st.leader_raft_addr:
+            return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
         if st.role != "leader":
-            leader = st.leader_grpc_addr or st.leader_raft_addr or "the leader"
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"not the leader; ask {leader}")
+            # Any node takes the request: a follower passes it to the leader.
+            if not st.leader_grpc_addr:
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, "no leader")
+            with grpc.insecure_channel(st.leader_grpc_addr) as ch:
+                try:
+                    resp: pb.TransferLeadershipResponse = admin_pb2_grpc.ClusterServiceStub(
+                        ch).TransferLeadership(req, timeout=_timeout(context))
+                    return resp
+                except grpc.RpcError as e:
+                    raise RpcError(e.code(), e.details() or "transfer failed") from None
         deadline = time.monotonic() + _timeout(context)
         new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
         if not new:

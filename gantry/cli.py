@@ -65,6 +65,7 @@ def _serve(ns: argparse.Namespace) -> int:
 def _migrate(ns: argparse.Namespace) -> int:
     from gantry.datadir import DataDirInUse, DataDirLock
 
+    logs.configure("migrate", os.environ.get("LOG_FORMAT", "").lower(), "info")
     db = pathlib.Path(ns.db)
     if ns.action != "up" and not db.exists():
         print(f"gantry: no database at {db}", file=sys.stderr)
@@ -180,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    return int(ns.func(ns))
+    try:
+        return int(ns.func(ns))
+    except BrokenPipeError:  # e.g. `gantry status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

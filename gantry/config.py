@@ -28,7 +28,12 @@ def _env_bool(name: str, default: bool) -> bool:
     v = os.environ.get(name)
     if v is None or v == "":
         return default
-    return v.strip().lower() in ("1", "true", "yes", "on")
+    t = v.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={v!r}: expected true or false")
 
 
 @dataclass
@@ -99,6 +104,15 @@ class Config:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if self.grace_s < 0:
             raise ConfigError("--grace must be ≥ 0 seconds")
+        if self.snapshot_entries < 2:
+            raise ConfigError("--snapshot-entries must be ≥ 2")
+        if self.snapshot_interval_s <= 0:
+            raise ConfigError("--snapshot-interval must be > 0 seconds")
+        if not 0 < self.raft_tick_s <= 0.1:
+            raise ConfigError("--raft-tick must be > 0 and ≤ 0.1 seconds")
+        if self.log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use debug, info, warning, error "
+                              "or critical")
 
 
 def _is_loopback(host: str) -> bool:
@@ -126,7 +140,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="SQLite file (env GANTRY_DB_PATH; default DATA_DIR/gantry.db)")
     p.add_argument("--host", default=_env("GANTRY_HOST", "127.0.0.1"),
                    help="gRPC listen host (env GANTRY_HOST; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(_env("GANTRY_PORT", "8081")),
+    p.add_argument("--port", type=int, default=_env("GANTRY_PORT", "8081"),
                    help="gRPC listen port, 0 = any free port (env GANTRY_PORT; default 8081)")
     p.add_argument("--node-id", default=_env("GANTRY_NODE_ID", ""),
                    help="name in logs and status (env GANTRY_NODE_ID; default the Raft address)")
@@ -139,19 +153,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="register this storage server HOST:PORT at start-up (env GANTRY_CRADLE_ADDR)")
     p.add_argument("--raft-password", default=_env("GANTRY_RAFT_PASSWORD", ""),
                    help="encrypts and authenticates Raft traffic (env GANTRY_RAFT_PASSWORD)")
-    p.add_argument("--grace", type=float, default=float(_env("GANTRY_GRACE", "10")),
+    p.add_argument("--grace", type=float, default=_env("GANTRY_GRACE", "10"),
                    help="seconds in-flight RPCs get to finish on SIGTERM (env GANTRY_GRACE)")
     p.add_argument("--snapshot-entries", type=int,
-                   default=int(_env("GANTRY_SNAPSHOT_ENTRIES", "20000")),
+                   default=_env("GANTRY_SNAPSHOT_ENTRIES", "20000"),
                    help="compact the Raft log after this many entries (env GANTRY_SNAPSHOT_ENTRIES)")
     p.add_argument("--snapshot-interval", type=float,
-                   default=float(_env("GANTRY_SNAPSHOT_INTERVAL", "3600")),
+                   default=_env("GANTRY_SNAPSHOT_INTERVAL", "3600"),
                    help="…or after this many seconds (env GANTRY_SNAPSHOT_INTERVAL)")
     p.add_argument("--no-raft-fsync", dest="raft_fsync", action="store_false",
-                   default=_env_bool("GANTRY_RAFT_FSYNC", True),
+                   default=None,
                    help="do not fsync the Raft log (benchmarks only: a power cut can lose "
                         "acknowledged writes; env GANTRY_RAFT_FSYNC=false)")
-    p.add_argument("--raft-tick", type=float, default=float(_env("GANTRY_RAFT_TICK", "0.005")),
+    p.add_argument("--raft-tick", type=float, default=_env("GANTRY_RAFT_TICK", "0.005"),
                    help="Raft tick period in seconds (env GANTRY_RAFT_TICK)")
 
 
@@ -195,7 +209,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         heartbeat_interval_s=parse_duration(_env("GANTRY_HEARTBEAT_INTERVAL", "30s"),
                                             "GANTRY_HEARTBEAT_INTERVAL"),
         raft_tick_s=ns.raft_tick,
-        raft_fsync=ns.raft_fsync,
+        raft_fsync=_env_bool("GANTRY_RAFT_FSYNC", True) if ns.raft_fsync is None else False,
         snapshot_entries=ns.snapshot_entries,
         snapshot_interval_s=ns.snapshot_interval,
     )

@@ -84,6 +84,8 @@ def free_ports(n: int) -> list[int]:
 def port_in_use(port: int) -> bool:
     """True when something already listens on (or holds) 127.0.0.1:``port``."""
     with socket.socket() as s:
+        # SO_REUSEADDR as a server sets it: a port in TIME_WAIT is free for `gantry serve`.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -145,3 +145,18 @@ def test_handover_under_load_does_not_flap(tmp_path: pathlib.Path) -> None:
             lead.start().wait_serving()
             load.wait_acked(len(load.acked) + 50)
         check_converged(nodes, load.acked)
+
+
+def test_transfer_leadership_from_any_node(tmp_path: pathlib.Path) -> None:
+    with cluster(tmp_path, 3) as nodes:
+        lead = leader_of(nodes)
+        follower, target = [n for n in nodes if n is not lead]
+        with pytest.raises(grpc.RpcError) as e:
+            admin(follower).TransferLeadership(apb.TransferLeadershipRequest(raft_addr="127.0.0.1:1"),
+                                               timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        # Asked through a follower, the request reaches the leader.
+        resp = admin(follower).TransferLeadership(
+            apb.TransferLeadershipRequest(raft_addr=target.raft_addr), timeout=15)
+        assert resp.new_leader_raft_addr == target.raft_addr
+        assert leader_of(nodes) is target

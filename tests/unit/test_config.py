@@ -44,3 +44,23 @@ def test_off_loopback_raft_needs_a_password() -> None:
 def test_malformed_values_are_refused(argv: list[str]) -> None:
     with pytest.raises(config.ConfigError):
         parse(argv)
+
+
+@pytest.mark.parametrize("name,value", [("GANTRY_PORT", "abc"), ("GANTRY_GRACE", "abc"),
+                                         ("GANTRY_SNAPSHOT_ENTRIES", "x")])
+def test_bad_numbers_in_env_are_usage_errors(monkeypatch: pytest.MonkeyPatch, name: str,
+                                             value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as e:  # argparse: "invalid int value", exit 2, no traceback
+        parse([])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("name,value", [("GANTRY_SNAPSHOT_ENTRIES", "0"), ("GANTRY_RAFT_TICK", "0"),
+                                         ("LOG_LEVEL", "loud"), ("GANTRY_RAFT_FSYNC", "maybe"),
+                                         ("GANTRY_HEARTBEAT_INTERVAL", "soon")])
+def test_unusable_values_are_refused_with_a_message(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                    value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.ConfigError):
+        parse([])
