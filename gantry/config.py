@@ -24,6 +24,16 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _env_float(name: str, default: float) -> float:
+    v = os.environ.get(name, "")
+    if not v:
+        return default
+    try:
+        return float(v)
+    except ValueError:
+        raise ConfigError(f"{name}={v!r}: expected a number of seconds") from None
+
+
 def _env_bool(name: str, default: bool) -> bool:
     v = os.environ.get(name)
     if v is None or v == "":
@@ -210,6 +220,9 @@ def from_args(ns: argparse.Namespace) -> Config:
                                             "GANTRY_HEARTBEAT_INTERVAL"),
         raft_tick_s=ns.raft_tick,
         raft_fsync=_env_bool("GANTRY_RAFT_FSYNC", True) if ns.raft_fsync is None else False,
+        # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
+        raft_batch=_env_bool("GANTRY_RAFT_BATCH", False),
+        raft_append_period_s=_env_float("GANTRY_RAFT_APPEND_PERIOD", 0.05),
         snapshot_entries=ns.snapshot_entries,
         snapshot_interval_s=ns.snapshot_interval,
     )
