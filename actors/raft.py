@@ -43,8 +43,19 @@ _FAIL_NAMES = {
     v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
 }
 
-#: How long the tick thread waits for the writer to take or restore a snapshot (seconds).
+#: How long the tick thread waits for the writer to pin a snapshot (seconds).
 SNAPSHOT_TIMEOUT_S = 120.0
+
+
+def _reason_future() -> tuple[Future[int], Callable[[Any, int], None]]:
+    """A Future of a pysyncobj FAIL_REASON and the ``callback(result, err)`` that resolves it."""
+    fut: Future[int] = Future()
+
+    def done(_res: Any, err: int) -> None:
+        if not fut.done():
+            fut.set_result(err)
+
+    return fut, done
 
 
 class GantrySyncObj(SyncObj):  # type: ignore[misc]
@@ -141,7 +152,6 @@ class RaftActor(pykka.ThreadingActor):
         self._leader_lost_at: float | None = None
         self._serving = False
         self._caught_up = False
-        self._lock = threading.Lock()
 
     # -- lifecycle --
     def on_start(self) -> None:
@@ -245,12 +255,7 @@ class RaftActor(pykka.ThreadingActor):
         """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
         The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
         the change (or it failed)."""
-        fut: Future[int] = Future()
-
-        def done(_res: Any, err: int) -> None:
-            if not fut.done():
-                fut.set_result(err)
-
+        fut, done = _reason_future()
         s = self._sync
         if s is None:
             fut.set_result(FAIL_REASON.REQUEST_DENIED)
@@ -265,12 +270,7 @@ class RaftActor(pykka.ThreadingActor):
         """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
         most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
         the new leader shows in :meth:`leader` a moment later."""
-        fut: Future[int] = Future()
-
-        def done(_res: Any, err: int) -> None:
-            if not fut.done():
-                fut.set_result(err)
-
+        fut, done = _reason_future()
         s = self._sync
         if s is None:
             fut.set_result(FAIL_REASON.REQUEST_DENIED)

@@ -20,7 +20,7 @@ from gantry.config import ConfigError, check_addr
 from gantry.errors import RpcError, invalid_argument
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
-from gantry.service import _deserializer, _serializer, rpc_wrapper
+from gantry.service import build_handler
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
@@ -75,12 +75,7 @@ class AdminService:
             "TransferLeadership": (self.transfer, pb.TransferLeadershipRequest,
                                    pb.TransferLeadershipResponse),
         }
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-            name: grpc.unary_unary_rpc_method_handler(
-                rpc_wrapper(SERVICE_NAME, name, fn), request_deserializer=_deserializer(req),
-                response_serializer=_serializer)
-            for name, (fn, req, _resp) in methods.items()
-        })
+        return build_handler(SERVICE_NAME, methods)
 
     def status(self, req: Any, context: grpc.ServicerContext) -> pb.StatusResponse:
         return self._node.cluster_status()

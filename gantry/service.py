@@ -133,17 +133,7 @@ class GantryService:
             "ListCradleServers": (self.list_cradle_servers, svc.ListCradleServersRequest,
                                   svc.ListCradleServersResponse),
         }
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                name: grpc.unary_unary_rpc_method_handler(
-                    rpc_wrapper(SERVICE_NAME, name, _refuse_malformed(fn)),
-                    request_deserializer=_deserializer(req),
-                    response_serializer=_serializer,
-                )
-                for name, (fn, req, resp) in methods.items()
-            },
-        )
+        return build_handler(SERVICE_NAME, methods)
 
     # -- helpers --
     def _write(self, context: grpc.ServicerContext, cmd: command_pb2.Command) -> ApplyResult:
@@ -420,6 +410,20 @@ def _decode_bucket_token(token: str) -> tuple[int, str]:
         return int(c), str(i)
     except (ValueError, TypeError) as e:
         raise ValueError(str(e)) from None
+
+
+def build_handler(service: str,
+                  methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]]
+                  ) -> grpc.GenericRpcHandler:
+    """A grpc generic handler for ``service``: method name → (handler, request type, response
+    type). Every method refuses unparseable requests (INVALID_ARGUMENT), maps RpcError to its
+    status, anything else to INTERNAL, and logs one ``rpc_finished`` line."""
+    return grpc.method_handlers_generic_handler(service, {
+        name: grpc.unary_unary_rpc_method_handler(
+            rpc_wrapper(service, name, _refuse_malformed(fn)),
+            request_deserializer=_deserializer(req), response_serializer=_serializer)
+        for name, (fn, req, _resp) in methods.items()
+    })
 
 
 def _refuse_malformed(fn: Callable[[Any, grpc.ServicerContext], Any]

@@ -22,8 +22,9 @@ import enum
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from gantry import commands
 from gantry.pb.command.v1 import command_pb2 as pb
@@ -271,6 +272,25 @@ def _register_node(conn: sqlite3.Connection, ts: int, op: pb.RegisterNode) -> Ap
     return OK
 
 
+def _barrier(conn: sqlite3.Connection, ts: int, op: pb.Barrier) -> ApplyResult:
+    return OK
+
+
+#: Command oneof field → its apply function ``(conn, timestamp µs, op message) -> ApplyResult``.
+_HANDLERS: dict[str, Callable[[sqlite3.Connection, int, Any], ApplyResult]] = {
+    "create_bucket": _create_bucket,
+    "register_cradle_server": _register_cradle,
+    "plan_write": _plan_write,
+    "commit_object": _commit_object,
+    "delete_bucket": _delete_bucket,
+    "delete_object": _delete_object,
+    "abort_object": _abort_object,
+    "update_cradle_status": _update_cradle_status,
+    "register_node": _register_node,
+    "barrier": _barrier,
+}
+
+
 def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyResult:
     """Apply one decoded entry at log ``index`` inside the caller's open transaction.
 
@@ -296,28 +316,10 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
             return _result_from_json(row[0])
     conn.execute("SAVEPOINT entry")
     try:
-        if op == "create_bucket":
-            result = _create_bucket(conn, ts, command.create_bucket)
-        elif op == "register_cradle_server":
-            result = _register_cradle(conn, ts, command.register_cradle_server)
-        elif op == "plan_write":
-            result = _plan_write(conn, ts, command.plan_write)
-        elif op == "commit_object":
-            result = _commit_object(conn, ts, command.commit_object)
-        elif op == "delete_bucket":
-            result = _delete_bucket(conn, ts, command.delete_bucket)
-        elif op == "delete_object":
-            result = _delete_object(conn, ts, command.delete_object)
-        elif op == "abort_object":
-            result = _abort_object(conn, ts, command.abort_object)
-        elif op == "update_cradle_status":
-            result = _update_cradle_status(conn, ts, command.update_cradle_status)
-        elif op == "register_node":
-            result = _register_node(conn, ts, command.register_node)
-        elif op == "barrier":
-            result = OK
-        else:  # decode() already refused unknown ops; keep the invariant loud.
+        handler = _HANDLERS.get(op or "")
+        if handler is None:  # decode() already refused unknown ops; keep the invariant loud.
             raise commands.CommandDecodeError(f"unknown operation {op!r}")
+        result = handler(conn, ts, getattr(command, op or ""))
     except sqlite3.IntegrityError as e:
         # Same data + same entry → same constraint failure on every node: a result, not a crash.
         conn.execute("ROLLBACK TO entry")
