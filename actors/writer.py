@@ -241,6 +241,8 @@ class WriterActor(pykka.ThreadingActor):
             return current
         t0 = time.monotonic()
         restored = snapshot.restore(path, self._conn)
+        # The backup went through the WAL: fold it back so the disk holds one copy, not two.
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._watermark.reset(restored)
         log.info(
             "snapshot_restored",
