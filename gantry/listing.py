@@ -100,12 +100,16 @@ def list_objects(conn: sqlite3.Connection, bucket_id: str, prefix: str = "", del
     page = Page()
     count = 0
     last: tuple[str, bool] | None = None
+    # Without a delimiter one query fetches the page and one more row (is there more?). With one,
+    # every common prefix re-seeks past its keys: after a re-seek fetch a couple of rows, and
+    # grow the batch while rows keep being plain keys.
+    batch = max_keys + 1 if not delimiter else _BATCH
     while True:
         op = ">=" if inclusive else ">"
         rows = conn.execute(
             f"SELECT key, object_id, size_actual, last_modified FROM objects"
             f" WHERE bucket_id = ? AND state = 'COMMITTED' AND key {op} ?"
-            f" ORDER BY key LIMIT ?", (bucket_id, after, _BATCH)).fetchall()
+            f" ORDER BY key LIMIT ?", (bucket_id, after, batch)).fetchall()
         if not rows:
             return page
         reseek = False
@@ -134,5 +138,7 @@ def list_objects(conn: sqlite3.Connection, bucket_id: str, prefix: str = "", del
             count += 1
             last = (key, False)
             after, inclusive = key, False
-        if not reseek and len(rows) < _BATCH:
+        if not reseek and len(rows) < batch:
             return page
+        if delimiter:
+            batch = 2 if reseek else min(batch * 4, _BATCH)
