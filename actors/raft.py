@@ -184,6 +184,9 @@ class RaftActor(pykka.ThreadingActor):
             # Without a leader a proposal fails at once (UNAVAILABLE) instead of queueing.
             commandsWaitLeader=False,
             password=cfg.raft_password or None,
+            # Listen on the Raft address's own host only: pysyncobj's default is every interface
+            # (0.0.0.0), which would expose the pickle transport beyond loopback.
+            bindAddress=cfg.raft_addr,
             # Fail start-up within ~1 s when the Raft port is taken, instead of retrying forever.
             bindRetryTime=0.2,
             maxBindRetries=5,

@@ -146,3 +146,31 @@ def test_second_process_on_the_same_data_dir_is_refused(tmp_path: pathlib.Path) 
         assert first.is_serving()
     finally:
         first.stop()
+
+
+def _listen_addrs(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp) with a LISTEN socket on ``port``."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = pathlib.Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.split(":")
+            if int(p, 16) == port and state == "0A":  # 0A = LISTEN
+                out.add(addr)
+    return out
+
+
+def test_raft_and_grpc_listen_on_loopback_only(tmp_path: pathlib.Path) -> None:
+    nd = _node(tmp_path)
+    try:
+        nd.start().wait_serving()
+        loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::ffff:127.0.0.1
+        raft, grpc_ = _listen_addrs(nd.raft_port), _listen_addrs(nd.port)
+        assert raft and raft <= loopback, f"Raft listens beyond 127.0.0.1: {raft}"
+        assert grpc_ and grpc_ <= loopback, f"gRPC listens beyond 127.0.0.1: {grpc_}"
+    finally:
+        nd.stop()
