@@ -418,4 +418,6 @@ class RaftActor(pykka.ThreadingActor):
             self._writer.tell(DRAIN)
         meta = snapshot.decode_meta(meta_json, TCPNode)
         self._last_snapshot_index = int(meta[0][1])
+        if self._sync is not None:  # pysyncobj restarts delivery after the snapshot's index
+            self._sync._last_index = 0
         return meta

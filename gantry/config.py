@@ -102,7 +102,12 @@ class Config:
         if self.raft_addr in self.peers:
             raise ConfigError(f"--peers must not include this node's own --raft-addr {self.raft_addr}")
         if self.cradle_addr:
-            check_addr(self.cradle_addr, what="--cradle-addr")
+            from gantry.validation import normalize_address
+
+            try:
+                self.cradle_addr = normalize_address(self.cradle_addr)
+            except ValueError:
+                raise ConfigError(f"--cradle-addr {self.cradle_addr!r}: expected HOST:PORT") from None
         host = self.raft_addr.rpartition(":")[0].strip("[]")
         if not self.raft_password and not _is_loopback(host):
             raise ConfigError(

@@ -54,9 +54,15 @@ def decode_token(token: str) -> tuple[str, bool]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         d = json.loads(raw)
-        return str(d["a"]), bool(d["p"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, TypeError) as e:
         raise InvalidToken(str(e)) from None
+    if not isinstance(d, dict) or not isinstance(d.get("a"), str) or not isinstance(d.get("p"), bool):
+        raise InvalidToken("not a continuation token")
+    try:
+        d["a"].encode("utf-8")  # lone surrogates cannot be keys
+    except UnicodeEncodeError:
+        raise InvalidToken("not a continuation token") from None
+    return d["a"], d["p"]
 
 
 def prefix_successor(p: str) -> str | None:

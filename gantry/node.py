@@ -92,7 +92,8 @@ class Node:
             raise StartError(err)
         self._reads = ReadPool(cfg.database)
         read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
-        service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index)
+        service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
+                                heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,

@@ -22,7 +22,6 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from gantry import commands, listing, validation
-from gantry.config import ConfigError, check_addr
 from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
 from gantry.pb.bucket.v1 import bucket_pb2
@@ -36,7 +35,6 @@ from gantry.statemachine import (
     MSG_BUCKET_NOT_FOUND,
     MSG_NO_CRADLES,
     MSG_OBJECT_NOT_FOUND,
-    REASON_BUCKET_NOT_FOUND,
     ApplyResult,
     Code,
 )
@@ -104,12 +102,15 @@ class GantryService:
     consistency level is met (:mod:`gantry.reads`); ``propose`` writes through Raft."""
 
     def __init__(self, reads: ReadPool, propose: Proposer, app_env: str = "production",
-                 watermark: Watermark | None = None, read_index: ReadIndex | None = None) -> None:
+                 watermark: Watermark | None = None, read_index: ReadIndex | None = None,
+                 heartbeats: bool = False) -> None:
         self._reads = reads
         self._propose = propose
         self._dev = app_env == "development"
         self._watermark = watermark or Watermark()
         self._read_index = read_index
+        # With heartbeats on, a server is placeable once one has reported its free space.
+        self._needs_report = heartbeats
 
     # -- wiring --
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -165,12 +166,20 @@ class GantryService:
         return RpcError(grpc.StatusCode.UNAVAILABLE, unavailable_message(e.reason),
                         error_info(e.reason, **meta))
 
+    def _read_unavailable(self, e: BaseException) -> RpcError:
+        """A linearizable read whose read index could not be had: no write is involved."""
+        err = self._unavailable(e)
+        if err.message not in ("no leader", "node stopping"):
+            err = RpcError(grpc.StatusCode.UNAVAILABLE, MSG_READ_RETRY, *err.details)
+        return err
+
     def _read(self, context: grpc.ServicerContext) -> sqlite3.Connection:
         """Wait for the call's consistency level, report the index, return a read connection."""
         if self._read_index is None:
             index = self._watermark.value
         else:
-            index = wait_for_read(context, self._watermark, self._read_index, self._unavailable)
+            index = wait_for_read(context, self._watermark, self._read_index,
+                                  self._read_unavailable)
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
         return self._reads.conn()
 
@@ -208,8 +217,7 @@ class GantryService:
                            (name,)).fetchone()
         if row is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND,
-                           svc.PlanWriteError(reason=REASON_BUCKET_NOT_FOUND,  # type: ignore[arg-type]
-                                              bucket=name))
+                           error_info("BUCKET_NOT_FOUND", bucket=name))
         return str(row[0])
 
     # -- upstream RPCs --
@@ -263,9 +271,10 @@ class GantryService:
         self._dev_bucket(req.bucket)
         # The storage server is chosen here, before proposing, so apply stays deterministic:
         # a HEALTHY one with room for the object (or whose free space is not known yet).
+        unknown_ok = "" if self._needs_report else "available_bytes < 0 OR "
         ids = [r[0] for r in self._reads.conn().execute(
             "SELECT id FROM cradle_servers WHERE status = 'HEALTHY'"
-            " AND (available_bytes < 0 OR available_bytes >= ?)", (req.size,))]
+            f" AND ({unknown_ok}available_bytes >= ?)", (req.size,))]
         cradle = random.choice(ids) if ids else ""
         cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, _request_id(context))
         res = self._write(context, cmd)
@@ -302,7 +311,8 @@ class GantryService:
             "SELECT name, created_at FROM buckets WHERE name = ? AND deleted_at IS NULL",
             (req.name,)).fetchone()
         if row is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND)
+            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND,
+                           error_info("BUCKET_NOT_FOUND", bucket=req.name))
         return svc.GetBucketResponse(
             bucket=bucket_pb2.Bucket(name=row[0], created_at_rfc3339=rfc3339_us(row[1])))
 
@@ -375,11 +385,10 @@ class GantryService:
     def register_cradle_server(self, req: Any, context: grpc.ServicerContext
                                ) -> svc.RegisterCradleServerResponse:
         try:
-            check_addr(req.address)
-        except ConfigError:
-            raise invalid_argument("InvalidAddress", "address") from None
-        res = self._write(context, commands.register_cradle_server(req.address,
-                                                                   _request_id(context)))
+            address = validation.normalize_address(req.address)
+        except ValueError:
+            raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
+        res = self._write(context, commands.register_cradle_server(address, _request_id(context)))
         _raise_unless_ok(res)
         row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
                                          (res.cradle_server_id,)).fetchone()
@@ -405,11 +414,19 @@ def _encode_bucket_token(created_at: int, bucket_id: str) -> str:
 
 
 def _decode_bucket_token(token: str) -> tuple[int, str]:
+    """``(created_at µs, bucket id)``; raises ValueError for anything this node did not issue."""
     try:
-        c, i = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return int(c), str(i)
+        d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError) as e:
         raise ValueError(str(e)) from None
+    if (not isinstance(d, list) or len(d) != 2 or type(d[0]) is not int
+            or not isinstance(d[1], str) or not 0 <= d[0] < 2**63):
+        raise ValueError("not a continuation token")
+    try:
+        d[1].encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not a continuation token") from None
+    return d[0], d[1]
 
 
 def build_handler(service: str,
@@ -447,6 +464,7 @@ _UNAVAILABLE = {
     "NODE_STOPPING": "node stopping",
 }
 MSG_OUTCOME_UNKNOWN = "write outcome unknown: retry with the same x-request-id"
+MSG_READ_RETRY = "read not confirmed by a leader (leader changed): retry"
 
 
 def unavailable_message(reason: str) -> str:
@@ -463,6 +481,8 @@ def _raise_unless_ok(res: ApplyResult) -> None:
         Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
         Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     }.get(res.code, grpc.StatusCode.INTERNAL)
+    if res.message == MSG_BUCKET_NOT_FOUND:  # same detail as every read's bucket NOT_FOUND
+        raise RpcError(code, res.message, error_info("BUCKET_NOT_FOUND", bucket=res.bucket))
     raise RpcError(code, res.message)
 
 

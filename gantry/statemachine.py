@@ -306,9 +306,10 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
     fingerprint = ""
     if rid:
         fingerprint = request_fingerprint(command)
+        # Keyed by the id alone: the fingerprint covers the operation too, so an id reused for
+        # another RPC is refused like one reused with other arguments.
         row = conn.execute(
-            "SELECT result, fingerprint FROM request_dedupe WHERE request_id = ? AND op = ?",
-            (rid, op)).fetchone()
+            "SELECT result, fingerprint FROM request_dedupe WHERE request_id = ?", (rid,)).fetchone()
         if row is not None:  # a retry of an applied request: its original outcome, no effect
             conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
             if row[1] != fingerprint:

@@ -78,3 +78,33 @@ def size_error(size: int) -> str | None:
     if size > MAX_OBJECT_SIZE:
         return ENTITY_TOO_LARGE
     return None
+
+
+INVALID_ADDRESS = "InvalidAddress"
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize_address(addr: str) -> str:
+    """Canonical ``host:port`` for a storage server address, or raise ValueError.
+
+    Host: an IPv4 address, a bracketed IPv6 address (``[::1]:9100``) or an RFC 1123 host name
+    (lower-cased; labels of 1–63 ``[a-z0-9-]``, 253 characters at most). Port: 1–65535, written
+    without leading zeros. So ``127.0.0.1:019100`` and ``127.0.0.1:19100`` are one server.
+    """
+    host, sep, port = addr.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or len(addr) > 300:
+        raise ValueError(INVALID_ADDRESS)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            raise ValueError(INVALID_ADDRESS) from None
+    else:
+        try:
+            host = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            host = host.lower()
+            if host.replace(".", "").isdigit() or len(host) > 253 or not all(
+                    _LABEL_RE.match(label) for label in host.split(".")):
+                raise ValueError(INVALID_ADDRESS) from None
+    return f"{host}:{int(port)}"

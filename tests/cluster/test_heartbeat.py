@@ -31,7 +31,13 @@ def test_cradle_health_follows_heartbeats(tmp_path: pathlib.Path) -> None:
             with pytest.raises(grpc.RpcError) as e:
                 stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="big", size=2000), timeout=5)
             assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key="small", size=10), timeout=5)
+            # A server that never answered a heartbeat is not placeable (its room is unknown).
+            stub.RegisterCradleServer(svc.RegisterCradleServerRequest(address="127.0.0.1:1"),
+                                      timeout=5)
+            for i in range(20):
+                plan = stub.PlanWrite(svc.PlanWriteRequest(bucket="hbeat", key=f"s{i}", size=10),
+                                      timeout=5)
+                assert plan.write_plan.cradle_address == cradle.addr
 
             cradle.answering = False
             wait_until(lambda: _status(stub, cradle.addr)[0] == "DEGRADED", 20, what="DEGRADED")

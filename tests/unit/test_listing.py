@@ -157,3 +157,17 @@ def test_prefix_successor() -> None:
     assert listing.prefix_successor("a\U0010ffff") == "b"
     assert listing.prefix_successor("\U0010ffff") is None
     assert listing.prefix_successor("\ud7ff") == "\ue000"
+
+
+@pytest.mark.parametrize("payload", ['{"a":1,"p":false}', '{"a":null,"p":false}', '{"a":"x","p":"x"}',
+                                     '{"a":"\\ud800","p":false}', '[true,"a"]', '"a"', '{}'])
+def test_crafted_tokens_are_refused(dbdir: pathlib.Path, payload: str) -> None:
+    import base64
+
+    token = base64.urlsafe_b64encode(payload.encode()).decode()
+    conn = store.open_rw(dbdir)
+    try:
+        with pytest.raises(listing.InvalidToken):
+            listing.list_objects(conn, "nope", token=token)
+    finally:
+        conn.close()

@@ -164,9 +164,9 @@ def test_retried_request_id_returns_original_outcome_and_applies_once(db: sqlite
     assert b.result == a.result and b.result.object_id == first.plan_write.object_id
     assert db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 1
     assert statemachine.applied_index(db) == 5
-    # The same id on a different operation is a different request.
+    # The same id on a different operation is refused, not applied.
     [c] = _apply(db, (6, commands.create_bucket("other", request_id="req-1")))
-    assert c.result is not None and c.result.ok
+    assert c.result is not None and c.result.code == Code.INVALID_ARGUMENT
 
 
 def test_dedupe_is_pruned_by_log_index(db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,3 +190,12 @@ def test_request_id_reused_for_a_different_request_is_refused(db: sqlite3.Connec
     [d] = _apply(db, (7, commands.plan_write("photos", "k2", 7, cradle, request_id="p")))
     assert c.result is not None and c.result.ok
     assert d.result is not None and d.result.code == Code.INVALID_ARGUMENT
+
+
+def test_request_id_reused_for_another_operation_is_refused(db: sqlite3.Connection) -> None:
+    _setup(db)
+    [a] = _apply(db, (4, commands.create_bucket("rid1", request_id="R")))
+    [b] = _apply(db, (5, commands.delete_bucket("rid1", request_id="R")))
+    assert a.result is not None and a.result.ok
+    assert b.result is not None and b.result.code == Code.INVALID_ARGUMENT
+    assert db.execute("SELECT deleted_at FROM buckets WHERE name = 'rid1'").fetchone() == (None,)

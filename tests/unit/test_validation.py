@@ -210,3 +210,20 @@ SIZES = [
 @pytest.mark.parametrize(("size", "expected"), SIZES)
 def test_sizes(size: int, expected: str | None) -> None:
     assert size_error(size) == expected
+
+
+@pytest.mark.parametrize("addr,want", [
+    ("127.0.0.1:19100", "127.0.0.1:19100"), ("127.0.0.1:019100", "127.0.0.1:19100"),
+    ("Cradle-1.Example.com:80", "cradle-1.example.com:80"), ("[::1]:9", "[::1]:9"),
+    (" localhost:9100 ", "localhost:9100"),
+])
+def test_addresses_normalize(addr: str, want: str) -> None:
+    assert validation.normalize_address(addr) == want
+
+
+@pytest.mark.parametrize("addr", ["http://127.0.0.1:1", "host name:1", "::1:19100", "1.2.3.4.5:1",
+                                  "a" * 300 + ":1", "exa_mple.com:80", "127.0.0.1:0", "x:", ":9",
+                                  "127.0.0.1:65536", "-bad.com:1"])
+def test_bad_addresses_are_refused(addr: str) -> None:
+    with pytest.raises(ValueError):
+        validation.normalize_address(addr)
