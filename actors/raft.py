@@ -141,6 +141,7 @@ class RaftActor(pykka.ThreadingActor):
         self._on_health = on_health
         self._sync: GantrySyncObj | None = None
         self._journal: DurableJournal | None = None
+        self._transport: Any = None
         self._dump_path = ""
         self._pending_snapshot: Any = None
         self._last_snapshot_index = 0
@@ -201,6 +202,7 @@ class RaftActor(pykka.ThreadingActor):
             self.start_error = f"cannot listen on Raft address {cfg.raft_addr} (in use?)"
             log.error("raft_bind_failed", raft_addr=cfg.raft_addr)
             return
+        self._transport = self._sync._SyncObj__transport
         # pysyncobj's pipe notifier (present when appendEntriesUseBatch is off) wakes its poller.
         self._wake = getattr(self._sync, "_SyncObj__pipeNotifier", None)
         self._sync.addOnTickCallback(self._on_tick)
@@ -325,6 +327,7 @@ class RaftActor(pykka.ThreadingActor):
         # count this node's copy toward a commit (followers sync before acknowledging).
         if self._journal is not None:
             self._journal.sync()
+            self._transport.flush_acks()
         if self._wake is not None and s.raftCommitIndex < s._SyncObj__getCurrentLogIndex():
             # Single-node cluster: an entry appended this tick commits on the next tick; wake the
             # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).

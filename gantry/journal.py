@@ -10,9 +10,10 @@ before commit.
 How it plugs in (the smallest hook pysyncobj 0.3.17 offers): :class:`DurableJournal` implements
 pysyncobj's ``Journal`` interface and :func:`installed` swaps it in for ``createJournal`` while
 ``SyncObj.__init__`` runs; :class:`DurableTransport` (pysyncobj's supported ``transportClass``
-parameter) calls :meth:`DurableJournal.sync` before a ``next_node_idx`` acknowledgement leaves
-the node; the Raft actor's tick callback syncs the leader's appends once per tick (group commit:
-one fsync covers every entry appended since the last one).
+parameter) holds ``next_node_idx`` acknowledgements back until :meth:`DurableTransport.flush_acks`
+has fsync'd the journal; the Raft actor's tick callback runs that flush and syncs the leader's
+own appends once per tick (group commit: one fsync covers every entry appended or received since
+the last one).
 
 File format: ``GANTRYLOG1\\n`` then records ``<u32 length><u64 index><u64 term><command><u32
 crc32>``. A torn or corrupt tail (crash mid-append) is truncated on open; nothing before it was
@@ -305,14 +306,32 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     #: NOT_LEADER), so a caught-up follower can take over and stay leader.
     draining = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending_acks: list[tuple[Any, Any]] = []
+
     def send(self, node: Any, message: Any) -> bool:
         if isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and self.journal is not None:
-                self.journal.sync()
-            elif kind == "request_vote" and self.draining:
+                # Group commit on followers: acknowledgements wait for the end of this tick,
+                # when one fsync covers every append that arrived in the same poll.
+                self._pending_acks.append((node, message))
+                return True
+            if kind == "request_vote" and self.draining:
                 return True
         return bool(super().send(node, message))
+
+    def flush_acks(self) -> None:
+        """fsync the journal, then send the acknowledgements held back since the last flush.
+        Called once per tick (from the Raft tick thread, which also calls ``send``)."""
+        if not self._pending_acks:
+            return
+        if self.journal is not None:
+            self.journal.sync()
+        acks, self._pending_acks = self._pending_acks, []
+        for node, message in acks:
+            super().send(node, message)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
         if self.draining and isinstance(message, dict) and message.get("type") == "apply_command":
