@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pathlib
 import threading
@@ -163,6 +164,27 @@ class RaftActor(pykka.ThreadingActor):
         for stale in [*data_dir.glob("restore-*.db"), *data_dir.glob("raft.snapshot.*")]:
             stale.unlink()
         self._journal = DurableJournal(str(data_dir / "raft.log"), fsync=cfg.raft_fsync)
+        known = self._journal[-1][1] if len(self._journal) else 0
+        if os.path.exists(self._dump_path):
+            try:
+                meta_json, snap_applied = snapshot.read_meta(pathlib.Path(self._dump_path))
+                known = max(known, snap_applied, int(json.loads(meta_json)["last"][1]))
+            except (snapshot.SnapshotError, ValueError, KeyError):
+                pass
+        if self._watermark.value > known:
+            # The database has entries this node's Raft log never held: its files come from
+            # different places (a database copied in, a log deleted). Every new entry would be
+            # skipped as "already applied" and writes would hang: refuse instead.
+            self.start_error = (
+                f"database {cfg.database} is at log index {self._watermark.value} but this node's "
+                f"Raft log ends at {known}: the data directory mixes a database and a Raft log of "
+                "different histories. Restore both from one node, or wipe the data directory and "
+                "let the node catch up from the cluster.")
+            log.error("raft_log_behind_database", applied_index=self._watermark.value,
+                      log_index=known)
+            self._journal._destroy()
+            self._journal = None
+            return
         conf = SyncObjConf(
             journalFile=str(data_dir / "raft.log"),
             fullDumpFile=self._dump_path,

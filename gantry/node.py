@@ -85,6 +85,8 @@ class Node:
         self._set_health(False)
         self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
                                          self.proposals, self._on_fatal)
+        # Answered once the writer's on_start ran: the watermark holds the database's index.
+        self._writer.proxy().applied_index().get(timeout=30)
         self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
                                      self.watermark, self._set_health)
         err = self._raft.proxy().get_start_error().get(timeout=30)

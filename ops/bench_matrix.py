@@ -58,11 +58,13 @@ def _serving(addr: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path) -> Iterator[list[str]]:
-    """Start a fake cradle and ``n`` peered nodes; yield their gRPC addresses; stop them all."""
+def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path,
+                    log_level: str = "warning") -> Iterator[list[str]]:
+    """Start a fake cradle and ``n`` peered nodes (logs in ``workdir/n{n}-{i}.log`` at
+    ``log_level``); yield their gRPC addresses; stop them all."""
     procs: list[subprocess.Popen[bytes]] = []
     [cradle_port] = _free_ports(1)
-    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "warning",
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": log_level,
            "GANTRY_HEARTBEAT_INTERVAL": "5s"}
     try:
         procs.append(subprocess.Popen([sys.executable, str(REPO / "ops" / "fake_cradle.py"),

@@ -174,3 +174,20 @@ def test_raft_and_grpc_listen_on_loopback_only(tmp_path: pathlib.Path) -> None:
         assert grpc_ and grpc_ <= loopback, f"gRPC listens beyond 127.0.0.1: {grpc_}"
     finally:
         nd.stop()
+
+
+def test_refuses_a_database_ahead_of_its_raft_log(tmp_path: pathlib.Path) -> None:
+    nd = _node(tmp_path)
+    try:
+        nd.start().wait_serving()
+        for i in range(5):
+            nd.stub().CreateBucket(svc.CreateBucketRequest(name=f"ahead-{i}"), timeout=10)
+    finally:
+        assert nd.stop() == 0
+    # An operator deletes the Raft log but keeps the database (or copies a database in).
+    (nd.data_dir / "raft.log").unlink()
+    (nd.data_dir / "raft.log.meta").unlink()
+    nd.start()
+    assert nd.proc is not None
+    assert nd.proc.wait(30) == 2
+    assert "Raft log ends at" in nd.log_path.read_text()
