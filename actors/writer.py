@@ -179,6 +179,8 @@ class WriterActor(pykka.ThreadingActor):
     # -- lifecycle (runs on the actor thread) --
     def on_start(self) -> None:
         self._conn = store.open_rw(self._db_path)
+        # A crash between a restore's copy and its clean-up leaves the snapshot's metadata table.
+        self._conn.execute(f"DROP TABLE IF EXISTS {snapshot.META_TABLE}")
         applied = statemachine.applied_index(self._conn)
         self._watermark.reset(applied)
         log.info("writer_started", applied_index=applied, db_path=str(self._db_path))
@@ -205,11 +207,6 @@ class WriterActor(pykka.ThreadingActor):
         """The last log index committed to the database."""
         return self._watermark.value
 
-    def checkpoint(self) -> None:
-        """Run ``PRAGMA wal_checkpoint(TRUNCATE)`` (used before snapshots and on shutdown)."""
-        assert self._conn is not None
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
     def begin_snapshot(self, index: int, meta_json: str) -> PendingSnapshot:
         """Apply everything queued, then pin a read transaction: the database exactly as of
         Raft log ``index``. Cheap (milliseconds): the copy itself happens later, off this thread
@@ -224,12 +221,6 @@ class WriterActor(pykka.ThreadingActor):
         log.info("snapshot_started", index=index, applied_index=applied,
                  pause_ms=round((time.monotonic() - t0) * 1000, 3))
         return pending
-
-    def take_snapshot(self, dest: pathlib.Path, index: int, meta_json: str) -> dict[str, int]:
-        """Synchronous variant: pin and copy into ``dest`` before returning (tests, tools).
-        Returns ``size_bytes``/``duration_ms``."""
-        pending = self.begin_snapshot(index, meta_json)
-        return pending.build(dest)
 
     def restore_if_newer(self, path: pathlib.Path) -> int:
         """Restore the snapshot at ``path`` into the live database when it holds entries this

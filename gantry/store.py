@@ -84,8 +84,8 @@ class ReadPool:
     """Per-thread read-only connections to the node's database.
 
     gRPC handler threads call :meth:`conn` and get their own ``mode=ro`` connection, opened on
-    first use. :meth:`invalidate` (after a restore swapped the file) makes every thread reopen on
-    its next call.
+    first use. A snapshot restore writes into the live file through SQLite's backup API, so these
+    connections stay valid across it; :meth:`close` ends them all at shutdown.
     """
 
     def __init__(self, path: pathlib.Path) -> None:
@@ -106,9 +106,6 @@ class ReadPool:
             with self._lock:
                 self._all.append(c)
         return c
-
-    def invalidate(self) -> None:
-        self._generation += 1
 
     def close(self) -> None:
         with self._lock:
