@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -117,11 +118,11 @@ class Config:
                 "on every node.")
         if self.log_format not in ("", "json", "pretty"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
-        if self.grace_s < 0:
-            raise ConfigError("--grace must be ≥ 0 seconds")
+        if not math.isfinite(self.grace_s) or self.grace_s < 0:
+            raise ConfigError("--grace must be a number of seconds ≥ 0")
         if self.snapshot_entries < 2:
             raise ConfigError("--snapshot-entries must be ≥ 2")
-        if self.snapshot_interval_s <= 0:
+        if not math.isfinite(self.snapshot_interval_s) or self.snapshot_interval_s <= 0:
             raise ConfigError("--snapshot-interval must be > 0 seconds")
         if not 0 < self.raft_tick_s <= 0.1:
             raise ConfigError("--raft-tick must be > 0 and ≤ 0.1 seconds")

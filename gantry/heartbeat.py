@@ -10,6 +10,7 @@ heartbeat → HEALTHY with the reported ``available_bytes``; each miss in a row 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -27,6 +28,8 @@ log = structlog.get_logger("gantry.heartbeat")
 
 #: Consecutive missed heartbeats after which a server is OFFLINE (one miss: DEGRADED).
 OFFLINE_AFTER = 3
+#: How often (seconds) the leader looks for newly registered servers to heartbeat at once.
+NEW_SERVER_POLL_S = 0.5
 
 
 def next_status(ok: bool, misses: int) -> tuple[str, int]:
@@ -68,10 +71,20 @@ class CradleMonitor:
         self._channels.clear()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # Full rounds every interval; in between, every NEW_SERVER_POLL_S, servers that were
+        # registered but never heartbeated get their first one (PlanWrite places objects only on
+        # servers that reported their room, so a new server should not wait a whole interval).
+        next_full = 0.0
+        while not self._stop.wait(min(self._interval, NEW_SERVER_POLL_S)):
             try:
-                if self._is_leader():
+                if not self._is_leader():
+                    continue
+                now = time.monotonic()
+                if now >= next_full:
+                    next_full = now + self._interval
                     self.round()
+                else:
+                    self.round(only_new=True)
             except Exception:
                 log.exception("heartbeat_round_failed")
 
@@ -81,11 +94,15 @@ class CradleMonitor:
             ch = self._channels[address] = grpc.insecure_channel(address)
         return cradle_grpc.CradleServiceStub(ch)
 
-    def round(self) -> int:
-        """Heartbeat every registered server once; returns how many updates were proposed."""
+    def round(self, only_new: bool = False) -> int:
+        """Heartbeat every registered server once (``only_new``: only those never heartbeated);
+        returns how many updates were proposed."""
+        where = " WHERE last_heartbeat_at = 0 AND consecutive_misses = 0" if only_new else ""
         rows = self._reads.conn().execute(
             "SELECT id, address, status, available_bytes, consecutive_misses, last_heartbeat_at"
-            " FROM cradle_servers").fetchall()
+            " FROM cradle_servers" + where).fetchall()
+        if not rows:
+            return 0
         timeout = max(0.2, min(self._interval * 0.5, 5.0))
         calls: list[tuple[tuple[Any, ...], Future[Any]]] = []
         for row in rows:

@@ -54,7 +54,7 @@ def decode_token(token: str) -> tuple[str, bool]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         d = json.loads(raw)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise InvalidToken(str(e)) from None
     if not isinstance(d, dict) or not isinstance(d.get("a"), str) or not isinstance(d.get("p"), bool):
         raise InvalidToken("not a continuation token")

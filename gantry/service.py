@@ -417,7 +417,7 @@ def _decode_bucket_token(token: str) -> tuple[int, str]:
     """``(created_at µs, bucket id)``; raises ValueError for anything this node did not issue."""
     try:
         d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise ValueError(str(e)) from None
     if (not isinstance(d, list) or len(d) != 2 or type(d[0]) is not int
             or not isinstance(d[1], str) or not 0 <= d[0] < 2**63):

@@ -54,3 +54,19 @@ def test_cradle_health_follows_heartbeats(tmp_path: pathlib.Path) -> None:
             assert plan.write_plan.cradle_address == cradle.addr
     finally:
         cradle.stop()
+
+
+def test_new_server_is_heartbeated_at_once_not_after_an_interval(tmp_path: pathlib.Path) -> None:
+    cradle = FakeCradle(available_bytes=10_000)
+    try:
+        with single_node(tmp_path, ["--cradle-addr", cradle.addr],
+                         env={"GANTRY_HEARTBEAT_INTERVAL": "30s"}) as nd:
+            stub = nd.stub()
+            stub.CreateBucket(svc.CreateBucketRequest(name="fresh"), timeout=5)
+            # Well inside the 30 s interval, the new server has reported and takes writes.
+            wait_until(lambda: _status(stub, cradle.addr) == ("HEALTHY", 10_000), 10,
+                       what="first heartbeat of a new server")
+            plan = stub.PlanWrite(svc.PlanWriteRequest(bucket="fresh", key="k", size=10), timeout=5)
+            assert plan.write_plan.cradle_address == cradle.addr
+    finally:
+        cradle.stop()
