@@ -15,6 +15,7 @@ import math
 import os
 import pathlib
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -23,6 +24,21 @@ class ConfigError(ValueError):
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _flag_or_env(flag: Any, name: str, default: Any, kind: type) -> Any:
+    """The flag's value if given, else the environment variable ``name`` parsed as ``kind``,
+    else ``default``. A malformed variable is a :class:`ConfigError` naming the variable."""
+    if flag is not None:
+        return flag
+    v = os.environ.get(name, "")
+    if not v:
+        return default
+    try:
+        return kind(v)
+    except ValueError:
+        raise ConfigError(f"{name}={v!r}: expected {'an integer' if kind is int else 'a number'}"
+                          ) from None
 
 
 def _env_float(name: str, default: float) -> float:
@@ -156,7 +172,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="SQLite file (env GANTRY_DB_PATH; default DATA_DIR/gantry.db)")
     p.add_argument("--host", default=_env("GANTRY_HOST", "127.0.0.1"),
                    help="gRPC listen host (env GANTRY_HOST; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=_env("GANTRY_PORT", "8081"),
+    p.add_argument("--port", type=int, default=None,
                    help="gRPC listen port, 0 = any free port (env GANTRY_PORT; default 8081)")
     p.add_argument("--node-id", default=_env("GANTRY_NODE_ID", ""),
                    help="name in logs and status (env GANTRY_NODE_ID; default the Raft address)")
@@ -169,19 +185,17 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="register this storage server HOST:PORT at start-up (env GANTRY_CRADLE_ADDR)")
     p.add_argument("--raft-password", default=_env("GANTRY_RAFT_PASSWORD", ""),
                    help="encrypts and authenticates Raft traffic (env GANTRY_RAFT_PASSWORD)")
-    p.add_argument("--grace", type=float, default=_env("GANTRY_GRACE", "10"),
+    p.add_argument("--grace", type=float, default=None,
                    help="seconds in-flight RPCs get to finish on SIGTERM (env GANTRY_GRACE)")
-    p.add_argument("--snapshot-entries", type=int,
-                   default=_env("GANTRY_SNAPSHOT_ENTRIES", "20000"),
+    p.add_argument("--snapshot-entries", type=int, default=None,
                    help="compact the Raft log after this many entries (env GANTRY_SNAPSHOT_ENTRIES)")
-    p.add_argument("--snapshot-interval", type=float,
-                   default=_env("GANTRY_SNAPSHOT_INTERVAL", "3600"),
+    p.add_argument("--snapshot-interval", type=float, default=None,
                    help="…or after this many seconds (env GANTRY_SNAPSHOT_INTERVAL)")
     p.add_argument("--no-raft-fsync", dest="raft_fsync", action="store_false",
                    default=None,
                    help="do not fsync the Raft log (benchmarks only: a power cut can lose "
                         "acknowledged writes; env GANTRY_RAFT_FSYNC=false)")
-    p.add_argument("--raft-tick", type=float, default=_env("GANTRY_RAFT_TICK", "0.005"),
+    p.add_argument("--raft-tick", type=float, default=None,
                    help="Raft tick period in seconds (env GANTRY_RAFT_TICK)")
 
 
@@ -211,7 +225,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         data_dir=pathlib.Path(ns.data_dir),
         db_path=pathlib.Path(ns.db_path) if ns.db_path else None,
         host=ns.host,
-        port=ns.port,
+        port=_flag_or_env(ns.port, "GANTRY_PORT", 8081, int),
         node_id=ns.node_id,
         raft_addr=ns.raft_addr,
         peers=[p.strip() for p in ns.peers.split(",") if p.strip()],
@@ -221,16 +235,17 @@ def from_args(ns: argparse.Namespace) -> Config:
         log_format=_env("LOG_FORMAT", "").lower(),
         log_level=_env("LOG_LEVEL", "info").lower(),
         enable_reflection=None if refl in (None, "") else _env_bool("ENABLE_REFLECTION", False),
-        grace_s=ns.grace,
+        grace_s=_flag_or_env(ns.grace, "GANTRY_GRACE", 10.0, float),
         heartbeat_interval_s=parse_duration(_env("GANTRY_HEARTBEAT_INTERVAL", "30s"),
                                             "GANTRY_HEARTBEAT_INTERVAL"),
-        raft_tick_s=ns.raft_tick,
+        raft_tick_s=_flag_or_env(ns.raft_tick, "GANTRY_RAFT_TICK", 0.005, float),
         raft_fsync=_env_bool("GANTRY_RAFT_FSYNC", True) if ns.raft_fsync is None else False,
         # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
         raft_batch=_env_bool("GANTRY_RAFT_BATCH", False),
         raft_append_period_s=_env_float("GANTRY_RAFT_APPEND_PERIOD", 0.05),
-        snapshot_entries=ns.snapshot_entries,
-        snapshot_interval_s=ns.snapshot_interval,
+        snapshot_entries=_flag_or_env(ns.snapshot_entries, "GANTRY_SNAPSHOT_ENTRIES", 20000, int),
+        snapshot_interval_s=_flag_or_env(ns.snapshot_interval, "GANTRY_SNAPSHOT_INTERVAL", 3600.0,
+                                         float),
     )
     cfg.validate()
     return cfg
