@@ -20,6 +20,7 @@ from gantry.config import ConfigError, check_addr
 from gantry.errors import RpcError, invalid_argument
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
+from gantry.reads import timeout_of
 from gantry.service import build_handler
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
@@ -37,8 +38,7 @@ class ClusterControl(Protocol):
 
 
 def _timeout(context: grpc.ServicerContext) -> float:
-    r = context.time_remaining()
-    return DEFAULT_TIMEOUT_S if r is None or r > DEFAULT_TIMEOUT_S else max(0.0, r - 0.005)
+    return timeout_of(context, DEFAULT_TIMEOUT_S)
 
 
 def _addr(req: Any, field: str = "raft_addr", required: bool = True) -> str:

@@ -117,10 +117,12 @@ class ReadIndex:
             self._start_locked()
 
 
-def timeout_of(context: grpc.ServicerContext) -> float:
+def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
+    """Seconds this call may still wait: the client's deadline less 5 ms, at most ``default_s``
+    (no client deadline shows up as None or as an enormous number of seconds)."""
     r = context.time_remaining()
-    if r is None or r > DEFAULT_READ_TIMEOUT_S:
-        return DEFAULT_READ_TIMEOUT_S
+    if r is None or r > default_s:
+        return default_s
     return max(0.0, r - 0.005)
 
 

@@ -29,7 +29,7 @@ from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
 from gantry.proposals import ProposalError
-from gantry.reads import LOG_INDEX_KEY, ReadIndex, wait_for_read
+from gantry.reads import LOG_INDEX_KEY, ReadIndex, timeout_of, wait_for_read
 from gantry.statemachine import (
     MSG_BUCKET_EXISTS,
     MSG_BUCKET_NOT_FOUND,
@@ -138,14 +138,8 @@ class GantryService:
 
     # -- helpers --
     def _write(self, context: grpc.ServicerContext, cmd: command_pb2.Command) -> ApplyResult:
-        remaining = context.time_remaining()
-        # No client deadline shows up as None or as an enormous number of seconds.
-        if remaining is None or remaining > DEFAULT_WRITE_TIMEOUT_S:
-            timeout = DEFAULT_WRITE_TIMEOUT_S
-        else:
-            timeout = max(0.0, remaining - 0.005)
         try:
-            result, index = self._propose(cmd, timeout)
+            result, index = self._propose(cmd, timeout_of(context, DEFAULT_WRITE_TIMEOUT_S))
         except FutureTimeout:
             raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            "write not applied before the deadline; outcome unknown") from None
