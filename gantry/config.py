@@ -41,16 +41,6 @@ def _flag_or_env(flag: Any, name: str, default: Any, kind: type) -> Any:
                           ) from None
 
 
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name, "")
-    if not v:
-        return default
-    try:
-        return float(v)
-    except ValueError:
-        raise ConfigError(f"{name}={v!r}: expected a number of seconds") from None
-
-
 def _env_bool(name: str, default: bool) -> bool:
     v = os.environ.get(name)
     if v is None or v == "":
@@ -242,7 +232,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         raft_fsync=_env_bool("GANTRY_RAFT_FSYNC", True) if ns.raft_fsync is None else False,
         # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
         raft_batch=_env_bool("GANTRY_RAFT_BATCH", False),
-        raft_append_period_s=_env_float("GANTRY_RAFT_APPEND_PERIOD", 0.05),
+        raft_append_period_s=_flag_or_env(None, "GANTRY_RAFT_APPEND_PERIOD", 0.05, float),
         snapshot_entries=_flag_or_env(ns.snapshot_entries, "GANTRY_SNAPSHOT_ENTRIES", 20000, int),
         snapshot_interval_s=_flag_or_env(ns.snapshot_interval, "GANTRY_SNAPSHOT_INTERVAL", 3600.0,
                                          float),
