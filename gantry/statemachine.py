@@ -125,9 +125,7 @@ def applied_index(conn: sqlite3.Connection) -> int:
 
 
 def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> ApplyResult:
-    row = conn.execute(
-        "SELECT 1 FROM buckets WHERE name = ? AND deleted_at IS NULL", (op.name,)).fetchone()
-    if row:
+    if _live_bucket_id(conn, op.name) is not None:
         return ApplyResult(
             Code.ALREADY_EXISTS,
             MSG_BUCKET_EXISTS,
@@ -167,11 +165,9 @@ def _bucket_not_found(name: str) -> ApplyResult:
 
 
 def _plan_write(conn: sqlite3.Connection, ts: int, op: pb.PlanWrite) -> ApplyResult:
-    row = conn.execute(
-        "SELECT id FROM buckets WHERE name = ? AND deleted_at IS NULL", (op.bucket,)).fetchone()
-    if row is None:
+    bucket_id = _live_bucket_id(conn, op.bucket)
+    if bucket_id is None:
         return _bucket_not_found(op.bucket)
-    bucket_id = row[0]
     cradle = None
     if op.cradle_server_id:
         cradle = conn.execute(
