@@ -17,7 +17,6 @@ commit under load; MAX_BATCH bounds how long one transaction holds the write loc
 from __future__ import annotations
 
 import collections
-import os
 import pathlib
 import sqlite3
 import threading
@@ -115,20 +114,8 @@ class PendingSnapshot:
     figures: dict[str, int] = field(default_factory=dict)
 
     def build(self, dest: pathlib.Path) -> dict[str, int]:
-        building = dest.with_name(dest.name + ".building")
         try:
-            self.figures = snapshot.write(self.conn, building, self.meta_json, self.index)
-            fd = os.open(building, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(building, dest)
-            dfd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            self.figures = snapshot.write(self.conn, dest, self.meta_json)
             log.info("snapshot_persisted", index=self.index, applied_index=self.applied_index,
                      **self.figures)
             return self.figures

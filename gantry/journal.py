@@ -37,6 +37,8 @@ from pysyncobj import FAIL_REASON
 from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
 
+from gantry.store import fsync_dir
+
 log = structlog.get_logger("gantry.journal")
 
 MAGIC = b"GANTRYLOG1\n"
@@ -49,14 +51,6 @@ def transport_for(journal: DurableJournal) -> type[DurableTransport]:
     """A :class:`DurableTransport` subclass bound to ``journal`` (pysyncobj instantiates the
     transport class itself)."""
     return type("BoundDurableTransport", (DurableTransport,), {"journal": journal})
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DurableJournal(Journal):  # type: ignore[misc]
@@ -93,7 +87,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if not exists or os.fstat(self._fd).st_size == 0:
             os.write(self._fd, MAGIC)
             os.fsync(self._fd)
-            _fsync_dir(self._path)
+            fsync_dir(self._path)
             self._end = len(MAGIC)
             return
         with open(self._path, "rb") as f:
@@ -133,7 +127,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._meta_path)
-        _fsync_dir(self._meta_path)
+        fsync_dir(self._meta_path)
         self._meta_dirty = False
 
     # -- durability --
@@ -228,7 +222,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             os.write(fd, b"".join(chunks))
             os.fsync(fd)
             os.replace(tmp, self._path)
-            _fsync_dir(self._path)
+            fsync_dir(self._path)
             os.close(self._fd)
             self._fd = fd
             self._entries = list(keep)

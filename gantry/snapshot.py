@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pathlib
 import sqlite3
 import time
 from typing import Any
 
 from gantry import statemachine
+from gantry.store import fsync_dir
 
 META_TABLE = "raft_snapshot_meta"
 
@@ -52,18 +54,19 @@ def decode_meta(text: str, node_factory: Any) -> tuple[Any, Any, Any]:
     return entry(d["last"]), entry(d["prev"]), {node_factory(a) for a in d["cluster"]}
 
 
-def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str, index: int) -> dict[str, int]:
-    """Back up ``src`` into a new SQLite file at ``dest`` and add the Raft metadata.
+def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str) -> dict[str, int]:
+    """Back up ``src`` (as its open read transaction sees it) into a new SQLite file, add the
+    Raft metadata, fsync it and rename it to ``dest`` atomically (``dest`` is never partial).
 
-    ``index`` is the Raft log index the snapshot stands for. The database's own applied index may
-    be lower (the entries after it were Raft no-ops or membership changes) or higher (right after
-    a restart the database already holds entries pysyncobj is still replaying; they are committed,
-    and whoever restores this snapshot skips them by the applied index). Returns figures:
-    ``size_bytes``, ``duration_ms``.
+    The database's applied index may be lower than the snapshot's Raft index (the entries after it
+    were Raft no-ops or membership changes) or higher (right after a restart the database already
+    holds entries pysyncobj is still replaying; they are committed, and whoever restores this
+    snapshot skips them by the applied index). Returns figures: ``size_bytes``, ``duration_ms``.
     """
     t0 = time.monotonic()
-    dest.unlink(missing_ok=True)
-    out = sqlite3.connect(str(dest), isolation_level=None)
+    building = dest.with_name(dest.name + ".building")
+    building.unlink(missing_ok=True)
+    out = sqlite3.connect(str(building), isolation_level=None)
     try:
         src.backup(out)
         out.execute("PRAGMA journal_mode=DELETE")
@@ -71,6 +74,13 @@ def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str, index: in
         out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
     finally:
         out.close()
+    fd = os.open(building, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(building, dest)
+    fsync_dir(dest)
     return {"size_bytes": dest.stat().st_size, "duration_ms": int((time.monotonic() - t0) * 1000)}
 
 

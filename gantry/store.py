@@ -9,12 +9,23 @@ log index whose effect is committed to the file.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sqlite3
 import threading
 import time
 
 BUSY_TIMEOUT_MS = 5000
+
+
+def fsync_dir(path: str | pathlib.Path) -> None:
+    """fsync the directory holding ``path``, so a file created or renamed there survives power
+    loss (POSIX: the rename lives in the directory, not the file)."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_rw(path: pathlib.Path) -> sqlite3.Connection:
