@@ -115,7 +115,6 @@ class RaftStatus:
     applied_index: int
     members: list[str]
     connected: list[str]
-    ready: bool
     log_size: int
     last_snapshot_index: int
 
@@ -273,7 +272,6 @@ class RaftActor(pykka.ThreadingActor):
             applied_index=self._watermark.value,
             members=members,
             connected=sorted(n.id for n in s.otherNodes if s.isNodeConnected(n)),
-            ready=bool(s.isReady()),
             log_size=int(st.get("log_len", 0)),
             last_snapshot_index=self._last_snapshot_index,
         )

@@ -60,6 +60,3 @@ class Proposals:
         for fut in futs:
             if not fut.done():
                 fut.set_exception(exc)
-
-    def __len__(self) -> int:
-        return len(self._futures)
