@@ -80,6 +80,9 @@ def _migrate(ns: argparse.Namespace) -> int:
         if ns.action == "up":
             print("applied:", ", ".join(migrate.upgrade(db)) or "nothing")
         elif ns.action == "down":
+            plan = migrate.rollback_plan(db, ns.steps)
+            if len(plan) > 1 and not ns.yes and not _confirm_rollback(db, plan):
+                return 2
             print("rolled back:", ", ".join(migrate.downgrade(db, ns.steps)) or "nothing")
         elif ns.action == "break-lock":
             migrate.break_lock(db)
@@ -96,6 +99,25 @@ def _migrate(ns: argparse.Namespace) -> int:
     finally:
         lock.release()
     return 0
+
+
+def _confirm_rollback(db: pathlib.Path, plan: list[str]) -> bool:
+    """Ask on the terminal before rolling back several migrations (their rollbacks drop tables
+    and the rows in them). Without a terminal on stdin, refuse: the caller must pass --yes."""
+    what = ", ".join(plan)
+    if not sys.stdin.isatty():
+        print(f"gantry: `migrate down --steps {len(plan)}` would roll back {what} on {db}, "
+              "dropping their tables and data; stdin is not a terminal, so pass --yes to confirm",
+              file=sys.stderr)
+        return False
+    sys.stderr.write(f"Roll back {len(plan)} migrations ({what}) on {db}? Their tables and the "
+                     "data in them are dropped. Continue? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        print("gantry: nothing rolled back", file=sys.stderr)
+        return False
+    return True
 
 
 def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
@@ -160,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("action", choices=["status", "up", "down", "break-lock"])
     mig.add_argument("--db", default="data/gantry.db", help="SQLite file (default data/gantry.db)")
     mig.add_argument("--steps", type=int, default=1, help="migrations to roll back (down)")
+    mig.add_argument("--yes", action="store_true",
+                     help="down: roll back several steps without asking (needed without a terminal)")
     mig.set_defaults(func=_migrate)
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:

@@ -91,15 +91,67 @@ def upgrade(db_path: pathlib.Path, lock_timeout_s: float = 2.0) -> list[str]:
         backend.connection.close()
 
 
-def downgrade(db_path: pathlib.Path, steps: int = 1) -> list[str]:
-    """Roll back the last ``steps`` applied migrations; returns the ids rolled back."""
+def _unknown_applied(backend, migrations) -> list[str]:  # type: ignore[no-untyped-def]
+    """Ids (or hashes, when yoyo kept no id) of applied migrations this build does not know."""
+    known_hashes = {m.hash for m in migrations}
+    rows = backend.execute(backend.format_sql(
+        "SELECT {quoted.migration_hash}, {quoted.migration_id} FROM {0.migration_table_quoted}"
+        " ORDER BY {quoted.applied_at_utc}")).fetchall()
+    return [str(mid or h) for h, mid in rows if h not in known_hashes]
+
+
+def rollback_plan(db_path: pathlib.Path, steps: int = 1) -> list[str]:
+    """The ids :func:`downgrade` would roll back for ``steps``, newest first, without changing
+    anything. Raises :class:`SchemaError` when the file carries a migration this build does not
+    know (rolling back under it would undo the wrong one) or ``steps`` is not positive."""
+    if steps < 1:
+        raise SchemaError(f"--steps must be at least 1 (got {steps})")
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
-        with backend.lock():
-            to_rollback = list(backend.to_rollback(migrations))[:steps]
-            backend.rollback_migrations(migrations.__class__(to_rollback))
-        return [m.id for m in to_rollback]
+        return _plan(backend, migrations, db_path, steps)
+    finally:
+        backend.connection.close()
+
+
+def _plan(backend, migrations, db_path: pathlib.Path, steps: int) -> list[str]:  # type: ignore[no-untyped-def]
+    unknown = _unknown_applied(backend, migrations)
+    if unknown:
+        raise SchemaError(
+            f"database {db_path} has migration(s) this build of gantry does not know: "
+            f"{', '.join(unknown)} (written by a newer version). Refusing to roll back: this "
+            "build would undo its own newest migration underneath them. Run `gantry migrate "
+            "down` with the newer gantry that applied them first."
+        )
+    return [m.id for m in list(backend.to_rollback(migrations))[:steps]]
+
+
+def downgrade(db_path: pathlib.Path, steps: int = 1, lock_timeout_s: float = 2.0) -> list[str]:
+    """Roll back the last ``steps`` applied migrations; returns the ids rolled back.
+
+    Refuses (:class:`SchemaError`, nothing changed) when the file carries a migration this build
+    does not know, when ``steps`` is not positive, or when the yoyo lock is held."""
+    if steps < 1:
+        raise SchemaError(f"--steps must be at least 1 (got {steps})")
+    backend = _backend(db_path)
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        try:
+            with backend.lock(timeout=lock_timeout_s):
+                ids = _plan(backend, migrations, db_path, steps)
+                to_rollback = [m for m in backend.to_rollback(migrations) if m.id in ids]
+                for m in to_rollback:
+                    log.info("migration_rolling_back", migration=m.id)
+                backend.rollback_migrations(migrations.__class__(to_rollback))
+        except LockTimeout as e:
+            raise SchemaError(
+                f"database {db_path} is dirty: a migration was interrupted or is running ({e}). "
+                f"If no other gantry process uses it, run `gantry migrate break-lock --db {db_path}` "
+                "and try again."
+            ) from e
+        for mid in ids:
+            log.info("migration_rolled_back", migration=mid)
+        return ids
     finally:
         backend.connection.close()
 

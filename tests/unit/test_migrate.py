@@ -1,0 +1,95 @@
+"""`gantry migrate down`: refuses under a migration this build does not know, and asks before
+rolling back several steps (``--yes`` skips the question; without a terminal it is required)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from gantry import migrate
+from tests.support import REPO
+
+
+def _db(tmp_path: pathlib.Path) -> pathlib.Path:
+    db = tmp_path / "gantry.db"
+    migrate.upgrade(db)
+    return db
+
+
+def _gantry(*args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gantry.cli", "migrate", *args], cwd=str(REPO),
+                          stdin=stdin, capture_output=True, text=True, timeout=60)
+
+
+def _add_unknown(db: pathlib.Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc)"
+                 " VALUES ('ffff', '9999_from_the_future', '2030-01-01 00:00:00')")
+    conn.commit()
+    conn.close()
+
+
+def test_down_refuses_when_a_newer_unknown_migration_is_applied(tmp_path: pathlib.Path) -> None:
+    db = _db(tmp_path)
+    _add_unknown(db)
+    before = migrate.status(db).applied
+    r = _gantry("down", "--db", str(db))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "9999_from_the_future" in r.stderr and "does not know" in r.stderr
+    assert migrate.status(db).applied == before  # nothing rolled back
+    with pytest.raises(migrate.SchemaError, match="9999_from_the_future"):
+        migrate.downgrade(db, 1)
+    assert migrate.status(db).applied == before
+
+
+def test_down_one_step_needs_no_confirmation(tmp_path: pathlib.Path) -> None:
+    db = _db(tmp_path)
+    newest = migrate.status(db).applied[-1]
+    r = _gantry("down", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    assert f"rolled back: {newest}" in r.stdout
+    assert newest in migrate.status(db).pending
+
+
+def test_down_several_steps_without_a_terminal_needs_yes(tmp_path: pathlib.Path) -> None:
+    db = _db(tmp_path)
+    before = migrate.status(db).applied
+    r = _gantry("down", "--steps", "2", "--db", str(db))
+    assert r.returncode == 2
+    assert "--yes" in r.stderr and before[-1] in r.stderr and before[-2] in r.stderr
+    assert migrate.status(db).applied == before
+    r = _gantry("down", "--steps", "2", "--yes", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    assert migrate.status(db).applied == before[:-2]
+
+
+@pytest.mark.parametrize(("answer", "rolled_back"), [("n\n", False), ("\n", False), ("y\n", True)])
+def test_down_several_steps_asks_on_a_terminal(tmp_path: pathlib.Path, answer: str,
+                                               rolled_back: bool) -> None:
+    db = _db(tmp_path)
+    before = migrate.status(db).applied
+    primary, secondary = os.openpty()
+    try:
+        os.write(primary, answer.encode())
+        r = _gantry("down", "--steps", "3", "--db", str(db), stdin=secondary)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert "[y/N]" in r.stderr and before[-3] in r.stderr
+    if rolled_back:
+        assert r.returncode == 0, r.stderr
+        assert migrate.status(db).applied == before[:-3]
+    else:
+        assert r.returncode == 2
+        assert migrate.status(db).applied == before
+
+
+def test_down_refuses_a_non_positive_step_count(tmp_path: pathlib.Path) -> None:
+    db = _db(tmp_path)
+    r = _gantry("down", "--steps", "0", "--db", str(db))
+    assert r.returncode == 2 and "at least 1" in r.stderr
