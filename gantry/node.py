@@ -32,7 +32,7 @@ from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.proposals import ProposalError, Proposals
 from gantry.reads import ReadIndex, barrier_future
-from gantry.service import GantryService
+from gantry.service import GantryService, placeable_where
 from gantry.statemachine import ApplyResult
 from gantry.store import ReadPool, Watermark
 
@@ -61,7 +61,13 @@ class Node:
         self._frontdoor: pykka.ActorRef[Any] | None = None
         self._reads: ReadPool | None = None
         self._stopping = threading.Event()
+        #: What health reports: Raft's verdict AND (with --cradle-addr) that server placeable.
         self._serving = False
+        #: Raft's verdict (RaftActor's on_health): a leader is known and this node caught up.
+        self._raft_serving = False
+        #: With --cradle-addr: set once that server is registered and placeable on this node.
+        self._cradle_ready = not config.cradle_addr
+        self._health_lock = threading.Lock()
         self._background: list[threading.Thread] = []
         self._monitor: CradleMonitor | None = None
         self._lock = DataDirLock(config.data_dir)
@@ -119,7 +125,7 @@ class Node:
             return
         self._stopping.set()
         log.info("node_stopping", grace_s=self.config.grace_s)
-        self._set_health(False)
+        self._publish_health()
         if self._frontdoor is not None:
             try:
                 self._frontdoor.proxy().stop_serving(self.config.grace_s).get(
@@ -167,7 +173,7 @@ class Node:
         is stopping or knows no reachable leader."""
         if self._stopping.is_set() or self._raft is None:
             raise ProposalError("NODE_STOPPING")
-        if not self._serving:  # no (reachable) leader, or still catching up: fail fast
+        if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
             raise ProposalError("MISSING_LEADER")
         pid = command.proposal_id
         fut = self.proposals.register(pid)
@@ -182,6 +188,7 @@ class Node:
 
     @property
     def serving(self) -> bool:
+        """What health reports (see :meth:`_set_health`)."""
         return self._serving
 
     # -- used by the admin service --
@@ -244,7 +251,7 @@ class Node:
 
     # -- internals --
     def _is_leader(self) -> bool:
-        if self._raft is None or not self._serving:
+        if self._raft is None or not self._raft_serving:
             return False
         leader: str | None = self._raft.proxy().leader().get(timeout=5)
         return leader == self.config.raft_addr
@@ -264,13 +271,22 @@ class Node:
         except Exception:
             log.exception("leadership_handover_failed")
 
-    def _set_health(self, serving: bool) -> None:
-        self._serving = serving and not self._stopping.is_set()
-        st = (health_pb2.HealthCheckResponse.SERVING if self._serving
-              else health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.health.set("", st)
-        self.health.set("gantry.service.v1.GantryService", st)
-        log.info("health_changed", serving=self._serving)
+    def _set_health(self, raft_serving: bool) -> None:
+        """Raft's verdict (RaftActor's ``on_health``). Health is SERVING only while Raft says so,
+        the node is not stopping and, with ``--cradle-addr``, that server is placeable here."""
+        self._raft_serving = raft_serving
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        with self._health_lock:
+            self._serving = (self._raft_serving and self._cradle_ready
+                             and not self._stopping.is_set())
+            st = (health_pb2.HealthCheckResponse.SERVING if self._serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.health.set("", st)
+            self.health.set("gantry.service.v1.GantryService", st)
+            log.info("health_changed", serving=self._serving, raft_serving=self._raft_serving,
+                     cradle_ready=self._cradle_ready)
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal_reason = reason
@@ -293,7 +309,7 @@ class Node:
         """Propose ``make()`` once a leader is known, retrying until it is applied or the node
         stops (for idempotent start-up registrations)."""
         while not self._stopping.wait(0.05):
-            if not self._serving:
+            if not self._raft_serving:
                 continue
             try:
                 return self.propose(make(), 5.0)
@@ -315,6 +331,34 @@ class Node:
         address is unique, re-registering returns the existing row)."""
         addr = self.config.cradle_addr
         out = self._propose_until_applied(lambda: commands.register_cradle_server(addr), "cradle")
-        if out is not None:
-            log.info("cradle_registered", address=addr, cradle_server_id=out[0].cradle_server_id,
-                     index=out[1])
+        if out is None:
+            return
+        log.info("cradle_registered", address=addr, cradle_server_id=out[0].cradle_server_id,
+                 index=out[1])
+        self._wait_cradle_placeable(out[0].cradle_server_id)
+
+    def _wait_cradle_placeable(self, cradle_id: str) -> None:
+        """Readiness: health turns SERVING only once PlanWrite on this node would choose the
+        configured server (with heartbeats on, once a heartbeat reported its room — on a
+        follower, once the leader's record of it was applied here). Set once: a server that
+        fails later makes PlanWrite answer "no cradle servers available", not health flap."""
+        assert self._reads is not None
+        where = placeable_where(self.config.heartbeat_interval_s > 0)
+        sql = f"SELECT 1 FROM cradle_servers WHERE id = ? AND {where}"
+        next_note = time.monotonic() + 10.0
+        while not self._stopping.wait(0.01):
+            try:
+                placeable = self._reads.conn().execute(sql, (cradle_id, 1)).fetchone()
+            except Exception as e:  # e.g. busy during a restore: look again
+                log.warning("cradle_readiness_check_failed", error=repr(e))
+                continue
+            if placeable:
+                log.info("cradle_placeable", address=self.config.cradle_addr)
+                self._cradle_ready = True
+                self._publish_health()
+                return
+            if time.monotonic() >= next_note:
+                next_note = time.monotonic() + 30.0
+                log.warning("health_waiting_for_cradle", address=self.config.cradle_addr,
+                            hint="NOT_SERVING until this storage server answers a heartbeat "
+                                 "with free space")

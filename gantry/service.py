@@ -97,6 +97,14 @@ def _request_id(context: grpc.ServicerContext) -> str:
     return ""
 
 
+def placeable_where(heartbeats: bool) -> str:
+    """SQL condition on ``cradle_servers`` for "PlanWrite may place an object of ``?`` bytes
+    here": HEALTHY with room for it; with heartbeats off, also a server whose free space is not
+    known (never reported)."""
+    unknown_ok = "" if heartbeats else "available_bytes < 0 OR "
+    return f"status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
+
+
 class GantryService:
     """The upstream RPCs plus Gantry's additions. ``reads`` serves queries after the call's
     consistency level is met (:mod:`gantry.reads`); ``propose`` writes through Raft."""
@@ -265,10 +273,9 @@ class GantryService:
         self._dev_bucket(req.bucket)
         # The storage server is chosen here, before proposing, so apply stays deterministic:
         # a HEALTHY one with room for the object (or whose free space is not known yet).
-        unknown_ok = "" if self._needs_report else "available_bytes < 0 OR "
         ids = [r[0] for r in self._reads.conn().execute(
-            "SELECT id FROM cradle_servers WHERE status = 'HEALTHY'"
-            f" AND ({unknown_ok}available_bytes >= ?)", (req.size,))]
+            "SELECT id FROM cradle_servers WHERE " + placeable_where(self._needs_report),
+            (req.size,))]
         cradle = random.choice(ids) if ids else ""
         cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, _request_id(context))
         res = self._write(context, cmd)
