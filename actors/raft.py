@@ -28,13 +28,14 @@ from typing import Any
 
 import pykka
 import structlog
-from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry import snapshot
 from gantry.config import Config
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
+from gantry.pysyncobj_compat import SafeSyncObj
 
 from .writer import DRAIN, EntryQueue, Restore
 
@@ -59,16 +60,24 @@ def _reason_future() -> tuple[Future[int], Callable[[Any, int], None]]:
     return fut, done
 
 
-class GantrySyncObj(SyncObj):  # type: ignore[misc]
-    """The pysyncobj node. ``on_entry(log_index, entry_bytes)`` receives each committed Gantry
-    entry, on the tick thread, in log order."""
+#: A follower stops being SERVING when its applied index is more than this many entries behind
+#: the leader's commit index for longer than an election timeout (a replica stuck behind, or
+#: catching up from far behind), and becomes SERVING again once within SERVING_RESUME_LAG.
+SERVING_MAX_LAG = 1000
+SERVING_RESUME_LAG = 100
+
+
+class GantrySyncObj(SafeSyncObj):
+    """The pysyncobj node (with :class:`~gantry.pysyncobj_compat.SafeSyncObj`'s Raft fixes).
+    ``on_entry(log_index, entry_bytes, term)`` receives each committed Gantry entry, on the tick
+    thread, in log order."""
 
     def __init__(
         self,
         self_addr: str,
         peers: list[str],
         conf: SyncObjConf,
-        on_entry: Callable[[int, bytes], None],
+        on_entry: Callable[[int, bytes, int], None],
         journal: DurableJournal | None = None,
     ) -> None:
         self._on_entry = on_entry
@@ -87,7 +96,7 @@ class GantrySyncObj(SyncObj):  # type: ignore[misc]
             if index <= self._last_index:
                 log.error("log_index_not_increasing", index=index, previous=self._last_index)
             self._last_index = index
-            self._on_entry(index, data)
+            self._on_entry(index, data, self.term_at(index))
         except Exception:  # never raise into pysyncobj
             log.exception("entry_handoff_failed", index=index)
         return index
@@ -153,6 +162,7 @@ class RaftActor(pykka.ThreadingActor):
         self._leader_lost_at: float | None = None
         self._serving = False
         self._caught_up = False
+        self._lagging_since: float | None = None
 
     # -- lifecycle --
     def on_start(self) -> None:
@@ -223,9 +233,9 @@ class RaftActor(pykka.ThreadingActor):
             self.start_error = f"cannot listen on Raft address {cfg.raft_addr} (in use?)"
             log.error("raft_bind_failed", raft_addr=cfg.raft_addr)
             return
-        self._transport = self._sync._SyncObj__transport
+        self._transport = self._sync.transport()
         # pysyncobj's pipe notifier (present when appendEntriesUseBatch is off) wakes its poller.
-        self._wake = getattr(self._sync, "_SyncObj__pipeNotifier", None)
+        self._wake = self._sync.pipe_notifier()
         self._sync.addOnTickCallback(self._on_tick)
         log.info("raft_started", raft_addr=cfg.raft_addr, peers=list(cfg.peers))
 
@@ -308,7 +318,7 @@ class RaftActor(pykka.ThreadingActor):
         :class:`~gantry.journal.DurableTransport`), so leadership can move and stay moved."""
         s = self._sync
         if s is not None:
-            s._SyncObj__transport.draining = True
+            s.transport().draining = True
             log.info("raft_draining")
 
     def leader(self) -> str | None:
@@ -331,8 +341,8 @@ class RaftActor(pykka.ThreadingActor):
                 proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self.leader())
             )
 
-    def _on_entry(self, index: int, data: bytes) -> None:
-        if self._queue.put(index, data):
+    def _on_entry(self, index: int, data: bytes, term: int) -> None:
+        if self._queue.put(index, data, term):
             self._writer.tell(DRAIN)
 
     def _on_state_changed(self, old: int, new: int) -> None:
@@ -348,7 +358,7 @@ class RaftActor(pykka.ThreadingActor):
         if self._journal is not None:
             self._journal.sync()
             self._transport.flush_acks()
-        if self._wake is not None and s.raftCommitIndex < s._SyncObj__getCurrentLogIndex():
+        if self._wake is not None and s.raftCommitIndex < s.last_log_index():
             # Single-node cluster: an entry appended this tick commits on the next tick; wake the
             # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).
             if not s.otherNodes and s._isLeader():
@@ -374,12 +384,33 @@ class RaftActor(pykka.ThreadingActor):
                 # Proposals sent to (or accepted by) the old leader may be lost or may still
                 # commit: answer now rather than at the deadline; retries carry request ids.
                 self._proposals.fail_all(ProposalError("LEADER_CHANGED", leader))
-        if not self._caught_up and s.isReady() and len(self._queue) == 0:
-            self._caught_up = True
-        serving = self._caught_up and leader is not None
+        serving = leader is not None and self._caught_up_now(s, leader)
         if serving != self._serving:
             self._serving = serving
             self._on_health(serving)
+
+    def _caught_up_now(self, s: GantrySyncObj, leader: str) -> bool:
+        """Whether this node has applied the log close enough to the leader's commit index to
+        serve (tick thread). Re-evaluated every tick, so a replica that falls behind for good
+        (or was never caught up) says NOT_SERVING instead of timing out every call."""
+        if leader == self._config.raft_addr and s.raftLastApplied < s.noop_index():
+            return False  # a new leader serves once its own term's no-op is applied (Raft §8)
+        lag = max(0, s.leader_commit_index() - s.raftLastApplied) + len(self._queue)
+        now = time.monotonic()
+        if lag <= SERVING_RESUME_LAG:
+            self._caught_up, self._lagging_since = True, None
+        elif lag > SERVING_MAX_LAG:
+            if self._lagging_since is None:
+                self._lagging_since = now
+            if not self._serving or now - self._lagging_since > self._config.raft_max_timeout_s:
+                self._caught_up = False
+        else:
+            self._lagging_since = None
+        return self._caught_up
+
+    def last_change_refusal(self) -> str:
+        """Why the last membership change was refused by the strict reconfig check ("" if not)."""
+        return self._sync.change_refusal if self._sync is not None else ""
 
     # -- snapshots (all on the tick thread, except PendingSnapshot.build) --
     #
@@ -437,7 +468,8 @@ class RaftActor(pykka.ThreadingActor):
         # in log order through the writer's queue (no waiting on the tick thread).
         private = p.with_name(f"restore-{uuid.uuid4().hex}.db")
         os.link(p, private)
-        if self._queue.put_restore(Restore(private)):
+        from_leader = self._sync.loading_from_leader if self._sync is not None else False
+        if self._queue.put_restore(Restore(private, from_leader)):
             self._writer.tell(DRAIN)
         meta = snapshot.decode_meta(meta_json, TCPNode)
         self._last_snapshot_index = int(meta[0][1])

@@ -39,10 +39,17 @@ MAX_BATCH = 512
 
 @dataclass(frozen=True)
 class Restore:
-    """Queue item: replace the database with the snapshot at ``path`` (a private hard link the
-    writer deletes afterwards) if it is newer than what the database holds."""
+    """Queue item: the snapshot at ``path`` (a private hard link the writer deletes afterwards).
+
+    ``from_leader`` is True when the leader sent it (it replaced this node's Raft log): the
+    database is then restored unless it is exactly at the snapshot's applied position (index and
+    term), because a database that applied anything else is not a prefix of the leader's log
+    (Raft §5.3–5.4: the leader's log wins, never the other way round). False for this node's own
+    dump loaded at start-up: restored only when it is ahead of the database (or at the same index
+    with another term)."""
 
     path: pathlib.Path
+    from_leader: bool = False
 
 
 class EntryQueue:
@@ -53,18 +60,19 @@ class EntryQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: collections.deque[tuple[int, bytes] | Restore] = collections.deque()
+        self._items: collections.deque[tuple[int, bytes, int] | Restore] = collections.deque()
         self._scheduled = False
 
-    def put(self, index: int, data: bytes) -> bool:
-        return self._push((index, data))
+    def put(self, index: int, data: bytes, term: int = 0) -> bool:
+        """Queue the committed entry at log ``index`` (Raft ``term``)."""
+        return self._push((index, data, term))
 
     def put_restore(self, restore: Restore) -> bool:
         """Queue a snapshot restore in log order: entries queued before it apply first (and are
         then superseded), entries queued after it apply on the restored database."""
         return self._push(restore)
 
-    def _push(self, item: tuple[int, bytes] | Restore) -> bool:
+    def _push(self, item: tuple[int, bytes, int] | Restore) -> bool:
         with self._lock:
             self._items.append(item)
             if self._scheduled:
@@ -72,11 +80,11 @@ class EntryQueue:
             self._scheduled = True
             return True
 
-    def take(self, limit: int) -> list[tuple[int, bytes]] | Restore:
+    def take(self, limit: int) -> list[tuple[int, bytes, int]] | Restore:
         """Pop up to ``limit`` entries, or one Restore if it is next; when nothing remains, mark
         the queue idle. An empty list means idle."""
         with self._lock:
-            batch: list[tuple[int, bytes]] = []
+            batch: list[tuple[int, bytes, int]] = []
             while self._items and len(batch) < limit:
                 item = self._items[0]
                 if isinstance(item, Restore):
@@ -209,14 +217,21 @@ class WriterActor(pykka.ThreadingActor):
                  pause_ms=round((time.monotonic() - t0) * 1000, 3))
         return pending
 
-    def restore_if_newer(self, path: pathlib.Path) -> int:
-        """Restore the snapshot at ``path`` into the live database when it holds entries this
-        database lacks; returns the applied index afterwards (log index, unchanged if older)."""
+    def restore_if_needed(self, path: pathlib.Path, from_leader: bool = False) -> int:
+        """Restore the snapshot at ``path`` into the live database when the database is not at
+        a position the snapshot allows to keep (see :class:`Restore`); returns the applied index
+        afterwards (log index, unchanged when kept)."""
         assert self._conn is not None
-        _, snap_index = snapshot.read_meta(path)
-        current = statemachine.applied_index(self._conn)
-        if snap_index <= current:
-            return current
+        snap_pos = snapshot.applied_position(path)
+        current = statemachine.applied_position(self._conn)
+        if from_leader:
+            keep = current == snap_pos
+        else:
+            keep = snap_pos[0] < current[0] or (
+                snap_pos[0] == current[0] and (snap_pos[1] == current[1] or not snap_pos[1]
+                                               or not current[1]))
+        if keep:
+            return current[0]
         t0 = time.monotonic()
         restored = snapshot.restore(path, self._conn)
         # The backup went through the WAL: fold it back so the disk holds one copy, not two.
@@ -225,7 +240,10 @@ class WriterActor(pykka.ThreadingActor):
         log.info(
             "snapshot_restored",
             applied_index=restored,
-            previous_applied_index=current,
+            applied_term=snap_pos[1],
+            previous_applied_index=current[0],
+            previous_applied_term=current[1],
+            from_leader=from_leader,
             duration_ms=int((time.monotonic() - t0) * 1000),
         )
         return restored
@@ -243,7 +261,7 @@ class WriterActor(pykka.ThreadingActor):
 
     def _restore(self, item: Restore) -> None:
         try:
-            self.restore_if_newer(item.path)
+            self.restore_if_needed(item.path, item.from_leader)
         except Exception as e:  # a snapshot we cannot restore: stop rather than diverge
             self._failed = True
             log.critical("snapshot_restore_failed", path=str(item.path), error=repr(e),
@@ -252,7 +270,7 @@ class WriterActor(pykka.ThreadingActor):
         finally:
             item.path.unlink(missing_ok=True)
 
-    def _apply(self, batch: list[tuple[int, bytes]]) -> None:
+    def _apply(self, batch: list[tuple[int, bytes, int]]) -> None:
         assert self._conn is not None
         try:
             applied = statemachine.apply_batch(self._conn, batch)

@@ -33,6 +33,7 @@ class ClusterControl(Protocol):
     def cluster_status(self) -> pb.StatusResponse: ...
 
     def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int: ...
+    def membership_refusal(self) -> str: ...
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
 
@@ -104,6 +105,10 @@ class AdminService:
             raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            "membership change not applied before the deadline") from None
         if err == FAIL_REASON.REQUEST_DENIED:
+            why = self._node.membership_refusal()
+            if why:  # the strict reconfig check (gantry.pysyncobj_compat)
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"membership change refused: {why}")
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "membership change refused: another change is in progress")
         if err != FAIL_REASON.SUCCESS:

@@ -100,6 +100,19 @@ def read_meta(path: pathlib.Path) -> tuple[str, int]:
     return row[0], index
 
 
+def applied_position(path: pathlib.Path) -> tuple[int, int]:
+    """``(applied index, applied term)`` of the database inside the snapshot at ``path`` (see
+    :func:`gantry.statemachine.applied_position`); raises :class:`SnapshotError`."""
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            return statemachine.applied_position(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise SnapshotError(f"unreadable snapshot {path}: {e}") from e
+
+
 def restore(path: pathlib.Path, live: sqlite3.Connection) -> int:
     """Replace the live database's contents with the snapshot at ``path`` (backup API, one
     step, so readers never see a mix); returns the restored applied index."""

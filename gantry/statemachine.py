@@ -124,6 +124,24 @@ def applied_index(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def applied_position(conn: sqlite3.Connection) -> tuple[int, int]:
+    """``(log index, term)`` of the last entry applied to this database (``(0, 0)`` for a fresh
+    one; term 0 for entries applied before terms were recorded). Two databases at the same
+    position hold the same state (Raft's Log Matching property, §5.3)."""
+    try:
+        row = conn.execute(
+            "SELECT applied_index, applied_term FROM raft_applied WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # a database or snapshot from before migration 0006
+        return applied_index(conn), 0
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+class DivergenceError(RuntimeError):
+    """The database applied a different entry at a log index than the Raft log holds there (same
+    index, another term): it is not a prefix of the leader's log. Never skipped: the node stops,
+    or restores from the leader's snapshot."""
+
+
 def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> ApplyResult:
     if _live_bucket_id(conn, op.name) is not None:
         return ApplyResult(
@@ -287,11 +305,12 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, int, Any], ApplyResult]] = {
 }
 
 
-def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyResult:
-    """Apply one decoded entry at log ``index`` inside the caller's open transaction.
+def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int = 0) -> ApplyResult:
+    """Apply one decoded entry at log ``index`` (Raft ``term``) inside the caller's open
+    transaction.
 
     Runs under its own SAVEPOINT: a deterministic constraint failure rolls back only this entry
-    and comes back as a result. Records ``index`` as the applied index either way. Raises
+    and comes back as a result. Records ``(index, term)`` as the applied position either way. Raises
     ``sqlite3.OperationalError`` / ``DatabaseError`` on I/O or corruption (the node must stop).
     """
     ts = command.timestamp_us
@@ -307,7 +326,8 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
         row = conn.execute(
             "SELECT result, fingerprint FROM request_dedupe WHERE request_id = ?", (rid,)).fetchone()
         if row is not None:  # a retry of an applied request: its original outcome, no effect
-            conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
+            conn.execute("UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1",
+                         (index, term))
             if row[1] != fingerprint:
                 return ApplyResult(Code.INVALID_ARGUMENT, MSG_REQUEST_ID_REUSED)
             return _result_from_json(row[0])
@@ -332,7 +352,8 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command) -> ApplyRes
             " VALUES (?, ?, ?, ?, ?)",
             (rid, op, index, _result_to_json(result), fingerprint),
         )
-    conn.execute("UPDATE raft_applied SET applied_index = ? WHERE id = 1", (index,))
+    conn.execute("UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1",
+                 (index, term))
     return result
 
 
@@ -346,24 +367,33 @@ class Applied:
     result: ApplyResult | None
 
 
-def apply_batch(conn: sqlite3.Connection, entries: Iterable[tuple[int, bytes]]) -> list[Applied]:
-    """Apply ``(log index, entry bytes)`` pairs, in order, in one transaction.
+def apply_batch(conn: sqlite3.Connection,
+                entries: Iterable[tuple[int, bytes] | tuple[int, bytes, int]]) -> list[Applied]:
+    """Apply ``(log index, entry bytes[, term])`` tuples, in order, in one transaction.
 
     Entries at or below the stored applied index are skipped (journal replay). Raises
-    :class:`~gantry.commands.CommandDecodeError` for an undecodable entry and ``sqlite3`` errors for
-    I/O failures; in both cases the whole transaction is rolled back and nothing is recorded.
+    :class:`~gantry.commands.CommandDecodeError` for an undecodable entry, :class:`DivergenceError`
+    when the entry at the applied index has another term than the one applied there, and
+    ``sqlite3`` errors for I/O failures; in each case the whole transaction is rolled back and
+    nothing is recorded.
     """
     out: list[Applied] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        last = applied_index(conn)
-        for index, data in entries:
+        last, last_term = applied_position(conn)
+        for item in entries:
+            index, data = item[0], item[1]
+            term = item[2] if len(item) > 2 else 0  # type: ignore[misc]
             if index <= last:
+                if index == last and term and last_term and term != last_term:
+                    raise DivergenceError(
+                        f"log index {index} was applied at term {last_term} but the Raft log holds "
+                        f"term {term} there")
                 out.append(Applied(index, "", None))
                 continue
             cmd = commands.decode(data)
-            out.append(Applied(index, cmd.proposal_id, apply(conn, index, cmd)))
-            last = index
+            out.append(Applied(index, cmd.proposal_id, apply(conn, index, cmd, term)))
+            last, last_term = index, term
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

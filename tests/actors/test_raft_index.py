@@ -17,7 +17,7 @@ from tests.support import free_ports, wait_until
 def _node(tmp: pathlib.Path, port: int, seen: list[tuple[int, bytes]]) -> GantrySyncObj:
     conf = SyncObjConf(journalFile=str(tmp / "j"), autoTickPeriod=0.005, appendEntriesUseBatch=False,
                        dynamicMembershipChange=True)
-    return GantrySyncObj(f"127.0.0.1:{port}", [], conf, lambda i, d: seen.append((i, d)),
+    return GantrySyncObj(f"127.0.0.1:{port}", [], conf, lambda i, d, _t: seen.append((i, d)),
                          DurableJournal(str(tmp / "raft.log")))
 
 

@@ -1,0 +1,1 @@
+ALTER TABLE raft_applied DROP COLUMN applied_term;

@@ -1,0 +1,236 @@
+"""The one door to pysyncobj 0.3.17 internals: :class:`SafeSyncObj` fixes the engine's Raft
+defects that the fault campaign found, by overriding its private (name-mangled) methods.
+
+Purpose: Gantry builds on pysyncobj (pinned to 0.3.17, ``tests/actors/test_raft_index.py``
+checks the pin) but its follower, walk-back and membership rules are not Raft's. Each override
+below names the rule it restores (Raft paper §5.3–5.4, §6 of the thesis, etcd's strict reconfig
+check) and has a test in ``tests/unit/test_pysyncobj_compat.py`` that shows the defect on the
+stock class and its absence here.
+
+Invariants this module protects:
+
+1. **A follower only commits what it verified** (Raft Figure 2, AppendEntries rule 5:
+   ``commitIndex = min(leaderCommit, index of last new entry)``). pysyncobj uses the index of the
+   *last entry in the log*, which includes a stale, never-committed tail that Gantry's durable
+   journal keeps until a real conflict shows up (see :mod:`gantry.journal`). That applied a
+   deposed leader's own uncommitted entries: acknowledged writes lost, replicas diverged. Here the
+   commit index only advances to the last entry the leader's message proved matching
+   (``prevLogIdx + len(entries)``), or to a snapshot's index once it is fully installed; a message
+   that proves nothing (rejected, partial snapshot chunk, a ``serialized=None`` probe) never
+   advances it.
+2. **Log walk-back converges** (Raft §5.3; the "conflict term" optimisation of the thesis §3.5).
+   The leader pipelines several batches per pass; when the first one is rejected at a conflict,
+   each later one is rejected too ("previous entry missing") and pysyncobj's reply told the
+   leader to resume at the follower's *end*, undoing the step back. A follower more than one
+   batch behind with a conflicting tail never converged. Here a rejection never points past a
+   lower hint already sent to the same leader in the same term since the last success, and a
+   conflict hint skips the whole conflicting term at once (never below commit index + 1, which
+   every leader's log holds).
+3. **Membership changes keep an up-to-date quorum** (etcd's ``--strict-reconfig-check``,
+   ``isReadyToAddVotingMember`` / ``isReadyToRemoveVotingMember``). A change is refused unless
+   the members of the *new* configuration that are reachable and caught up (recently answered,
+   match index within :data:`RECONFIG_MAX_LAG` of the commit index) form a majority of it; adding
+   a second member to a one-member cluster is allowed (etcd's special case: growing a restored
+   node). A change that would otherwise leave a quorum needing a stuck replica is refused with
+   :attr:`SafeSyncObj.change_refusal` saying why.
+4. **Snapshot provenance is known**: :attr:`SafeSyncObj.loading_from_leader` is True while a
+   snapshot sent by the leader is being loaded (it replaces this node's log: the state machine must
+   be restored unless it is exactly at the snapshot's entry), False while this node's own dump is
+   loaded at start-up.
+
+Everything else in pysyncobj is used as is. Accessors at the bottom give the Raft actor what it
+reads of pysyncobj's state without reaching into its private names itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pysyncobj import SyncObj
+
+#: A member counts as caught up for a membership change when its match index is at most this
+#: many log entries behind the leader's commit index (entries; a healthy follower under load is a
+#: few batches behind, a stuck one thousands).
+RECONFIG_MAX_LAG = 1000
+
+_TRANSMISSION_PARTIAL = ("start", "process")
+
+
+class SafeSyncObj(SyncObj):  # type: ignore[misc]
+    """pysyncobj's ``SyncObj`` with Raft's follower commit rule, a converging log walk-back and a
+    strict membership-change check (see the module docstring). Same constructor as ``SyncObj``.
+    """
+
+    _SyncObj__raftCommitIndex: int  # pysyncobj's commit index (written by override 1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before SyncObj.__init__: it starts the tick thread, which may call the overrides.
+        self._conflict_hint: int | None = None
+        self._reject_floor: tuple[Any, int, int] | None = None  # (leader node, term, next index)
+        #: True while a snapshot received from the leader is being loaded (see module docstring).
+        self.loading_from_leader = False
+        #: Why the last membership change was refused (empty when it was not).
+        self.change_refusal = ""
+        super().__init__(*args, **kwargs)
+
+    # -- helpers over pysyncobj's state (tick thread) --
+    def _entry_at(self, index: int) -> tuple[bytes, int, int] | None:
+        raft_log = self._SyncObj__raftLog
+        if not len(raft_log):
+            return None
+        pos = index - raft_log[0][1]
+        if pos < 0 or pos >= len(raft_log):
+            return None
+        entry: tuple[bytes, int, int] = raft_log[pos]
+        return entry
+
+    def _first_index_of_term(self, index: int, term: int, commit_index: int) -> int:
+        """The first log index at or before ``index`` whose entries all have ``term``, never
+        below ``commit_index + 1`` (committed entries match every leader's log)."""
+        raft_log = self._SyncObj__raftLog
+        first = raft_log[0][1]
+        floor = max(commit_index + 1, first + 1)
+        i = index
+        while i - 1 >= floor and raft_log[i - 1 - first][2] == term:
+            i -= 1
+        return max(i, floor)
+
+    # -- override 1 and 2: follower side of AppendEntries --
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        if (not isinstance(message, dict) or message.get("type") != "append_entries"
+                or message.get("term", -1) < self._SyncObj__raftCurrentTerm):
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            return
+        old_commit: int = self._SyncObj__raftCommitIndex
+        verified: int | None = None
+        snapshot_message = False
+        self._conflict_hint = None
+        if "prevLogIdx" in message:
+            transmission = message.get("transmission")
+            if transmission not in _TRANSMISSION_PARTIAL:
+                prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+                prev = self._entry_at(prev_idx) if prev_idx is not None else None
+                if prev is not None and prev[2] == prev_term:
+                    count = 1 if transmission == "finish" else len(message.get("entries") or ())
+                    verified = prev_idx + count
+                elif prev is not None:
+                    self._conflict_hint = self._first_index_of_term(prev_idx, prev[2], old_commit)
+        elif message.get("serialized") is not None:
+            snapshot_message = True
+        applied_before: int = self._SyncObj__raftLastApplied
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+        finally:
+            self._conflict_hint = None
+        current_last: int = self._SyncObj__raftLog[-1][1]
+        leader_commit = int(message.get("commit_index") or 0)
+        if verified is not None:
+            target = max(old_commit, min(leader_commit, verified))
+        elif snapshot_message and self._SyncObj__raftLastApplied != applied_before:
+            target = current_last  # a snapshot was installed: the log is exactly its two entries
+        else:
+            target = old_commit
+        target = min(target, current_last)
+        if self._SyncObj__raftCommitIndex != target:
+            self._SyncObj__raftCommitIndex = target
+            self._SyncObj__raftLog.setRaftCommitIndex(target)
+
+    def _SyncObj__sendNextNodeIdx(  # noqa: N802 - pysyncobj's name
+        self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,  # noqa: N803
+        success: bool = False,
+    ) -> None:
+        if success:
+            self._reject_floor = None
+        elif reset:
+            hint = nextNodeIdx if nextNodeIdx is not None else self._SyncObj__raftLog[-1][1] + 1
+            if self._conflict_hint is not None:
+                hint = min(hint, self._conflict_hint)
+            term = self._SyncObj__raftCurrentTerm
+            floor = self._reject_floor
+            if floor is not None and floor[0] == node and floor[1] == term:
+                hint = min(hint, floor[2])
+            self._reject_floor = (node, term, hint)
+            nextNodeIdx = hint
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
+
+    # -- override 3: snapshot provenance --
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
+        self.loading_from_leader = bool(clearJournal)
+        try:
+            SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        finally:
+            self.loading_from_leader = False
+
+    # -- override 4: strict membership changes (leader, tick thread) --
+    def _SyncObj__changeCluster(self, request: Any) -> bool:  # noqa: N802
+        refusal = self._reconfig_refusal(request)
+        self.change_refusal = refusal
+        if refusal:
+            return False
+        return bool(SyncObj._SyncObj__changeCluster(self, request))
+
+    def _reconfig_refusal(self, request: Any) -> str:
+        """"" when the membership change ``request`` (pysyncobj's ``('add'|'rem', node id, …)``)
+        keeps an up-to-date quorum, otherwise why not."""
+        kind, node_id = request[0], request[1]
+        others = {n.id: n for n in self._SyncObj__otherNodes}
+        self_id = self._SyncObj__selfNode.id
+        match = self._SyncObj__raftMatchIndex
+        answered = self._SyncObj__lastResponseTime
+        commit: int = self._SyncObj__raftCommitIndex
+        recent = time.monotonic() - self._SyncObj__conf.raftMaxTimeout
+
+        def caught_up(node: Any) -> bool:
+            return bool(match.get(node, 0) >= commit - RECONFIG_MAX_LAG
+                        and answered.get(node, 0.0) > recent)
+
+        if kind == "add":
+            if node_id in others or node_id == self_id:
+                return ""  # pysyncobj refuses it itself ("already a member")
+            new_size = len(others) + 2
+            if new_size == 2:
+                return ""  # a one-member cluster grows (etcd allows this case too)
+            up = 1 + sum(1 for n in others.values() if caught_up(n))
+        elif kind == "rem":
+            if node_id not in others:
+                return ""
+            new_size = len(others)
+            up = 1 + sum(1 for i, n in others.items() if i != node_id and caught_up(n))
+        else:
+            return ""
+        quorum = new_size // 2 + 1
+        if up < quorum:
+            return (f"the new configuration of {new_size} members needs {quorum} caught-up members "
+                    f"but only {up} are reachable and caught up")
+        return ""
+
+    # -- read-only accessors for the Raft actor (tick thread) --
+    def leader_commit_index(self) -> int:
+        """The commit index the leader last announced to this node (0 before any message), or
+        this node's own commit index when it leads."""
+        if self._isLeader():
+            return int(self._SyncObj__raftCommitIndex)
+        value = self._SyncObj__leaderCommitIndex
+        return int(value) if value is not None else 0
+
+    def last_log_index(self) -> int:
+        """The index of the last entry in this node's Raft log (committed or not)."""
+        return int(self._SyncObj__raftLog[-1][1])
+
+    def term_at(self, index: int) -> int:
+        """The term of the entry at log ``index`` (0 when it is no longer in the log)."""
+        entry = self._entry_at(index)
+        return int(entry[2]) if entry is not None else 0
+
+    def noop_index(self) -> int:
+        """The log index of the no-op this node appended when it last became leader (0: none)."""
+        return int(self._SyncObj__noopIDx or 0)
+
+    def transport(self) -> Any:
+        """pysyncobj's transport instance (a :class:`gantry.journal.DurableTransport`)."""
+        return self._SyncObj__transport
+
+    def pipe_notifier(self) -> Any:
+        """pysyncobj's poller wake-up pipe (present when append batching is off), or None."""
+        return getattr(self, "_SyncObj__pipeNotifier", None)

@@ -1,0 +1,167 @@
+"""Each override in :mod:`gantry.pysyncobj_compat` against the engine defect it fixes: the same
+message sequence is fed to pysyncobj's stock ``SyncObj`` (showing the defect) and to
+``SafeSyncObj`` (showing Raft's rule), on a real durable journal, without networking."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.node import TCPNode
+
+from gantry.journal import DurableJournal, installed
+from gantry.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj
+from tests.support import free_ports
+
+
+class _Stock(SyncObj):  # type: ignore[misc]
+    pass
+
+
+def _make(cls: type, tmp: pathlib.Path, entries: list[tuple[bytes, int, int]], term: int,
+          peers: int = 2) -> tuple[Any, list[dict[str, Any]], list[TCPNode]]:
+    """A follower node of ``cls`` whose journal holds ``entries`` (command, index, term), with
+    ``peers`` other members; returns it, the list its sent messages land in, and the peers."""
+    ports = free_ports(1 + peers)
+    journal = DurableJournal(str(tmp / f"{cls.__name__}.log"))
+    for e in entries:
+        journal.add(*e)
+    journal.setCurrentTerm(term, None)
+    conf = SyncObjConf(autoTick=False, dynamicMembershipChange=True)
+    others = [f"127.0.0.1:{p}" for p in ports[1:]]
+    with installed(journal):
+        node = cls(f"127.0.0.1:{ports[0]}", others, conf)
+    sent: list[dict[str, Any]] = []
+    node._SyncObj__transport.send = lambda _n, m: sent.append(m) or True
+    return node, sent, [TCPNode(a) for a in others]
+
+
+@pytest.fixture
+def made() -> Iterator[list[Any]]:
+    nodes: list[Any] = []
+    yield nodes
+    for n in nodes:
+        n._SyncObj__transport.destroy()
+        n._SyncObj__raftLog._destroy()
+
+
+def _append(term: int, prev: tuple[int, int], entries: list[tuple[bytes, int, int]],
+            commit: int) -> dict[str, Any]:
+    return {"type": "append_entries", "term": term, "commit_index": commit, "entries": entries,
+            "prevLogIdx": prev[0], "prevLogTerm": prev[1]}
+
+
+# A deposed leader: 1–3 committed at term 1, then its own uncommitted tail 4–5 at term 2.
+DEPOSED = [(b"\x01", 1, 1), (b"a", 2, 1), (b"b", 3, 1), (b"stale-4", 4, 2), (b"stale-5", 5, 2)]
+
+
+@pytest.mark.parametrize("cls, expected_commit", [(_Stock, 5), (SafeSyncObj, 3)])
+def test_follower_commits_only_entries_the_leader_verified(
+        tmp_path: pathlib.Path, made: list[Any], cls: type, expected_commit: int) -> None:
+    """Raft Figure 2, AppendEntries rule 5. The new leader (term 3) has committed index 5 in its
+    own log; a heartbeat proving only index 3 must not commit this node's stale 4–5. The stock
+    engine commits up to its last log index (5): it would apply the stale tail."""
+    node, _, peers = _make(cls, tmp_path, DEPOSED, term=2)
+    made.append(node)
+    node._SyncObj__onMessageReceived(peers[0], _append(3, (3, 1), [], commit=5))
+    assert node.raftCommitIndex == expected_commit
+
+
+def test_follower_commits_new_entries_once_they_replace_the_stale_tail(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED, term=2)
+    made.append(node)
+    node._SyncObj__onMessageReceived(
+        peers[0], _append(3, (3, 1), [(b"new-4", 4, 3), (b"new-5", 5, 3)], commit=5))
+    assert node.raftCommitIndex == 5
+    assert [e[2] for e in node._SyncObj__raftLog[3:5]] == [3, 3]
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_partial_or_empty_snapshot_message_commits_nothing(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """A ``serialized`` chunk that does not complete a snapshot proves nothing about the log."""
+    node, _, peers = _make(cls, tmp_path, DEPOSED, term=2)
+    made.append(node)
+    node._SyncObj__onMessageReceived(peers[0], _append(3, (3, 1), [], commit=3))
+    msg = {"type": "append_entries", "term": 3, "commit_index": 5,
+           "serialized": (b"partial", False, False)}
+    node._SyncObj__onMessageReceived(peers[0], msg)
+    if cls is _Stock:
+        assert node.raftCommitIndex == 5  # the engine defect
+    else:
+        assert node.raftCommitIndex == 3
+
+
+# Follower: 1–3 at term 1, then a long stale tail 4–10 at term 2. Leader (term 3): 4–20 at term 3.
+STALE_TAIL = [(b"\x01", 1, 1), (b"a", 2, 1), (b"b", 3, 1)] + [
+    (f"s{i}".encode(), i, 2) for i in range(4, 11)]
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_pipelined_rejections_never_undo_the_walk_back(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """The leader pipelines batches in one pass; the first is rejected at a conflict, the later
+    ones because their previous entry is missing. The stock engine's last reply points the leader
+    back at the follower's end (11), undoing the step back, so it never converges."""
+    node, sent, peers = _make(cls, tmp_path, STALE_TAIL, term=2)
+    made.append(node)
+    node._SyncObj__onMessageReceived(peers[0], _append(3, (9, 3), [(b"x", 10, 3)], commit=3))
+    node._SyncObj__onMessageReceived(peers[0], _append(3, (15, 3), [(b"y", 16, 3)], commit=3))
+    replies = [m["next_node_idx"] for m in sent if m["type"] == "next_node_idx"]
+    if cls is _Stock:
+        assert replies == [9, 11]
+    else:
+        # The conflict hint skips the whole conflicting term; the later rejection keeps it.
+        assert replies == [4, 4]
+        node._SyncObj__onMessageReceived(
+            peers[0], _append(3, (3, 1), [(f"n{i}".encode(), i, 3) for i in range(4, 8)], commit=5))
+        assert node.raftCommitIndex == 5
+        assert sent[-1]["success"] is True and sent[-1]["next_node_idx"] == 8
+
+
+def _leader_view(node: Any, peers: list[TCPNode], match: list[int], commit: int) -> None:
+    now = time.monotonic()
+    node._SyncObj__raftCommitIndex = commit
+    node._SyncObj__raftMatchIndex = dict(zip(peers, match, strict=True))
+    node._SyncObj__lastResponseTime = {p: now for p in peers}
+    node._SyncObj__noopIDx = 1
+    node._SyncObj__raftLastApplied = 1
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_remove_refused_when_the_rest_would_need_a_stuck_replica(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """3 members, n3 stuck thousands of entries behind: removing n2 would leave {n1, n3}, whose
+    quorum needs n3. The stock engine accepts it (then nothing commits, and configurations
+    diverge); the strict check refuses and says why."""
+    node, _, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _leader_view(node, peers, match=[6900, 8], commit=6900)
+    accepted = node._SyncObj__changeCluster(("rem", peers[0].id))
+    if cls is _Stock:
+        assert accepted
+    else:
+        assert not accepted
+        assert "needs 2 caught-up members but only 1" in node.change_refusal
+
+
+def test_reconfig_check_allows_healthy_changes(tmp_path: pathlib.Path, made: list[Any]) -> None:
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _leader_view(node, peers, match=[6900, 6900 - RECONFIG_MAX_LAG], commit=6900)
+    assert node._reconfig_refusal(("rem", peers[0].id)) == ""
+    assert node._reconfig_refusal(("add", "127.0.0.1:1")) == ""
+    _leader_view(node, peers, match=[6900, 0], commit=6900)
+    assert node._reconfig_refusal(("add", "127.0.0.1:1")) != ""  # 4 members, 2 caught up
+    assert node._reconfig_refusal(("rem", peers[1].id)) == ""  # dropping the stuck one is fine
+
+
+def test_one_member_cluster_may_grow(tmp_path: pathlib.Path, made: list[Any]) -> None:
+    node, _, _ = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1, peers=0)
+    made.append(node)
+    assert node._reconfig_refusal(("add", "127.0.0.1:1")) == ""
