@@ -229,6 +229,12 @@ class Node:
             log.info("membership_changed", op=op, raft_addr=raft_addr)
         return err
 
+    def membership_refusal(self) -> str:
+        """Why the strict reconfig check refused the last membership change ("" if it did not)."""
+        assert self._raft is not None
+        why: str = self._raft.proxy().last_change_refusal().get(timeout=5)
+        return why
+
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
         """Hand leadership to ``raft_addr`` (empty: the most caught-up follower) and wait up to
         ``timeout_s`` seconds for another node to lead; returns its Raft address, or "" when no
