@@ -35,6 +35,7 @@ from gantry import snapshot
 from gantry.config import Config
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
+from gantry.store import fsync_dir
 from gantry.pysyncobj_compat import SafeSyncObj
 
 from .writer import DRAIN, EntryQueue, Restore
@@ -243,6 +244,12 @@ class RaftActor(pykka.ThreadingActor):
         if self._sync is not None:
             self._sync.destroy_synchronous()
             self._sync = None
+        # Temporary snapshot files (an interrupted incoming transfer, a build in progress) are
+        # never needed after a stop; the dump itself is always complete.
+        data_dir = pathlib.Path(self._config.data_dir)
+        for stale in data_dir.glob("raft.snapshot.*"):
+            if stale.name != "raft.snapshot.meta":
+                stale.unlink(missing_ok=True)
         self._proposals.fail_all(ProposalError("NODE_STOPPING"))
         log.info("raft_stopped")
 
@@ -440,6 +447,14 @@ class RaftActor(pykka.ThreadingActor):
         if pending is None:
             return SERIALIZER_STATE.NOT_SERIALIZING
         if self._snapshot_thread is None:
+            # pysyncobj renamed our tmp link over the dump; rename() between two links of one file
+            # does nothing (POSIX), so the link would stay and pin the old snapshot's blocks.
+            tmp = pathlib.Path(self._dump_path + ".tmp")
+            try:
+                if tmp.exists() and os.path.samefile(tmp, self._dump_path):
+                    tmp.unlink()
+            except OSError:
+                pass
             self._snapshot_thread = threading.Thread(
                 target=self._build_snapshot, args=(pending,), name="snapshot", daemon=True)
             self._snapshot_thread.start()
@@ -464,11 +479,20 @@ class RaftActor(pykka.ThreadingActor):
         # unreadable dump (pysyncobj then keeps its journal, which still holds the whole log).
         p = pathlib.Path(path)
         meta_json, _ = snapshot.read_meta(p)
+        from_leader = self._sync.loading_from_leader if self._sync is not None else False
+        if from_leader:
+            # pysyncobj renamed the received file into place without an fsync and clears the
+            # Raft log next: make the snapshot durable first, or a power cut leaves neither.
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(p)
         # pysyncobj may replace the dump file at any time; restore from a private hard link,
         # in log order through the writer's queue (no waiting on the tick thread).
         private = p.with_name(f"restore-{uuid.uuid4().hex}.db")
         os.link(p, private)
-        from_leader = self._sync.loading_from_leader if self._sync is not None else False
         if self._queue.put_restore(Restore(private, from_leader)):
             self._writer.tell(DRAIN)
         meta = snapshot.decode_meta(meta_json, TCPNode)

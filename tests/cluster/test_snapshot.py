@@ -51,3 +51,22 @@ def test_snapshot_under_load_then_wiped_node_catches_up(tmp_path: pathlib.Path) 
         assert len(snaps) >= 3
         assert any(e.get("event") == "snapshot_restored" for e in victim.log_events())
         check_converged(nodes, load.acked)
+
+
+def _temporary_snapshot_files(nd: NodeProcess) -> list[str]:
+    return sorted(p.name for p in nd.data_dir.glob("raft.snapshot.*"))
+
+
+def test_no_temporary_snapshot_file_stays_while_running_or_after_stop(
+        tmp_path: pathlib.Path) -> None:
+    """Issue 7 item 12: ``raft.snapshot.tmp`` (a second link to the previous snapshot that
+    pysyncobj's rename could not remove) stayed for the node's lifetime and after SIGTERM."""
+    with cluster(tmp_path, 1, ["--snapshot-entries", "30"]) as [nd]:
+        _write(nd, "snap", 100)
+        wait_until(lambda: sum(e.get("event") == "snapshot_persisted" for e in nd.log_events())
+                   >= 2, 30, what="two snapshots")
+        wait_until(lambda: _temporary_snapshot_files(nd) == [], 10,
+                   what=f"no temporary snapshot files (have {_temporary_snapshot_files(nd)})")
+        nd.stop()
+        assert _temporary_snapshot_files(nd) == []
+        assert (nd.data_dir / "raft.snapshot").exists()
