@@ -12,6 +12,7 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 
 import structlog
 
@@ -59,7 +60,34 @@ def _serve(ns: argparse.Namespace) -> int:
             log.critical("node_failed", reason=node.fatal_reason)
             break
     node.stop()
-    return 1 if node.fatal.is_set() else 0
+    code = 1 if node.fatal.is_set() else 0
+    _exit_within(EXIT_BOUND_S, code)
+    return code
+
+
+#: After the node stopped, the longest (seconds) the interpreter may take to exit.
+EXIT_BOUND_S = 2.0
+
+
+def _exit_within(bound_s: float, code: int) -> None:
+    """Make sure the process ends ``bound_s`` seconds from now: a thread that outlived the node's
+    stop (a gRPC handler stuck past the grace, which the interpreter would join at exit) must not
+    hold the exit past the operator's grace. A daemon thread, so a normal exit is not delayed."""
+    log = structlog.get_logger("gantry.cli")
+
+    def force() -> None:
+        time.sleep(bound_s)
+        alive = [t.name for t in threading.enumerate()
+                 if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+        log.warning("exit_forced", exit_code=code, threads=alive)
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    threading.Thread(target=force, name="exit-watchdog", daemon=True).start()
 
 
 def _migrate(ns: argparse.Namespace) -> int:

@@ -39,6 +39,10 @@ from gantry.store import ReadPool, Watermark
 log = structlog.get_logger("gantry.node")
 
 
+#: Shutdown: waiting calls are answered "node stopping" this long (seconds) before the grace ends.
+END_WAITS_MARGIN_S = 0.5
+
+
 class StartError(RuntimeError):
     """The node cannot start (a port in use, …); the message says what to change."""
 
@@ -127,12 +131,18 @@ class Node:
         log.info("node_stopping", grace_s=self.config.grace_s)
         self._publish_health()
         if self._frontdoor is not None:
+            grace = self.config.grace_s
             try:
-                self._frontdoor.proxy().stop_serving(self.config.grace_s).get(
-                    timeout=self.config.grace_s + 5)
+                stopped = self._frontdoor.proxy().stop_serving(grace)
+                try:  # in-flight calls get the grace, less a margin to answer the waiting ones
+                    stopped.get(timeout=grace - min(END_WAITS_MARGIN_S, grace / 2))
+                except pykka.Timeout:
+                    self._end_waits()
+                    stopped.get(timeout=grace + 5)
             except Exception:
                 log.exception("frontdoor_stop_failed")
             self._frontdoor.stop()
+        self._end_waits()
         if self._monitor is not None:
             self._monitor.stop()
         for t in self._background:
@@ -293,6 +303,15 @@ class Node:
             self.health.set("gantry.service.v1.GantryService", st)
             log.info("health_changed", serving=self._serving, raft_serving=self._raft_serving,
                      cradle_ready=self._cradle_ready)
+
+    def _end_waits(self) -> None:
+        """Shutdown: calls still waiting (reads on the watermark or a read index, writes on their
+        proposal) answer UNAVAILABLE "node stopping" now, before gRPC's grace runs out and cancels
+        them with its own status, and their handler threads end (they would hold the exit)."""
+        if not self.watermark.closed:
+            log.info("ending_waiting_calls")
+        self.watermark.close()
+        self.proposals.fail_all(ProposalError("NODE_STOPPING"))
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal_reason = reason

@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 
 from gantry.errors import RpcError, invalid_argument
+from gantry.proposals import ProposalError
 from gantry.store import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
@@ -131,7 +132,8 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
     """Block until this node may serve the call's read; returns the applied index to report.
 
     Raises RpcError: INVALID_ARGUMENT for bad metadata, UNAVAILABLE when no read index can be
-    had (no leader), DEADLINE_EXCEEDED when the index is not reached in time."""
+    had (no leader) or the node is stopping (``on_error(ProposalError("NODE_STOPPING"))``),
+    DEADLINE_EXCEEDED when the index is not reached in time."""
     level, min_index = parse(context)
     timeout = timeout_of(context)
     if level is Consistency.LINEARIZABLE:
@@ -143,6 +145,8 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
         except Exception as e:  # consensus failed: no leader, lost leadership, stopping
             raise on_error(e) from None
     if min_index and not watermark.wait_for(min_index, timeout):
+        if watermark.closed:
+            raise on_error(ProposalError("NODE_STOPPING"))
         raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                        f"log index {min_index} not applied on this node before the deadline")
     return watermark.value

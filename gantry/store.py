@@ -56,12 +56,14 @@ class Watermark:
     """A monotonic "applied log index" that the writer advances and readers wait on.
 
     Thread-safe. ``wait_for(index, timeout_s)`` returns True once the watermark is ≥ ``index``,
-    False when ``timeout_s`` (seconds) passes first.
+    False when ``timeout_s`` (seconds) passes first or once :meth:`close` was called (the node
+    is stopping: check :attr:`closed`).
     """
 
     def __init__(self, value: int = 0) -> None:
         self._value = value
         self._cond = threading.Condition()
+        self._closed = False
 
     @property
     def value(self) -> int:
@@ -80,10 +82,26 @@ class Watermark:
             self._value = index
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake every waiter now and make later waits below the watermark return False at once
+        (shutdown: nobody should wait for an index this node will not apply any more)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def wait_for(self, index: int, timeout_s: float | None) -> bool:
+        """True once the watermark is ≥ ``index``; False after ``timeout_s`` seconds or when
+        the watermark is closed first."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             while self._value < index:
+                if self._closed:
+                    return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
