@@ -3,6 +3,10 @@
 The server's own thread pool runs the handlers (:class:`gantry.service.GantryService`); this actor
 only starts and stops it, so a slow RPC never blocks the actor. Health (``grpc.health.v1``) is
 flipped by the node from the Raft tick thread through the thread-safe health servicer.
+
+Health has its own path: ``Health/Check`` runs on a small pool of its own (grpcio's per-method
+``experimental_thread_pool``), so it answers in milliseconds even when every handler thread is
+held by a slow or waiting call (issue 7 item 11: it queued behind 300 calls and timed out).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import grpc
 import pykka
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from gantry.pb.service.v1 import service_pb2
@@ -22,6 +26,8 @@ log = structlog.get_logger("gantry.frontdoor")
 
 #: Handler threads; each blocks while its write is committed, so this bounds in-flight writes.
 MAX_WORKERS = 128
+#: Threads that answer only ``grpc.health.v1.Health/Check``.
+HEALTH_WORKERS = 2
 #: Largest request/response (bytes).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -47,6 +53,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._reflection = reflection_enabled
         self._extra = extra_service_names
         self._server: grpc.Server | None = None
+        self._health_pool: futures.ThreadPoolExecutor | None = None
         self._bound_port = 0
         #: Why on_start failed (bind error), or "" when serving.
         self.start_error = ""
@@ -62,7 +69,9 @@ class FrontDoorActor(pykka.ThreadingActor):
                 ("grpc.so_reuseport", 0),
             ],
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._health_pool = futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS,
+                                                       thread_name_prefix="grpc-health")
+        server.add_generic_rpc_handlers((_health_handler(self._health, self._health_pool),))
         if self._reflection:
             names = (
                 service_pb2.DESCRIPTOR.services_by_name["GantryService"].full_name,
@@ -99,11 +108,40 @@ class FrontDoorActor(pykka.ThreadingActor):
             self._server.stop(grace_s).wait()
             self._server = None
             log.info("grpc_stopped")
+        self._stop_health_pool()
 
     def on_stop(self) -> None:
         if self._server is not None:
             self._server.stop(0).wait()
             self._server = None
+        self._stop_health_pool()
+
+    def _stop_health_pool(self) -> None:
+        if self._health_pool is not None:
+            self._health_pool.shutdown(wait=False, cancel_futures=True)
+            self._health_pool = None
 
     def on_failure(self, *args: Any) -> None:
         self.on_stop()
+
+
+def _health_handler(servicer: health.HealthServicer,
+                    pool: futures.ThreadPoolExecutor) -> grpc.GenericRpcHandler:
+    """``grpc.health.v1.Health`` with ``Check`` on ``pool`` (grpcio runs a behaviour that has an
+    ``experimental_thread_pool`` attribute on that pool instead of the server's); ``Watch``, a
+    long-lived stream, stays on the server's pool."""
+
+    def check(request: Any, context: grpc.ServicerContext) -> Any:
+        return servicer.Check(request, context)
+
+    check.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            check,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+    })
