@@ -91,7 +91,7 @@ class Campaign:
         if use_partitions and self.net.setup():
             self.say(f"partitions: iptables chain {self.net.chain} (jump from OUTPUT on lo)")
         else:
-            why = self.net.reason if use_partitions else "disabled by --no-partitions"
+            why = self.net.reason if use_partitions else "--no-partitions, or no partition fault chosen"
             self.say(f"NOTICE: partition faults skipped ({why})")
         atexit.register(self.cleanup)
 
