@@ -17,6 +17,7 @@ commit under load; MAX_BATCH bounds how long one transaction holds the write loc
 from __future__ import annotations
 
 import collections
+import os
 import pathlib
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ log = structlog.get_logger("gantry.writer")
 
 #: Most entries applied in one SQLite transaction.
 MAX_BATCH = 512
+#: Least time (seconds) between two attempts to truncate a WAL above the size limit.
+WAL_TRUNCATE_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,10 @@ class WriterActor(pykka.ThreadingActor):
         self._on_fatal = on_fatal
         self._conn: sqlite3.Connection | None = None
         self._failed = False
+        self._wal_path = pathlib.Path(f"{db_path}-wal")
+        self._wal_next_try = 0.0
+        self._wal_blocked_since: float | None = None
+        self._wal_retry: threading.Timer | None = None
 
     # -- lifecycle (runs on the actor thread) --
     def on_start(self) -> None:
@@ -181,6 +188,8 @@ class WriterActor(pykka.ThreadingActor):
         log.info("writer_started", applied_index=applied, db_path=str(self._db_path))
 
     def on_stop(self) -> None:
+        if self._wal_retry is not None:
+            self._wal_retry.cancel()
         if self._conn is not None:
             if not self._failed:
                 self._drain_all()
@@ -255,9 +264,60 @@ class WriterActor(pykka.ThreadingActor):
             if isinstance(batch, Restore):
                 self._restore(batch)
                 continue
+            if batch:
+                self._apply(batch)
+            self._maybe_truncate_wal()
             if not batch:
                 return
-            self._apply(batch)
+
+    def _maybe_truncate_wal(self) -> None:
+        """Shrink a WAL that outgrew ``store.WAL_SIZE_LIMIT_BYTES`` (a long read transaction kept
+        checkpoints from restarting it): ``wal_checkpoint(TRUNCATE)`` without waiting for readers
+        (busy timeout 0), at most every WAL_TRUNCATE_EVERY_S; while a reader blocks it, a timer
+        wakes the writer to try again even when no writes arrive."""
+        now = time.monotonic()
+        if self._conn is None or self._failed or now < self._wal_next_try:
+            return
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            return
+        if size <= store.WAL_SIZE_LIMIT_BYTES:
+            return
+        self._wal_next_try = now + WAL_TRUNCATE_EVERY_S
+        busy = 1
+        try:
+            self._conn.execute("PRAGMA busy_timeout=0")
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as e:
+            log.warning("wal_truncate_failed", error=str(e))
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={store.BUSY_TIMEOUT_MS}")
+        if busy:
+            if self._wal_blocked_since is None:
+                self._wal_blocked_since = now
+                log.info("wal_truncate_blocked", wal_bytes=size,
+                         hint="a read transaction holds the WAL; retrying")
+            self._schedule_wal_retry()
+            return
+        log.info("wal_truncated", wal_bytes_before=size,
+                 blocked_s=round(now - (self._wal_blocked_since or now), 3))
+        self._wal_blocked_since = None
+
+    def _schedule_wal_retry(self) -> None:
+        if self._wal_retry is not None and self._wal_retry.is_alive():
+            return
+        ref = self.actor_ref
+
+        def wake() -> None:
+            try:
+                ref.tell(DRAIN)
+            except pykka.ActorDeadError:
+                pass
+
+        self._wal_retry = threading.Timer(WAL_TRUNCATE_EVERY_S, wake)
+        self._wal_retry.daemon = True
+        self._wal_retry.start()
 
     def _restore(self, item: Restore) -> None:
         try:

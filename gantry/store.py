@@ -16,6 +16,11 @@ import threading
 import time
 
 BUSY_TIMEOUT_MS = 5000
+#: ``PRAGMA journal_size_limit`` of the writer (bytes): SQLite truncates the WAL file back to this
+#: when it restarts the log. Normal operation stays below it (the automatic checkpoint runs every
+#: 1000 pages, ~4 MB); above it, a long reader held the WAL back and the writer truncates it once
+#: nothing blocks (see actors/writer.py).
+WAL_SIZE_LIMIT_BYTES = 8 * 2**20
 
 
 def fsync_dir(path: str | pathlib.Path) -> None:
@@ -32,9 +37,11 @@ def open_rw(path: pathlib.Path) -> sqlite3.Connection:
     """Open the node's read-write connection: WAL, ``synchronous=NORMAL`` (a crashed process loses
     nothing committed; power loss may drop the last transactions, which the Raft journal replays
     because the applied index rolls back with them), foreign keys on, autocommit mode so the
-    writer controls transactions explicitly."""
+    writer controls transactions explicitly; ``journal_size_limit`` so the WAL file shrinks
+    back after a long reader let it grow."""
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
