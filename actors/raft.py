@@ -35,8 +35,8 @@ from gantry import snapshot
 from gantry.config import Config
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
-from gantry.store import fsync_dir
 from gantry.pysyncobj_compat import SafeSyncObj
+from gantry.store import fsync_dir
 
 from .writer import DRAIN, EntryQueue, Restore
 

@@ -1,0 +1,139 @@
+"""Deterministic schedules from issue 7, on real node processes with the Raft traffic cut by
+iptables (tests/chaos/net.py): a deposed leader with an uncommitted tail must neither apply it
+(item 1) nor stay stuck behind the new leader (item 2), and a membership change that would need
+an unreachable member for quorum is refused (item 3). Skipped where iptables is unusable."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from gantry.pb.admin.v1 import admin_pb2 as apb
+from gantry.pb.service.v1 import service_pb2 as svc
+from tests.chaos.cluster import ChaosCluster, ChaosNode, poll
+from tests.chaos.net import Partitioner
+
+
+def _tables(db: pathlib.Path) -> list[list[tuple[object, ...]]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                for t in ("buckets", "objects", "cradle_servers", "request_dedupe")]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def net() -> Iterator[Partitioner]:
+    p = Partitioner(chain=f"GTST{os.getpid()}")
+    if not p.setup():
+        pytest.skip(f"partitions need iptables: {p.reason}")
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def three(tmp_path: pathlib.Path) -> Iterator[ChaosCluster]:
+    c = ChaosCluster(tmp_path, 3, [], gid_base=47000 + os.getpid() % 1000 * 3)
+    try:
+        c.start()
+        assert not c.wait_serving(60), "cluster did not start"
+        yield c
+    finally:
+        c.stop()
+
+
+def _create(nd: ChaosNode, name: str, timeout_s: float = 5.0) -> bool:
+    """One CreateBucket with a request id, retried with the same id while the outcome is
+    unknown or there is no leader; True once acknowledged."""
+    rid = uuid.uuid4().hex
+    deadline_calls = 20
+    for _ in range(deadline_calls):
+        try:
+            nd.stub().CreateBucket(svc.CreateBucketRequest(name=name), timeout=timeout_s,
+                                   metadata=(("x-request-id", rid),))
+            return True
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+    return False
+
+
+def test_deposed_leader_drops_its_uncommitted_tail_and_catches_up(
+        three: ChaosCluster, net: Partitioner) -> None:
+    leader = three.leader()
+    assert leader is not None
+    others = [n for n in three.nodes if n is not leader]
+    acked = [f"before-{i}" for i in range(20)]
+    for name in acked:
+        assert _create(others[0], name)
+    # Cut the leader off. Writes sent to it are appended to its log but can never commit.
+    net.isolate(leader.endpoint, [o.endpoint for o in others])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        tail = list(pool.map(lambda i: _try_once(leader, f"orphan-{i}"), range(40)))
+    assert not any(tail), "an isolated leader acknowledged a write"
+    # The majority elects a new leader and moves thousands of entries ahead (far more than one
+    # 64 KiB append batch, so the deposed leader's walk-back has to cross several batches).
+    new_leader = poll(lambda: next((n for n in others if n.status().role == "leader"), None), 30)
+    assert new_leader is not None
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        names = [f"after-{i}" for i in range(1200)]
+        assert all(pool.map(lambda n: _create(new_leader, n), names))
+    acked += names
+    net.heal()
+    # Item 2: the deposed leader catches up (it used to stay at its commit index for good).
+    target = new_leader.status().commit_index
+    assert poll(lambda: leader.status().commit_index >= target, 60), \
+        f"deposed leader stuck at {leader.status().commit_index}, leader at {target}"
+    assert not three.wait_serving(30), "every node SERVING after the heal"
+    # Item 1: identical tables everywhere, every acknowledged bucket present once, no orphan.
+    assert _create(new_leader, "final")
+    acked.append("final")
+    final = new_leader.status().applied_index
+    assert poll(lambda: all(n.status().applied_index >= final for n in three.nodes), 30)
+    reference = _tables(new_leader.db)
+    for nd in three.nodes:
+        assert _tables(nd.db) == reference, f"{nd.name} diverged"
+    names_on_disk = sorted(str(r[1]) for r in reference[0])
+    assert sorted(acked) == sorted(n for n in names_on_disk if not n.startswith("orphan-"))
+    assert not any(n.startswith("orphan-") for n in names_on_disk)
+
+
+def _try_once(nd: ChaosNode, name: str) -> bool:
+    try:
+        nd.stub().CreateBucket(svc.CreateBucketRequest(name=name), timeout=1.0,
+                               metadata=(("x-request-id", uuid.uuid4().hex),))
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def test_remove_refused_when_the_remaining_quorum_needs_an_unreachable_member(
+        three: ChaosCluster, net: Partitioner) -> None:
+    leader = three.leader()
+    assert leader is not None
+    a, b = [n for n in three.nodes if n is not leader]
+    net.isolate(b.endpoint, [leader.endpoint, a.endpoint])
+    # Removing `a` would leave {leader, b}: its quorum needs b, which nobody can reach.
+    assert poll(lambda: not next(m for m in leader.status().members
+                                 if m.raft_addr == b.raft_addr).connected, 20)
+    with pytest.raises(grpc.RpcError) as err:
+        leader.admin().RemoveNode(apb.RemoveNodeRequest(raft_addr=a.raft_addr), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "membership change refused" in (err.value.details() or "")
+    # Nothing changed: three members everywhere, and the cluster still commits.
+    assert len(leader.status().members) == 3
+    assert _create(leader, "still-works")
+    net.heal()
+    assert not three.wait_serving(30)
+    for nd in three.nodes:
+        assert poll(lambda nd=nd: len(nd.status().members) == 3, 10)
