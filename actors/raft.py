@@ -35,7 +35,7 @@ from gantry import snapshot
 from gantry.config import Config
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
-from gantry.pysyncobj_compat import SafeSyncObj
+from gantry.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
 from gantry.store import fsync_dir
 
 from .writer import DRAIN, EntryQueue, Restore
@@ -179,6 +179,11 @@ class RaftActor(pykka.ThreadingActor):
             try:
                 meta_json, snap_applied = snapshot.read_meta(pathlib.Path(self._dump_path))
                 known = max(known, snap_applied, int(json.loads(meta_json)["last"][1]))
+                last, prev, _ = snapshot.decode_meta(meta_json, TCPNode)
+                dropped = align_journal_to_dump(self._journal, prev, last)
+                if dropped:
+                    log.info("raft_log_compacted_to_snapshot", dropped_entries=dropped,
+                             snapshot_index=last[1])
             except (snapshot.SnapshotError, ValueError, KeyError):
                 pass
         if self._watermark.value > known:

@@ -234,3 +234,28 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     def pipe_notifier(self) -> Any:
         """pysyncobj's poller wake-up pipe (present when append batching is off), or None."""
         return getattr(self, "_SyncObj__pipeNotifier", None)
+
+
+def align_journal_to_dump(journal: Any, prev: tuple[bytes, int, int],
+                          last: tuple[bytes, int, int]) -> int:
+    """Before pysyncobj starts: drop the journal entries a snapshot already covers, so the
+    journal begins with the snapshot's ``(prev, last)`` entries. Returns how many were dropped.
+
+    Why: on start-up pysyncobj *clears the whole journal* unless its first two entries are the
+    snapshot's last two. A crash between writing a snapshot and compacting the log (or a snapshot
+    taken while entries kept arriving) leaves a journal that starts earlier and holds entries
+    after the snapshot — entries this node may have acknowledged, which Raft requires it to keep
+    (§5.3: a follower's acknowledged entries count toward the commit majority). Entries are
+    ``(command bytes, log index, term)``; nothing changes when the journal does not hold ``prev``
+    followed by ``last`` (then it is older than the snapshot and pysyncobj's reset is right).
+    """
+    if len(journal) < 2:
+        return 0
+    first = journal[0][1]
+    pos = prev[1] - first
+    if pos <= 0 or pos + 1 >= len(journal):
+        return 0
+    if tuple(journal[pos]) != tuple(prev) or tuple(journal[pos + 1]) != tuple(last):
+        return 0
+    journal.deleteEntriesTo(pos)
+    return pos

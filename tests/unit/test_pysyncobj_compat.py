@@ -14,7 +14,7 @@ from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
 
 from gantry.journal import DurableJournal, installed
-from gantry.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj
+from gantry.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj, align_journal_to_dump
 from tests.support import free_ports
 
 
@@ -165,3 +165,36 @@ def test_one_member_cluster_may_grow(tmp_path: pathlib.Path, made: list[Any]) ->
     node, _, _ = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1, peers=0)
     made.append(node)
     assert node._reconfig_refusal(("add", "127.0.0.1:1")) == ""
+
+
+def _with_dump(tmp: pathlib.Path, align: bool) -> list[int]:
+    """A journal holding entries 1–10, a snapshot at (prev 5, last 6): start pysyncobj on it and
+    return the log indexes its journal holds afterwards."""
+    journal = DurableJournal(str(tmp / f"align-{align}.log"))
+    entries = [(b"\x01", 1, 1)] + [(f"e{i}".encode(), i, 1) for i in range(2, 11)]
+    for e in entries:
+        journal.add(*e)
+    journal.setCurrentTerm(1, None)
+    dump = tmp / f"dump-{align}"
+    dump.write_bytes(b"x")
+    if align:
+        assert align_journal_to_dump(journal, entries[4], entries[5]) == 4
+    [port] = free_ports(1)
+    conf = SyncObjConf(autoTick=False, fullDumpFile=str(dump),
+                       serializer=lambda _p, _m: None,
+                       deserializer=lambda _p: (entries[5], entries[4], set()))
+    with installed(journal):
+        node = SafeSyncObj(f"127.0.0.1:{port}", [], conf)
+    try:
+        node.doTick(0)
+        return [e[1] for e in node._SyncObj__raftLog[:]]
+    finally:
+        node._SyncObj__transport.destroy()
+        journal._destroy()
+
+
+def test_start_up_keeps_entries_after_the_snapshot(tmp_path: pathlib.Path) -> None:
+    """pysyncobj clears the whole journal at start-up unless it begins with the snapshot's two
+    entries: entries 7–10, which this node may have acknowledged, would be gone."""
+    assert _with_dump(tmp_path, align=False) == [5, 6]  # the engine defect
+    assert _with_dump(tmp_path, align=True) == [5, 6, 7, 8, 9, 10]
