@@ -3,7 +3,7 @@
 Usage::
 
     python ops/cluster.py [--nodes 3] [--base-dir ./data/cluster] [--grpc-base 8081 --raft-base 7081]
-        [--ports-free] [--cradle-addr 127.0.0.1:9] [--log-level info] [--ready-timeout 60]
+        [--ports-free] [--cradle-addr 127.0.0.1:9100] [--log-level info] [--ready-timeout 60]
         [--stop-timeout 20] [-- EXTRA SERVE FLAGS...]
 
 Starts N ``gantry serve`` processes (``sys.executable -m gantry.cli serve``), node *i* (1-based)
