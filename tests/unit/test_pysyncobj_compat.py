@@ -36,7 +36,12 @@ def _make(cls: type, tmp: pathlib.Path, entries: list[tuple[bytes, int, int]], t
     with installed(journal):
         node = cls(f"127.0.0.1:{ports[0]}", others, conf)
     sent: list[dict[str, Any]] = []
-    node._SyncObj__transport.send = lambda _n, m: sent.append(m) or True
+
+    def send(_node: Any, message: dict[str, Any]) -> bool:
+        sent.append(message)
+        return True
+
+    node._SyncObj__transport.send = send
     return node, sent, [TCPNode(a) for a in others]
 
 
