@@ -10,6 +10,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import argparse  # noqa: E402
 import atexit  # noqa: E402
 import collections  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
 import random  # noqa: E402
@@ -215,11 +216,22 @@ class Campaign:
         res.snapshots, res.restores = ls["snapshots"], ls["restores"]
         res.alerts, res.alert_samples = dict(ls["alerts"]), ls["samples"]
         res.seconds = time.monotonic() - t_start
-        if res.violations or self.keep:
+        serious = {"commit_index_clamped", "dump_load_failed", "snapshot_restore_failed", "apply_failed",
+                   "node_failed", "critical", "raw_traceback", "log_index_not_increasing"}
+        if res.violations or self.keep or serious & set(res.alerts):
             res.kept = str(run_dir)
+            _write_history(run_dir / "history.jsonl", history)
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
         return res
+
+
+def _write_history(path: pathlib.Path, history: History) -> None:
+    """Every recorded op, one JSON object per line (kept runs only)."""
+    with contextlib.suppress(OSError), path.open("w") as f:
+        for op in history.ops:
+            row = {**vars(op), "attempts": dict(op.attempts)}
+            f.write(json.dumps(row, default=str) + "\n")
 
 
 def _fence_request(tag: str) -> Any:
