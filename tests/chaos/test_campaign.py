@@ -105,3 +105,35 @@ def test_long_leader_isolated_during_snapshot_install(tmp_path: pathlib.Path) ->
     runs = os.environ.get("NEMESIS_SNAPSHOT_RUNS", "20")
     run_nemesis(tmp_path, ["--runs", runs, "--schedule", "isolate-leader-during-snapshot",
                            "--snapshot-entries", "300", "-q"], timeout_s=int(runs) * 300)
+
+
+def test_checker_reports_lost_doubled_and_diverging_writes() -> None:
+    """The checker itself (no processes): a lost acknowledged bucket, a key planned twice, a
+    changed acknowledged result and two acknowledged writes at one log index are violations."""
+    from tests.chaos.checker import TABLES, check_history
+    from tests.chaos.workload import History, Op
+
+    h = History()
+    for name, created, idx in (("kept", 10, 5), ("lost", 11, 6), ("changed", 12, 7), ("same-index", 13, 7)):
+        op = Op("create_bucket", f"rid-{name}", {"name": name}, 0.0, 1.0, "ok", "OK", log_index=idx)
+        op.result["created_at_us"] = created
+        h.add(op)
+    plan = Op("plan_write", "rid-plan", {"bucket": "kept", "key": "k1", "size": 1}, 0.0, 1.0, "ok", "OK",
+              log_index=8)
+    plan.result["object_id"] = "O1"
+    h.add(plan)
+    dedupe = [(f"rid-{n}", "create_bucket", i, f'{{"created_at_us":{c}}}', "")
+              for n, c, i in (("kept", 10, 5), ("changed", 12, 7), ("same-index", 13, 7))]
+    dedupe.append(("rid-plan", "plan_write", 8, '{"object_id":"O1"}', ""))
+    d = {t: [] for t in TABLES}
+    d["buckets"] = [("B1", "kept", 10, 10, None), ("B3", "changed", 99, 99, None),
+                    ("B4", "same-index", 13, 13, None)]
+    d["objects"] = [("O1", "B1", "k1", "PENDING", 1, None, None, "C", 1, 1),
+                    ("O2", "B1", "k1", "PENDING", 1, None, None, "C", 1, 1)]
+    d["request_dedupe"] = dedupe
+    v = " | ".join(check_history(h, {"n1": d}))
+    assert "same log index 7" in v
+    assert "CreateBucket lost" in v
+    assert "bucket changed created_at 99" in v
+    assert "planned ×2" in v
+    assert "CreateBucket kept" not in v and "bucket kept" not in v
