@@ -125,7 +125,7 @@ def test_checker_reports_lost_doubled_and_diverging_writes() -> None:
     dedupe = [(f"rid-{n}", "create_bucket", i, f'{{"created_at_us":{c}}}', "")
               for n, c, i in (("kept", 10, 5), ("changed", 12, 7), ("same-index", 13, 7))]
     dedupe.append(("rid-plan", "plan_write", 8, '{"object_id":"O1"}', ""))
-    d = {t: [] for t in TABLES}
+    d: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
     d["buckets"] = [("B1", "kept", 10, 10, None), ("B3", "changed", 99, 99, None),
                     ("B4", "same-index", 13, 13, None)]
     d["objects"] = [("O1", "B1", "k1", "PENDING", 1, None, None, "C", 1, 1),
