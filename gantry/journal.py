@@ -16,8 +16,19 @@ own appends once per tick (group commit: one fsync covers every entry appended o
 the last one).
 
 File format: ``GANTRYLOG1\\n`` then records ``<u32 length><u64 index><u64 term><command><u32
-crc32>``. A torn or corrupt tail (crash mid-append) is truncated on open; nothing before it was
-acknowledged because nothing is acknowledged before its fsync.
+crc32>``. Damage found on open (:func:`scan_log`) is one of two kinds:
+
+- a **torn tail** (a crash mid-append): the bad record is the last thing in the file (incomplete,
+  or complete with a bad checksum) or only zeros follow it. Nothing in it was acknowledged (nothing
+  is acknowledged before its fsync), so it is cut off — after a copy of the dropped bytes is kept
+  beside the log as ``raft.log.torn-<unix time>``;
+- **corruption**: valid-looking records follow the bad one, or other bytes do. The file is never
+  rewritten by a start: :class:`LogCorrupt` says where, and :func:`repair_log` (``gantry
+  repair-log``) is the explicit, copy-keeping way to cut it.
+
+``raft.log.meta`` (JSON: currentTerm, votedForNodeId, raftCommitIndex) must parse and have that
+shape (:func:`read_meta`); a node that forgot its vote could vote twice in one term, so a damaged
+file raises :class:`MetaCorrupt` instead of being ignored.
 """
 
 from __future__ import annotations
@@ -25,10 +36,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
@@ -45,6 +60,261 @@ MAGIC = b"GANTRYLOG1\n"
 _MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
 _HEAD = struct.Struct("<IQQ")  # length of (index, term, command), index, term
 _CRC = struct.Struct("<I")
+#: Where a record may start when re-synchronising after damage: a non-zero length, then index and
+#: term whose high 32 bits are zero (true of any log this side of 4 billion entries or terms).
+_RECORD_START = re.compile(rb"(?=(?!\x00{4})[\s\S]{8}\x00{4}[\s\S]{4}\x00{4})")
+_META_KEYS = {"currentTerm", "votedForNodeId", "raftCommitIndex"}
+
+
+class JournalError(RuntimeError):
+    """The Raft log or its metadata file is damaged; the message names the file, what is wrong
+    and what to do. Raised before anything was written to either file."""
+
+
+class LogCorrupt(JournalError):
+    """``raft.log`` is damaged before its end (see :func:`scan_log`); ``scan`` has the details."""
+
+    def __init__(self, scan: LogScan) -> None:
+        super().__init__(scan.describe())
+        self.scan = scan
+
+
+class MetaCorrupt(JournalError):
+    """``raft.log.meta`` exists but cannot be read, is not JSON, or is not term/vote-shaped."""
+
+
+@dataclass
+class LogScan:
+    """What :func:`scan_log` found in a Raft log file (read-only; offsets are bytes).
+
+    ``entries``/``offsets``: the good records up to the first bad byte, ``good_end`` (== ``size``
+    when the file is intact). ``damage``: ``""`` intact, ``"torn"`` (a crash mid-append: safe to
+    cut) or ``"corrupt"`` (damage before the end: never cut implicitly). ``reason`` says what is
+    wrong at ``good_end``; ``later`` lists ``(offset, log index, term)`` of the valid-looking
+    records found after it.
+    """
+
+    path: str
+    size: int
+    entries: list[tuple[bytes, int, int]] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    good_end: int = 0
+    damage: str = ""
+    reason: str = ""
+    later: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def first_index(self) -> int:
+        """Log index of the first good record (0 when there is none)."""
+        return self.entries[0][1] if self.entries else 0
+
+    @property
+    def last_index(self) -> int:
+        """Log index of the last good record (0 when there is none)."""
+        return self.entries[-1][1] if self.entries else 0
+
+    def describe(self) -> str:
+        """One line for an operator: which file, where, what is wrong, what to do."""
+        if not self.damage:
+            return f"{self.path}: intact ({len(self.entries)} records, last log index " \
+                   f"{self.last_index})"
+        last = (f"the last good record before it is log index {self.last_index}"
+                if self.entries else "no good record precedes it")
+        follow = ""
+        if self.later:
+            first, last_later = self.later[0][1], self.later[-1][1]
+            span = f"{first}" if first == last_later else f"{first}..{last_later}"
+            follow = (f"; {len(self.later)} valid-looking record(s) follow it (log index "
+                      f"{span})")
+        data_dir = os.path.dirname(os.path.abspath(self.path))
+        return (f"Raft log {self.path} is damaged at byte {self.good_end} of {self.size} "
+                f"({self.reason}); {last}{follow}. A start never rewrites a damaged log. Restore "
+                "this node from a peer (stop it, `gantry remove-node` it, wipe its data directory, "
+                "start it empty and `gantry add-node` it: README, Damaged files), or cut the log "
+                f"at that byte with `gantry repair-log --data-dir {data_dir}` (keeps a copy of "
+                "the whole log first; what follows the damage is lost on this node)")
+
+
+def _record_at(data: bytes, pos: int) -> tuple[int, int, int, int] | None:
+    """``(end offset, length, index, term)`` of a well-formed record at ``pos``, else None."""
+    if pos + _HEAD.size > len(data):
+        return None
+    length, idx, term = _HEAD.unpack_from(data, pos)
+    end = pos + 4 + length + _CRC.size
+    if length < 16 or end > len(data):
+        return None
+    (crc,) = _CRC.unpack_from(data, pos + 4 + length)
+    if zlib.crc32(data[pos + 4 : pos + 4 + length]) != crc:
+        return None
+    return end, length, idx, term
+
+
+def _later_records(data: bytes, start: int) -> list[tuple[int, int, int]]:
+    """``(offset, index, term)`` of well-formed records after ``start``: re-synchronise on the
+    first one found byte by byte, then follow lengths (re-synchronising again after damage)."""
+    found: list[tuple[int, int, int]] = []
+    pos = start
+    while pos < len(data):
+        rec = _record_at(data, pos)
+        if rec is not None:
+            found.append((pos, rec[2], rec[3]))
+            pos = rec[0]
+            continue
+        for m in _RECORD_START.finditer(data, pos + 1):
+            if _record_at(data, m.start()) is not None:
+                pos = m.start()
+                break
+        else:
+            break
+    return found
+
+
+def scan_log(path: str) -> LogScan:
+    """Read the Raft log at ``path`` without changing it and classify any damage (see
+    :class:`LogScan`). A missing or empty file scans as intact and empty. Raises ``OSError``
+    only when the file exists but cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return LogScan(path, 0)
+    scan = LogScan(path, len(data))
+    if not data:
+        return scan
+    if not data.startswith(MAGIC):
+        if MAGIC.startswith(data):  # a crash while the file was being created
+            scan.damage, scan.reason = "torn", "incomplete file header"
+        else:
+            scan.damage, scan.reason = "corrupt", "it does not start with the Gantry Raft log header"
+            scan.later = _later_records(data, 0)
+        return scan
+    pos = len(MAGIC)
+    while pos < len(data):
+        rec = _record_at(data, pos)
+        if rec is None:
+            break
+        end, length, idx, term = rec
+        scan.entries.append((bytes(data[pos + 20 : pos + 4 + length]), idx, term))
+        scan.offsets.append(pos)
+        pos = end
+    scan.good_end = pos
+    if pos == len(data):
+        return scan
+    # Where the bad record ends, as far as its header can be believed.
+    extent = pos + _HEAD.size
+    if len(data) - pos < _HEAD.size:
+        scan.reason = f"incomplete record header ({len(data) - pos} bytes)"
+    else:
+        length, idx, _term = _HEAD.unpack_from(data, pos)
+        if length < 16:
+            scan.reason = f"invalid record length {length}"
+        elif pos + 4 + length + _CRC.size > len(data):
+            extent = len(data)
+            scan.reason = (f"record of log index {idx} declares {length + 8} bytes, "
+                           f"{len(data) - pos} remain")
+        else:
+            extent = pos + 4 + length + _CRC.size
+            scan.reason = f"checksum mismatch in the record of log index {idx}"
+    scan.later = _later_records(data, pos + 1)
+    if scan.later or data[extent:].strip(b"\x00"):
+        scan.damage = "corrupt"
+    else:
+        scan.damage = "torn"
+        if not data[pos:].strip(b"\x00"):
+            scan.reason = f"{len(data) - pos} zero bytes"
+    return scan
+
+
+def _unique(base: str) -> str:
+    path, n = base, 0
+    while os.path.exists(path):
+        n += 1
+        path = f"{base}.{n}"
+    return path
+
+
+def _write_durably(path: str, data: bytes) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What :func:`repair_log` did: ``backup`` is the copy of the whole original log ("" when the
+    log was intact and nothing was changed); ``dropped_bytes`` were cut at ``scan.good_end``,
+    including ``len(scan.later)`` valid-looking records."""
+
+    scan: LogScan
+    backup: str
+    dropped_bytes: int
+
+
+def repair_log(path: str) -> Repair:
+    """Cut a damaged Raft log at its first bad record, after copying the whole file to
+    ``<path>.corrupt-<unix time>`` (fsync'd). An intact log is left alone. The caller must hold
+    the data directory's lock (no node may run on it). Raises ``OSError`` on I/O failure."""
+    scan = scan_log(path)
+    if not scan.damage:
+        return Repair(scan, "", 0)
+    backup = _unique(f"{path}.corrupt-{int(time.time())}")
+    shutil.copyfile(path, backup)
+    fd = os.open(backup, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(backup)
+    keep = scan.good_end if scan.good_end >= len(MAGIC) else 0
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+        if keep == 0:
+            f.write(MAGIC)
+        f.flush()
+        os.fsync(f.fileno())
+    return Repair(scan, backup, scan.size - keep)
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """The term/vote/commit-index JSON at ``path`` (``{}`` when the file does not exist: a fresh
+    node). Raises :class:`MetaCorrupt` when it exists but is unreadable, not JSON, or not an
+    object of ``currentTerm`` (int ≥ 0), ``votedForNodeId`` (string or null) and
+    ``raftCommitIndex`` (int ≥ 0)."""
+    advice = ("It holds this node's Raft term and vote: starting without them could let it vote "
+              "twice in one term. Do not delete or edit it; restore this node from a peer (stop "
+              "it, `gantry remove-node` it, wipe its data directory, start it empty and "
+              "`gantry add-node` it: README, Damaged files)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise MetaCorrupt(f"cannot read Raft metadata {path} ({e.strerror}). {advice}") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        what = "is empty" if not raw.strip() else f"is not valid JSON ({e})"
+        raise MetaCorrupt(f"Raft metadata {path} {what}. {advice}") from None
+    problem = ""
+    if not isinstance(meta, dict):
+        problem = f"holds a JSON {type(meta).__name__}, not an object"
+    else:
+        unknown = sorted(set(meta) - _META_KEYS)
+        for key in ("currentTerm", "raftCommitIndex"):
+            v = meta.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                problem = f"has {key} = {v!r}, not a non-negative integer"
+        v = meta.get("votedForNodeId")
+        if v is not None and not isinstance(v, str):
+            problem = f"has votedForNodeId = {v!r}, not a node address or null"
+        if unknown:
+            problem = f"has unknown keys {unknown}"
+    if problem:
+        raise MetaCorrupt(f"Raft metadata {path} {problem}. {advice}")
+    return meta
 
 
 def transport_for(journal: DurableJournal) -> type[DurableTransport]:
@@ -82,43 +352,35 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     # -- file handling --
     def _open_log(self) -> None:
-        exists = os.path.exists(self._path)
+        # Read-only first: a damaged log raises before anything is written to it.
+        scan = scan_log(self._path)
+        if scan.damage == "corrupt":
+            raise LogCorrupt(scan)
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not exists or os.fstat(self._fd).st_size == 0:
-            os.write(self._fd, MAGIC)
+        if scan.damage == "torn":  # a crash mid-append: never acknowledged; keep a copy, drop it
+            with open(self._path, "rb") as f:
+                f.seek(scan.good_end)
+                dropped = f.read()
+            copy = _unique(f"{self._path}.torn-{int(time.time())}")
+            _write_durably(copy, dropped)
+            log.warning("raft_log_torn_tail_dropped", path=self._path, offset=scan.good_end,
+                        bytes=len(dropped), reason=scan.reason, last_index=scan.last_index,
+                        copy=copy)
+        if scan.good_end < len(MAGIC):  # new, empty, or torn while being created
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, MAGIC, 0)
             os.fsync(self._fd)
             fsync_dir(self._path)
             self._end = len(MAGIC)
             return
-        with open(self._path, "rb") as f:
-            data = f.read()
-        if not data.startswith(MAGIC):
-            raise RuntimeError(f"{self._path} is not a Gantry Raft log")
-        pos = len(MAGIC)
-        while pos + _HEAD.size <= len(data):
-            length, idx, term = _HEAD.unpack_from(data, pos)
-            end = pos + 4 + length + _CRC.size
-            if length < 16 or end > len(data):
-                break
-            body = data[pos + 4 : pos + 4 + length]
-            (crc,) = _CRC.unpack_from(data, pos + 4 + length)
-            if zlib.crc32(body) != crc:
-                break
-            self._entries.append((bytes(body[16:]), idx, term))
-            self._offsets.append(pos)
-            pos = end
-        self._end = pos
-        if pos != len(data):  # torn tail from a crash mid-append: never acknowledged, drop it
-            os.ftruncate(self._fd, pos)
+        self._entries, self._offsets = scan.entries, scan.offsets
+        self._end = scan.good_end
+        if scan.damage:
+            os.ftruncate(self._fd, self._end)
             os.fsync(self._fd)
 
     def _load_meta(self) -> dict[str, Any]:
-        try:
-            with open(self._meta_path, encoding="utf-8") as f:
-                meta: dict[str, Any] = json.load(f)
-                return meta
-        except (OSError, ValueError):
-            return {}
+        return read_meta(self._meta_path)
 
     def _store_meta(self) -> None:
         tmp = self._meta_path + ".tmp"
