@@ -1,5 +1,6 @@
-"""The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``status``,
-``add-node``, ``remove-node`` and ``transfer-leader`` talk to a running node's ClusterService.
+"""The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``repair-log``
+cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`` and
+``transfer-leader`` talk to a running node's ClusterService.
 
 Exit codes: 0 clean stop, 1 fatal error while running, 2 bad configuration or schema.
 """
@@ -10,6 +11,7 @@ import argparse
 import os
 import pathlib
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -49,6 +51,13 @@ def _serve(ns: argparse.Namespace) -> int:
     except StartError as e:
         log.error("start_refused", error=str(e))
         print(f"gantry: {e}", file=sys.stderr)
+        node.stop()
+        return 2
+    except sqlite3.DatabaseError as e:  # damage the start-up checks could not see
+        log.error("database_damaged", db_path=str(cfg.database), error=str(e))
+        print(f"gantry: database {cfg.database} is damaged ({e}); move it out of the way to "
+              "let the node rebuild it from its Raft log and snapshot, or restore the node from "
+              "a peer (README, Damaged files)", file=sys.stderr)
         node.stop()
         return 2
     except Exception:
@@ -148,6 +157,65 @@ def _confirm_rollback(db: pathlib.Path, plan: list[str]) -> bool:
     return True
 
 
+def _repair_log(ns: argparse.Namespace) -> int:
+    from gantry import journal
+    from gantry.datadir import DataDirInUse, DataDirLock
+
+    data_dir = pathlib.Path(ns.data_dir)
+    path = data_dir / "raft.log"
+    if not path.is_file():
+        print(f"gantry: no Raft log at {path}", file=sys.stderr)
+        return 2
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()  # a running node holds it: never cut a log under a live node
+    except DataDirInUse as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    try:
+        r = journal.repair_log(str(path))
+    except OSError as e:
+        print(f"gantry: cannot repair {path}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        lock.release()
+    scan = r.scan
+    if not r.backup:
+        print(f"{path}: intact ({len(scan.entries)} records, log index {scan.first_index}.."
+              f"{scan.last_index}); nothing to do")
+        return 0
+    print(f"{path}: {scan.damage} at byte {scan.good_end} of {scan.size} ({scan.reason})")
+    print(f"kept a copy of the whole log: {r.backup}")
+    later = (f"{len(scan.later)} valid-looking record(s) after the damage (log index "
+             f"{scan.later[0][1]}..{scan.later[-1][1]})" if scan.later else
+             "no valid-looking record after the damage")
+    print(f"dropped {r.dropped_bytes} bytes: the damaged record and {later}")
+    print(f"the log now ends at log index {scan.last_index or '-'} "
+          f"({len(scan.entries)} records)")
+    applied, known = _repair_db_check(data_dir, scan.last_index)
+    if applied > known:
+        print(f"note: {data_dir / 'gantry.db'} has applied up to log index {applied}, past what "
+              f"the log and snapshot now hold ({known}); the node refuses to start on it. Move "
+              "gantry.db (and any gantry.db-wal, gantry.db-shm) out of the way too: the node "
+              "rebuilds it from raft.snapshot and raft.log, and in a cluster the leader sends "
+              "the rest; on a single node the later entries survive only in the moved database")
+    return 0
+
+
+def _repair_db_check(data_dir: pathlib.Path, log_end: int) -> tuple[int, int]:
+    """``(database applied index, highest index the log or the snapshot holds)``."""
+    import json
+
+    from gantry import preflight, snapshot
+
+    known = log_end
+    snap = data_dir / "raft.snapshot"
+    if preflight.snapshot_problem(snap) is None:
+        meta_json, snap_applied = snapshot.read_meta(snap)
+        known = max(known, snap_applied, int(json.loads(meta_json)["last"][1]))
+    return preflight.applied_index(data_dir / "gantry.db"), known
+
+
 def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
     import grpc
 
@@ -213,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--yes", action="store_true",
                      help="down: roll back several steps without asking (needed without a terminal)")
     mig.set_defaults(func=_migrate)
+    rep = sub.add_parser(
+        "repair-log", help="cut a damaged Raft log at its first bad record (node stopped)",
+        description="Copy DIR/raft.log to raft.log.corrupt-<unix time>, then cut it at its first "
+                    "bad record and print what was dropped. Refused while a node runs on DIR.")
+    rep.add_argument("--data-dir", required=True, help="the node's data directory")
+    rep.set_defaults(func=_repair_log)
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2
 from actors.frontdoor import FrontDoorActor
 from actors.raft import Propose, RaftActor, RaftStatus
 from actors.writer import EntryQueue, WriterActor
-from gantry import commands, migrate
+from gantry import commands, migrate, preflight
 from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.admin import AdminService
 from gantry.config import Config
@@ -91,6 +91,10 @@ class Node:
             raise StartError(str(e)) from None
         log.info("node_starting", data_dir=str(cfg.data_dir), db_path=str(cfg.database),
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
+        try:  # damaged files: refuse in one line before anything writes to them
+            preflight.check(cfg)
+        except preflight.PreflightError as e:
+            raise StartError(str(e)) from None
         migrate.upgrade(cfg.database)
         self._set_health(False)
         self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
