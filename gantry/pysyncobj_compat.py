@@ -47,7 +47,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
 from pysyncobj import SyncObj
+
+_log = structlog.get_logger("gantry.raft")
 
 #: A member counts as caught up for a membership change when its match index is at most this
 #: many log entries behind the leader's commit index (entries; a healthy follower under load is a
@@ -157,10 +160,26 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     # -- override 3: snapshot provenance --
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
         self.loading_from_leader = bool(clearJournal)
+        commit_before = self._SyncObj__raftCommitIndex
+        applied_before = self._SyncObj__raftLastApplied
+        if clearJournal:
+            # A leader's snapshot may be older than what this node had committed (snapshots lag
+            # the commit index); the entries after it come from the leader's log next. pysyncobj
+            # would "clamp" the commit index with a warning about entries lost on a crash —
+            # nothing is lost: after the install the commit index is the snapshot's index.
+            self._SyncObj__raftCommitIndex = 0
         try:
             SyncObj._SyncObj__loadDumpFile(self, clearJournal)
         finally:
             self.loading_from_leader = False
+            if clearJournal:
+                installed = self._SyncObj__raftLastApplied != applied_before
+                target = self._SyncObj__raftLog[-1][1] if installed else commit_before
+                self._SyncObj__raftCommitIndex = target
+                self._SyncObj__raftLog.setRaftCommitIndex(target)
+                if installed:
+                    _log.info("snapshot_installed_from_leader", index=target,
+                              previous_commit_index=commit_before)
 
     # -- override 4: strict membership changes (leader, tick thread) --
     def _SyncObj__changeCluster(self, request: Any) -> bool:  # noqa: N802

@@ -203,3 +203,35 @@ def test_start_up_keeps_entries_after_the_snapshot(tmp_path: pathlib.Path) -> No
     entries: entries 7–10, which this node may have acknowledged, would be gone."""
     assert _with_dump(tmp_path, align=False) == [5, 6]  # the engine defect
     assert _with_dump(tmp_path, align=True) == [5, 6, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_installing_an_older_leader_snapshot_is_not_reported_as_lost_entries(
+        tmp_path: pathlib.Path, cls: type, caplog: pytest.LogCaptureFixture) -> None:
+    """This node had committed up to 10; the leader sends its snapshot at 6 (snapshots lag the
+    commit index). The stock engine warns about "unsynced journal entries lost on crash" and
+    clamps; nothing was lost, and after the install the commit index is the snapshot's."""
+    ports = free_ports(2)
+    journal = DurableJournal(str(tmp_path / "install.log"))
+    entries = [(b"\x01", 1, 1)] + [(f"e{i}".encode(), i, 1) for i in range(2, 11)]
+    for e in entries:
+        journal.add(*e)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(10)
+    conf = SyncObjConf(autoTick=False, fullDumpFile=str(tmp_path / "dump"),
+                       serializer=lambda _p, _m: None,
+                       deserializer=lambda _p: (entries[5], entries[4], set()))
+    with installed(journal):
+        node = cls(f"127.0.0.1:{ports[0]}", [f"127.0.0.1:{ports[1]}"], conf)
+    node._SyncObj__transport.send = lambda *_a: True
+    try:
+        assert node.raftCommitIndex == 10
+        msg = {"type": "append_entries", "term": 3, "commit_index": 12,
+               "serialized": (b"snapshot-bytes", True, True)}
+        node._SyncObj__onMessageReceived(TCPNode(f"127.0.0.1:{ports[1]}"), msg)
+        assert node.raftCommitIndex == 6
+        warned = any("exceeds journal end" in r.getMessage() for r in caplog.records)
+        assert warned == (cls is _Stock)
+    finally:
+        node._SyncObj__transport.destroy()
+        journal._destroy()
