@@ -293,7 +293,7 @@ class RaftActor(pykka.ThreadingActor):
             last_applied=int(st.get("last_applied", 0)),
             applied_index=self._watermark.value,
             members=members,
-            connected=sorted(n.id for n in s.otherNodes if s.isNodeConnected(n)),
+            connected=s.reachable_members(self._config.raft_max_timeout_s),
             log_size=int(st.get("log_len", 0)),
             last_snapshot_index=self._last_snapshot_index,
         )

@@ -75,6 +75,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self.loading_from_leader = False
         #: Why the last membership change was refused (empty when it was not).
         self.change_refusal = ""
+        #: Raft address → monotonic time (s) of the last message received from that member.
+        self.last_contact: dict[str, float] = {}
         super().__init__(*args, **kwargs)
 
     # -- helpers over pysyncobj's state (tick thread) --
@@ -101,6 +103,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
 
     # -- override 1 and 2: follower side of AppendEntries --
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        node_id = getattr(node, "id", None)
+        if node_id is not None:
+            self.last_contact[node_id] = time.monotonic()
         if (not isinstance(message, dict) or message.get("type") != "append_entries"
                 or message.get("term", -1) < self._SyncObj__raftCurrentTerm):
             SyncObj._SyncObj__onMessageReceived(self, node, message)
@@ -225,6 +230,24 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         return ""
 
     # -- read-only accessors for the Raft actor (tick thread) --
+    def reachable_members(self, within_s: float) -> list[str]:
+        """Raft addresses of the other members this node can reach: TCP-connected, and — for the
+        leader's view of every member and a follower's view of its leader — heard from within
+        ``within_s`` seconds (a partition that drops packets keeps the TCP connection "up" for a
+        long time). Followers do not talk to each other, so between followers TCP is all there is.
+        """
+        now = time.monotonic()
+        leader = self._getLeader()
+        leading = self._isLeader()
+        out = []
+        for n in list(self._SyncObj__otherNodes):
+            if not self.isNodeConnected(n):
+                continue
+            if (leading or n == leader) and now - self.last_contact.get(n.id, 0.0) > within_s:
+                continue
+            out.append(n.id)
+        return sorted(out)
+
     def leader_commit_index(self) -> int:
         """The commit index the leader last announced to this node (0 before any message), or
         this node's own commit index when it leads."""

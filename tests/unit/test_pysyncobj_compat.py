@@ -235,3 +235,19 @@ def test_installing_an_older_leader_snapshot_is_not_reported_as_lost_entries(
     finally:
         node._SyncObj__transport.destroy()
         journal._destroy()
+
+
+def test_a_silent_member_is_not_reported_reachable(tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """A partition that drops packets leaves the TCP connection "connected" for seconds; the
+    leader reports a member reachable only if it answered recently."""
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    node.isNodeConnected = lambda _n: True
+    node._SyncObj__raftState = 2  # leader
+    node.last_contact = {peers[0].id: time.monotonic(), peers[1].id: time.monotonic() - 10}
+    assert node.reachable_members(1.4) == [peers[0].id]
+    node._SyncObj__raftState = 0  # a follower's view: only its leader's silence counts
+    node._SyncObj__raftLeader = peers[1]
+    assert node.reachable_members(1.4) == [peers[0].id]
+    node._SyncObj__raftLeader = peers[0]
+    assert node.reachable_members(1.4) == sorted(p.id for p in peers)
