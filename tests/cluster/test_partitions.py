@@ -52,12 +52,12 @@ def three(tmp_path: pathlib.Path) -> Iterator[ChaosCluster]:
         c.stop()
 
 
-def _create(nd: ChaosNode, name: str, timeout_s: float = 5.0) -> bool:
-    """One CreateBucket with a request id, retried with the same id while the outcome is
-    unknown or there is no leader; True once acknowledged."""
+def _create(nd: ChaosNode, name: str, timeout_s: float = 5.0, budget_s: float = 30.0) -> bool:
+    """One CreateBucket with a request id, retried with the same id (short backoff) while the
+    outcome is unknown or there is no leader, for up to ``budget_s``; True once acknowledged."""
     rid = uuid.uuid4().hex
-    deadline_calls = 20
-    for _ in range(deadline_calls):
+
+    def attempt() -> bool | None:
         try:
             nd.stub().CreateBucket(svc.CreateBucketRequest(name=name), timeout=timeout_s,
                                    metadata=(("x-request-id", rid),))
@@ -65,7 +65,9 @@ def _create(nd: ChaosNode, name: str, timeout_s: float = 5.0) -> bool:
         except grpc.RpcError as e:
             if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
-    return False
+            return None
+
+    return bool(poll(attempt, budget_s, 0.1))
 
 
 def test_deposed_leader_drops_its_uncommitted_tail_and_catches_up(
@@ -103,9 +105,10 @@ def test_deposed_leader_drops_its_uncommitted_tail_and_catches_up(
     reference = _tables(new_leader.db)
     for nd in three.nodes:
         assert _tables(nd.db) == reference, f"{nd.name} diverged"
+    # Orphans were never acknowledged: each may or may not have committed (one that reached a
+    # follower before the cut can be committed by the new leader), but identically everywhere.
     names_on_disk = sorted(str(r[1]) for r in reference[0])
     assert sorted(acked) == sorted(n for n in names_on_disk if not n.startswith("orphan-"))
-    assert not any(n.startswith("orphan-") for n in names_on_disk)
 
 
 def _try_once(nd: ChaosNode, name: str) -> bool:
