@@ -190,11 +190,25 @@ class RaftActor(pykka.ThreadingActor):
             # The database has entries this node's Raft log never held: its files come from
             # different places (a database copied in, a log deleted). Every new entry would be
             # skipped as "already applied" and writes would hang: refuse instead.
-            self.start_error = (
-                f"database {cfg.database} is at log index {self._watermark.value} but this node's "
-                f"Raft log ends at {known}: the data directory mixes a database and a Raft log of "
-                "different histories. Restore both from one node, or wipe the data directory and "
-                "let the node catch up from the cluster.")
+            if self._journal.torn_copy is not None:
+                # The cut tail held entries the database had already applied: they had been
+                # fsync'd (nothing is applied before a majority holds it), so the disk lost
+                # confirmed data. One history, one node short of its own log's end.
+                self.start_error = (
+                    f"the torn tail cut from raft.log (bytes kept in {self._journal.torn_copy}) "
+                    f"held entries up to log index {self._watermark.value} that {cfg.database} "
+                    f"had already applied; the log now ends at {known} (the disk lost data it had "
+                    "confirmed written). In a cluster: move gantry.db (and -wal, -shm) aside and "
+                    "start again, the node rebuilds it from its snapshot and the leader. On a "
+                    "single node those entries exist only in gantry.db: keep a copy of the data "
+                    "directory, then restore from a backup, or move gantry.db aside and lose the "
+                    f"writes after log index {known}.")
+            else:
+                self.start_error = (
+                    f"database {cfg.database} is at log index {self._watermark.value} but this "
+                    f"node's Raft log ends at {known}: the data directory mixes a database and a "
+                    "Raft log of different histories. Restore both from one node, or move "
+                    "gantry.db (and -wal, -shm) aside and let the node rebuild it from the cluster.")
             log.error("raft_log_behind_database", applied_index=self._watermark.value,
                       log_index=known)
             self._journal._destroy()

@@ -274,7 +274,28 @@ def repair_log(path: str) -> Repair:
             f.write(MAGIC)
         f.flush()
         os.fsync(f.fileno())
+    _lower_commit_hint(path + ".meta", scan.last_index if keep else 0)
     return Repair(scan, backup, scan.size - keep)
+
+
+def _lower_commit_hint(meta_path: str, last_index: int) -> None:
+    """After a cut the persisted commit index (a hint pysyncobj recomputes) must not point past
+    the log's new end, or the next start "clamps" it with a warning about lost entries. Term
+    and vote are kept as they are. A missing or unreadable meta file is left alone."""
+    try:
+        meta = read_meta(meta_path)
+    except MetaCorrupt:
+        return
+    if int(meta.get("raftCommitIndex", 0)) <= last_index:
+        return
+    meta["raftCommitIndex"] = last_index
+    tmp = meta_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_path)
+    fsync_dir(meta_path)
 
 
 def read_meta(path: str) -> dict[str, Any]:
@@ -330,6 +351,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def __init__(self, path: str, fsync: bool = True) -> None:
         self._path = path
+        #: Where the bytes of a torn tail cut at this open were kept (None: nothing was cut).
+        self.torn_copy: str | None = None
         #: False only to measure what durability costs (``--no-raft-fsync``); never in production.
         self._fsync = fsync
         self._meta_path = path + ".meta"
@@ -363,6 +386,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
                 dropped = f.read()
             copy = _unique(f"{self._path}.torn-{int(time.time())}")
             _write_durably(copy, dropped)
+            self.torn_copy = copy
             log.warning("raft_log_torn_tail_dropped", path=self._path, offset=scan.good_end,
                         bytes=len(dropped), reason=scan.reason, last_index=scan.last_index,
                         copy=copy)

@@ -139,6 +139,9 @@ def test_repair_log_keeps_a_copy_cuts_the_log_and_the_node_recovers(
     # Rebuilt from raft.snapshot and the cut log: every bucket up to the cut is back (the entries
     # after the snapshot are one CreateBucket each), the ones after it are gone from this node.
     _serves_all_buckets(data_dir, BUCKETS - (last_bucket_entry - last_good))
+    # The repair lowered the persisted commit hint too: no "entries lost" clamp warning.
+    node_log = (data_dir.parent / "solo.log").read_text()
+    assert "exceeds journal end" not in node_log
 
 
 @pytest.mark.parametrize("content", [b"\x00\x17\xfe garbage", b'{"currentTerm": "7"}'],
@@ -195,3 +198,24 @@ def test_damaged_database_is_one_line_and_the_advice_works(
     for f in data_dir.glob("gantry.db*"):
         f.rename(f.with_name("moved-" + f.name))
     _serves_all_buckets(data_dir)
+
+
+def test_torn_tail_holding_applied_entries_says_what_happened(data_dir: pathlib.Path) -> None:
+    """The last record torn although the database applied it (the disk lost fsync'd data): the
+    cut keeps a copy and the start is refused with what happened and what to do — not "a
+    database and a Raft log of different histories" (found by an operator trial)."""
+    import sqlite3
+
+    log = data_dir / "raft.log"
+    scan = scan_log(str(log))
+    conn = sqlite3.connect(f"file:{data_dir / 'gantry.db'}?mode=ro", uri=True)
+    applied = conn.execute("SELECT applied_index FROM raft_applied").fetchone()[0]
+    conn.close()
+    assert applied == scan.last_index  # precondition: the last entry was applied
+    with open(log, "r+b") as f:
+        f.truncate(log.stat().st_size - 7)
+    line = _refused(data_dir)
+    assert "torn tail cut from raft.log" in line
+    assert f"up to log index {applied}" in line and f"now ends at {applied - 1}" in line
+    assert "move gantry.db" in line and "single node" in line
+    assert len(list(data_dir.glob("raft.log.torn-*"))) == 1
