@@ -201,13 +201,14 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         others = {n.id: n for n in self._SyncObj__otherNodes}
         self_id = self._SyncObj__selfNode.id
         match = self._SyncObj__raftMatchIndex
-        answered = self._SyncObj__lastResponseTime
         commit: int = self._SyncObj__raftCommitIndex
         recent = time.monotonic() - self._SyncObj__conf.raftMaxTimeout
 
         def caught_up(node: Any) -> bool:
-            return bool(match.get(node, 0) >= commit - RECONFIG_MAX_LAG
-                        and answered.get(node, 0.0) > recent)
+            # Heard from for real (pysyncobj's lastResponseTime is reset to "now" for every
+            # member when a node becomes leader), and has confirmed entries to this leader.
+            return bool(match.get(node, 0) >= max(1, commit - RECONFIG_MAX_LAG)
+                        and self.last_contact.get(node.id, 0.0) > recent)
 
         if kind == "add":
             if node_id in others or node_id == self_id:

@@ -126,9 +126,23 @@ def test_remove_refused_when_the_remaining_quorum_needs_an_unreachable_member(
     assert leader is not None
     a, b = [n for n in three.nodes if n is not leader]
     net.isolate(b.endpoint, [leader.endpoint, a.endpoint])
-    # Removing `a` would leave {leader, b}: its quorum needs b, which nobody can reach.
-    assert poll(lambda: not next(m for m in leader.status().members
-                                 if m.raft_addr == b.raft_addr).connected, 20)
+    # Removing `a` would leave {leader, b}: its quorum needs b, which nobody can reach. Wait
+    # until whichever of the two leads sees b unreachable (leadership may move under load).
+
+    pair: tuple[ChaosNode, ChaosNode] = (leader, a)
+
+    def leading_without_b() -> ChaosNode | None:
+        for nd in pair:
+            st = nd.status()
+            if st.role == "leader" and not next(
+                    m for m in st.members if m.raft_addr == b.raft_addr).connected:
+                return nd
+        return None
+
+    found = poll(leading_without_b, 30)
+    assert found is not None, "no leader saw the isolated member as unreachable"
+    if found is a:
+        leader, a = a, leader
     with pytest.raises(grpc.RpcError) as err:
         leader.admin().RemoveNode(apb.RemoveNodeRequest(raft_addr=a.raft_addr), timeout=10)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -134,6 +134,7 @@ def _leader_view(node: Any, peers: list[TCPNode], match: list[int], commit: int)
     node._SyncObj__raftCommitIndex = commit
     node._SyncObj__raftMatchIndex = dict(zip(peers, match, strict=True))
     node._SyncObj__lastResponseTime = {p: now for p in peers}
+    node.last_contact = {p.id: now for p in peers}
     node._SyncObj__noopIDx = 1
     node._SyncObj__raftLastApplied = 1
 
@@ -251,3 +252,15 @@ def test_a_silent_member_is_not_reported_reachable(tmp_path: pathlib.Path, made:
     assert node.reachable_members(1.4) == [peers[0].id]
     node._SyncObj__raftLeader = peers[0]
     assert node.reachable_members(1.4) == sorted(p.id for p in peers)
+
+
+def test_a_new_leader_does_not_count_unheard_members_as_caught_up(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Right after an election pysyncobj marks every member as having answered "now" and
+    matched 0; with a small commit index that passed the check, so a remove that left the
+    quorum needing an isolated member was accepted (found by tests/cluster/test_partitions.py)."""
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _leader_view(node, peers, match=[10, 0], commit=10)
+    node.last_contact = {peers[0].id: time.monotonic()}  # peers[1] never answered this leader
+    assert "only 1 are reachable" in node._reconfig_refusal(("rem", peers[0].id))
