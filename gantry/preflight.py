@@ -66,7 +66,12 @@ def sqlite_problem(path: pathlib.Path) -> str | None:
     if page_size < 512 or page_size & (page_size - 1):
         return f"not a SQLite database (page size {page_size} in its header)"
     change, pages, valid_for = (struct.unpack_from(">I", head, o)[0] for o in (24, 28, 92))
-    if pages and change == valid_for and size < pages * page_size:
+    wal = path.with_name(path.name + "-wal")
+    # With a non-empty WAL beside it the main file may legitimately be shorter than its header
+    # says: a crash during a checkpoint leaves pages only in the WAL, and SQLite recovers them on
+    # open. Only a database without a WAL to recover from is truncated.
+    hot_wal = wal.exists() and wal.stat().st_size > 0
+    if pages and change == valid_for and size < pages * page_size and not hot_wal:
         return (f"truncated: its header says {pages} pages of {page_size} bytes "
                 f"({pages * page_size} bytes), the file has {size}")
     try:
