@@ -3,7 +3,7 @@ membership and snapshots — and hands committed entries to the writer in log or
 
 Invariants:
 - :class:`GantrySyncObj` is a thin shim (rqlite's fsm.go): its one replicated method forwards the
-  entry bytes and their log index to the :class:`~actors.writer.EntryQueue` and decides nothing.
+  entry bytes and their log index to the :class:`~gantry.actors.writer.EntryQueue` and decides nothing.
   It never raises (pysyncobj would retry a raising method forever and drop its callback).
 - Log indexes handed to the writer strictly increase (``raftLastApplied + 1`` inside the method;
   pysyncobj 0.3.17 is pinned for this).

@@ -19,10 +19,10 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from actors.frontdoor import FrontDoorActor
-from actors.raft import Propose, RaftActor, RaftStatus
-from actors.writer import EntryQueue, WriterActor
 from gantry import commands, migrate, preflight
+from gantry.actors.frontdoor import FrontDoorActor
+from gantry.actors.raft import Propose, RaftActor, RaftStatus
+from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.admin import AdminService
 from gantry.config import Config

@@ -58,8 +58,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import seed_objects  # noqa: E402
 
-from actors.writer import EntryQueue, PendingSnapshot, WriterActor  # noqa: E402
 from gantry import logs, migrate, snapshot, statemachine, store  # noqa: E402
+from gantry.actors.writer import EntryQueue, PendingSnapshot, WriterActor  # noqa: E402
 from gantry.proposals import Proposals  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import threading
 
 from pysyncobj import SyncObjConf
 
-from actors.raft import GantrySyncObj
+from gantry.actors.raft import GantrySyncObj
 from gantry.journal import DurableJournal
 from tests.support import free_ports, wait_until
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from actors import raft
-from actors.raft import SERVING_MAX_LAG, SERVING_RESUME_LAG, RaftActor
-from actors.writer import EntryQueue
+from gantry.actors import raft
+from gantry.actors.raft import SERVING_MAX_LAG, SERVING_RESUME_LAG, RaftActor
+from gantry.actors.writer import EntryQueue
 from gantry.config import Config
 
 

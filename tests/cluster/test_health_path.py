@@ -8,7 +8,7 @@ import pathlib
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from actors.frontdoor import MAX_WORKERS
+from gantry.actors.frontdoor import MAX_WORKERS
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.service.v1 import service_pb2_grpc
 from tests.support import single_node
