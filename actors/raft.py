@@ -33,10 +33,10 @@ from pysyncobj.node import TCPNode
 
 from gantry import snapshot
 from gantry.config import Config
+from gantry.db import fsync_dir
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
 from gantry.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
-from gantry.store import fsync_dir
 
 from .writer import DRAIN, EntryQueue, Restore
 

@@ -29,7 +29,7 @@ from typing import Any
 import pykka
 import structlog
 
-from gantry import snapshot, statemachine, store
+from gantry import db, snapshot, statemachine
 from gantry.proposals import Proposals
 
 log = structlog.get_logger("gantry.writer")
@@ -161,7 +161,7 @@ class WriterActor(pykka.ThreadingActor):
         self,
         db_path: pathlib.Path,
         queue: EntryQueue,
-        watermark: store.Watermark,
+        watermark: db.Watermark,
         proposals: Proposals,
         on_fatal: Callable[[str], None],
     ) -> None:
@@ -180,7 +180,7 @@ class WriterActor(pykka.ThreadingActor):
 
     # -- lifecycle (runs on the actor thread) --
     def on_start(self) -> None:
-        self._conn = store.open_rw(self._db_path)
+        self._conn = db.open_rw(self._db_path)
         # A crash between a restore's copy and its clean-up leaves the snapshot's metadata table.
         self._conn.execute(f"DROP TABLE IF EXISTS {snapshot.META_TABLE}")
         applied = statemachine.applied_index(self._conn)
@@ -218,7 +218,7 @@ class WriterActor(pykka.ThreadingActor):
         assert self._conn is not None
         t0 = time.monotonic()
         self._drain_all()
-        conn = store.open_ro(self._db_path)
+        conn = db.open_ro(self._db_path)
         conn.execute("BEGIN")
         applied = statemachine.applied_index(conn)  # the first read pins the WAL snapshot
         pending = PendingSnapshot(conn, index, applied, meta_json)
@@ -271,7 +271,7 @@ class WriterActor(pykka.ThreadingActor):
                 return
 
     def _maybe_truncate_wal(self) -> None:
-        """Shrink a WAL that outgrew ``store.WAL_SIZE_LIMIT_BYTES`` (a long read transaction kept
+        """Shrink a WAL that outgrew ``db.WAL_SIZE_LIMIT_BYTES`` (a long read transaction kept
         checkpoints from restarting it): ``wal_checkpoint(TRUNCATE)`` without waiting for readers
         (busy timeout 0), at most every WAL_TRUNCATE_EVERY_S; while a reader blocks it, a timer
         wakes the writer to try again even when no writes arrive."""
@@ -282,7 +282,7 @@ class WriterActor(pykka.ThreadingActor):
             size = os.stat(self._wal_path).st_size
         except OSError:
             return
-        if size <= store.WAL_SIZE_LIMIT_BYTES:
+        if size <= db.WAL_SIZE_LIMIT_BYTES:
             return
         self._wal_next_try = now + WAL_TRUNCATE_EVERY_S
         busy = 1
@@ -292,7 +292,7 @@ class WriterActor(pykka.ThreadingActor):
         except sqlite3.Error as e:
             log.warning("wal_truncate_failed", error=str(e))
         finally:
-            self._conn.execute(f"PRAGMA busy_timeout={store.BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
         if busy:
             if self._wal_blocked_since is None:
                 self._wal_blocked_since = now

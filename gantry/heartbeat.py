@@ -19,10 +19,10 @@ import grpc
 import structlog
 
 from gantry import commands
+from gantry.db import ReadPool
 from gantry.ids import now_us
 from gantry.pb.cradle.service.v1 import service_pb2 as cradle_pb
 from gantry.pb.cradle.service.v1 import service_pb2_grpc as cradle_grpc
-from gantry.store import ReadPool
 
 log = structlog.get_logger("gantry.heartbeat")
 

@@ -52,7 +52,7 @@ from pysyncobj import FAIL_REASON
 from pysyncobj.journal import Journal
 from pysyncobj.transport import TCPTransport
 
-from gantry.store import fsync_dir
+from gantry.db import fsync_dir
 
 log = structlog.get_logger("gantry.journal")
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import grpc
 
+from gantry.db import Watermark
 from gantry.errors import RpcError, invalid_argument
 from gantry.proposals import ProposalError
-from gantry.store import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
 MIN_INDEX_KEY = "x-gantry-min-log-index"

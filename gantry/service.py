@@ -22,6 +22,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from gantry import commands, listing, validation
+from gantry.db import ReadPool, Watermark
 from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
 from gantry.pb.bucket.v1 import bucket_pb2
@@ -38,7 +39,6 @@ from gantry.statemachine import (
     ApplyResult,
     Code,
 )
-from gantry.store import ReadPool, Watermark
 
 log = structlog.get_logger("gantry.rpc")
 

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from gantry import statemachine
-from gantry.store import fsync_dir
+from gantry.db import fsync_dir
 
 META_TABLE = "raft_snapshot_meta"
 

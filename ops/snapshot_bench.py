@@ -13,7 +13,7 @@ database under a temporary directory with :mod:`seed_objects` (the same code as
 
 (a) **pause** — what the Raft path blocks on. ``WriterActor.begin_snapshot(index, meta)`` is
     called for real, through a pykka proxy, on a writer actor started on the database (nothing
-    queued): apply what is queued, open a read-only connection (``gantry.store.open_ro``),
+    queued): apply what is queued, open a read-only connection (``gantry.open_ro``),
     ``BEGIN``, read the applied index (the first read pins the WAL snapshot). Reported are the
     ask round trip and, measured separately ``--pins`` times without the actor, the pinning
     steps alone (median / max).
@@ -21,7 +21,7 @@ database under a temporary directory with :mod:`seed_objects` (the same code as
     into ``dest.building`` + the Raft metadata table (``gantry.snapshot.write``), fsync, rename,
     directory fsync — duration and snapshot size.
 (c) **restore** — ``gantry.snapshot.restore(snapshot, live)`` into a freshly migrated database
-    opened with ``gantry.store.open_rw`` (what ``WriterActor.restore_if_newer`` runs), then a
+    opened with ``gantry.open_rw`` (what ``WriterActor.restore_if_newer`` runs), then a
     row count to check it.
 (d) **stall** — while (b), and again while (c), run on a background thread, the main thread
     sleeps ``--tick-ms`` in a loop and records the intervals between wake-ups: the worst one
@@ -58,8 +58,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import seed_objects  # noqa: E402
 
-from gantry import logs, migrate, snapshot, statemachine, store  # noqa: E402
+from gantry import logs, migrate, snapshot, statemachine  # noqa: E402
 from gantry.actors.writer import EntryQueue, PendingSnapshot, WriterActor  # noqa: E402
+from gantry.db import Watermark, open_ro, open_rw  # noqa: E402
 from gantry.proposals import Proposals  # noqa: E402
 
 
@@ -133,7 +134,7 @@ def in_background(fn: Callable[[], Any], tick_s: float) -> tuple[Any, float, dic
 def pin_once(db: pathlib.Path) -> tuple[float, sqlite3.Connection, int]:
     """The pinning steps of ``WriterActor.begin_snapshot`` alone: ``(seconds, conn, applied)``."""
     t0 = time.perf_counter()
-    conn = store.open_ro(db)
+    conn = open_ro(db)
     conn.execute("BEGIN")
     applied = statemachine.applied_index(conn)
     return time.perf_counter() - t0, conn, applied
@@ -144,7 +145,7 @@ def measure(db: pathlib.Path, work: pathlib.Path, pins: int, tick_s: float,
     """Run (a)–(d) on database ``db``, writing the snapshot and the restore target under
     ``work``; returns the figures."""
     out: dict[str, Any] = {"db": str(db), "db_bytes": db.stat().st_size}
-    c = store.open_ro(db)
+    c = open_ro(db)
     try:
         out["objects"] = c.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
     finally:
@@ -167,7 +168,7 @@ def measure(db: pathlib.Path, work: pathlib.Path, pins: int, tick_s: float,
 
     # (a) the real begin_snapshot through a writer actor on this database. It opens the file
     # read-write (WAL mode, as a node does) but applies nothing: its queue is empty.
-    writer = WriterActor.start(db, EntryQueue(), store.Watermark(), Proposals(),
+    writer = WriterActor.start(db, EntryQueue(), Watermark(), Proposals(),
                                lambda reason: print(f"writer fatal: {reason}", file=sys.stderr))
     try:
         applied = writer.proxy().applied_index().get(timeout=30)
@@ -198,7 +199,7 @@ def measure(db: pathlib.Path, work: pathlib.Path, pins: int, tick_s: float,
     def restore() -> tuple[int, float, float, int, int]:
         # The live connection is used on the thread that opened it (sqlite3's default check),
         # as the writer actor does.
-        live = store.open_rw(live_path)
+        live = open_rw(live_path)
         try:
             t0 = time.perf_counter()
             index = snapshot.restore(dest, live)
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             db = work / "copy" / "gantry.db"
             db.parent.mkdir(parents=True, exist_ok=True)
             db.unlink(missing_ok=True)
-            src, dst = store.open_ro(src_path), sqlite3.connect(str(db))
+            src, dst = open_ro(src_path), sqlite3.connect(str(db))
             try:
                 src.backup(dst)
             finally:

@@ -1,6 +1,6 @@
 """The WAL shrinks back after a long reader: an operator's read transaction (the stock sqlite3
 reader, held open) lets ``gantry.db-wal`` grow while writes continue; once it ends, the writer
-truncates the WAL back below ``store.WAL_SIZE_LIMIT_BYTES``, under continued writes and when the
+truncates the WAL back below ``db.WAL_SIZE_LIMIT_BYTES``, under continued writes and when the
 writes stopped before the reader ended."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 import grpc
 import pytest
 
+from gantry.db import WAL_SIZE_LIMIT_BYTES
 from gantry.pb.service.v1 import service_pb2 as svc
-from gantry.store import WAL_SIZE_LIMIT_BYTES
 from tests.support import single_node, wait_until
 
 MB = 2**20

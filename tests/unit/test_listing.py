@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gantry import listing, migrate, store
+from gantry import listing, migrate
+from gantry.db import open_rw
 
 ALPHABET = st.sampled_from(["a", "b", "/", "é", "z", "-", "😀", "A", "\u00ff", "\U0010fffd"])
 KEYS = st.text(alphabet=ALPHABET, min_size=1, max_size=6)
@@ -100,7 +101,7 @@ def _all_pages(conn: sqlite3.Connection, bid: str, prefix: str, delimiter: str, 
 def test_pages_concatenate_to_the_model(dbdir: pathlib.Path, keys: set[str], noise: set[str],
                                         prefix: str, delimiter: str, start_after: str,
                                         page: int) -> None:
-    conn = store.open_rw(dbdir)
+    conn = open_rw(dbdir)
     try:
         bid = _fresh_bucket(conn)
         for k in keys:
@@ -118,7 +119,7 @@ def test_pages_concatenate_to_the_model(dbdir: pathlib.Path, keys: set[str], noi
        delimiter=st.sampled_from(["", "/"]), page=st.integers(min_value=1, max_value=5))
 def test_tokens_survive_writes_between_pages(dbdir: pathlib.Path, stable: set[str],
                                              churn: list[str], delimiter: str, page: int) -> None:
-    conn = store.open_rw(dbdir)
+    conn = open_rw(dbdir)
     try:
         bid = _fresh_bucket(conn)
         for k in stable:
@@ -144,7 +145,7 @@ def test_tokens_survive_writes_between_pages(dbdir: pathlib.Path, stable: set[st
 
 
 def test_invalid_token_is_refused(dbdir: pathlib.Path) -> None:
-    conn = store.open_rw(dbdir)
+    conn = open_rw(dbdir)
     try:
         with pytest.raises(listing.InvalidToken):
             listing.list_objects(conn, "nope", token="not-a-token!!")
@@ -166,7 +167,7 @@ def test_crafted_tokens_are_refused(dbdir: pathlib.Path, payload: str) -> None:
     import base64
 
     token = base64.urlsafe_b64encode(payload.encode()).decode()
-    conn = store.open_rw(dbdir)
+    conn = open_rw(dbdir)
     try:
         with pytest.raises(listing.InvalidToken):
             listing.list_objects(conn, "nope", token=token)

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gantry import commands, migrate, statemachine, store
+from gantry import commands, migrate, statemachine
+from gantry.db import open_rw
 from gantry.statemachine import Code
 
 
@@ -17,7 +18,7 @@ from gantry.statemachine import Code
 def db(tmp_path: pathlib.Path) -> Iterator[sqlite3.Connection]:
     path = tmp_path / "sm.db"
     migrate.upgrade(path)
-    conn = store.open_rw(path)
+    conn = open_rw(path)
     yield conn
     conn.close()
 
@@ -141,7 +142,7 @@ def test_two_databases_fed_the_same_entries_end_identical(tmp_path: pathlib.Path
     for name, batch in (("a", 1), ("b", 7)):
         path = tmp_path / f"{name}.db"
         migrate.upgrade(path)
-        conn = store.open_rw(path)
+        conn = open_rw(path)
         out = []
         for i in range(0, len(entries), batch):  # different batching, same outcome
             out += _apply(conn, *entries[i:i + batch])
