@@ -7,7 +7,7 @@ Invariants:
   It never raises (pysyncobj would retry a raising method forever and drop its callback).
 - Log indexes handed to the writer strictly increase (``raftLastApplied + 1`` inside the method;
   pysyncobj 0.3.17 is pinned for this).
-- Snapshots are SQLite backups taken by the writer (:mod:`gantry.snapshot`); the Raft metadata in
+- Snapshots are SQLite backups taken by the writer (:mod:`gantry.state.snapshot`); the Raft metadata in
   them is JSON, never pickle.
 - Futures flow one way: this actor asks the writer (snapshot, restore) and never the front door.
 """
@@ -31,12 +31,12 @@ import structlog
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
-from gantry import snapshot
 from gantry.config import Config
 from gantry.db import fsync_dir
 from gantry.journal import DurableJournal, installed, transport_for
 from gantry.proposals import ProposalError, Proposals
 from gantry.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
+from gantry.state import snapshot
 
 from .writer import DRAIN, EntryQueue, Restore
 

@@ -1,7 +1,7 @@
 """WriterActor: the node's only read-write SQLite connection and the apply loop.
 
 Purpose: drain committed Raft log entries in log order and apply them through the pure state
-machine (:mod:`gantry.statemachine`), then wake whoever waits on them.
+machine (:mod:`gantry.state.statemachine`), then wake whoever waits on them.
 Invariants:
 - Entries arrive from the Raft tick thread through :class:`EntryQueue` strictly in log order;
   the writer applies them in that order, several per transaction when they queue up, and records
@@ -29,8 +29,9 @@ from typing import Any
 import pykka
 import structlog
 
-from gantry import db, snapshot, statemachine
+from gantry import db
 from gantry.proposals import Proposals
+from gantry.state import snapshot, statemachine
 
 log = structlog.get_logger("gantry.writer")
 

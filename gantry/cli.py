@@ -19,7 +19,8 @@ import time
 import structlog
 
 from gantry import config as config_mod
-from gantry import logs, migrate
+from gantry import logs
+from gantry.state import migrate
 
 
 def _serve(ns: argparse.Namespace) -> int:
@@ -206,7 +207,8 @@ def _repair_db_check(data_dir: pathlib.Path, log_end: int) -> tuple[int, int]:
     """``(database applied index, highest index the log or the snapshot holds)``."""
     import json
 
-    from gantry import preflight, snapshot
+    from gantry import preflight
+    from gantry.state import snapshot
 
     known = log_end
     snap = data_dir / "raft.snapshot"

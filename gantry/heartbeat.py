@@ -18,11 +18,11 @@ from typing import Any
 import grpc
 import structlog
 
-from gantry import commands
 from gantry.db import ReadPool
 from gantry.ids import now_us
 from gantry.pb.cradle.service.v1 import service_pb2 as cradle_pb
 from gantry.pb.cradle.service.v1 import service_pb2_grpc as cradle_grpc
+from gantry.state import commands
 
 log = structlog.get_logger("gantry.heartbeat")
 

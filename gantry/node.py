@@ -19,7 +19,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import commands, migrate, preflight
+from gantry import preflight
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Propose, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -34,7 +34,8 @@ from gantry.pb.command.v1 import command_pb2
 from gantry.proposals import ProposalError, Proposals
 from gantry.reads import ReadIndex, barrier_future
 from gantry.service import GantryService, placeable_where
-from gantry.statemachine import ApplyResult
+from gantry.state import commands, migrate
+from gantry.state.statemachine import ApplyResult
 
 log = structlog.get_logger("gantry.node")
 

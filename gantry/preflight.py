@@ -28,8 +28,9 @@ import pathlib
 import sqlite3
 import struct
 
-from gantry import journal, snapshot, statemachine
+from gantry import journal
 from gantry.config import Config
+from gantry.state import snapshot, statemachine
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _RESTORE = ("restore the node from a peer (stop it, `gantry remove-node` it, wipe its data "

@@ -21,7 +21,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gantry import commands, listing, validation
+from gantry import validation
 from gantry.db import ReadPool, Watermark
 from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
@@ -31,7 +31,8 @@ from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
 from gantry.proposals import ProposalError
 from gantry.reads import LOG_INDEX_KEY, ReadIndex, timeout_of, wait_for_read
-from gantry.statemachine import (
+from gantry.state import commands, listing
+from gantry.state.statemachine import (
     MSG_BUCKET_EXISTS,
     MSG_BUCKET_NOT_FOUND,
     MSG_NO_CRADLES,

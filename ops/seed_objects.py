@@ -5,7 +5,7 @@ Usage::
     python ops/seed_objects.py --data-dir DIR --objects 1000000 --bucket big \\
         [--keys-per-prefix 1000] [--cradle-addr 127.0.0.1:9] [--batch 100000]
 
-Creates ``DIR/gantry.db`` with the current schema (``gantry.migrate.upgrade``, exactly what a node
+Creates ``DIR/gantry.db`` with the current schema (``gantry.state.migrate.upgrade``, exactly what a node
 runs at start-up), then inserts directly with SQL, in large transactions:
 
 - one storage server (``cradle_servers``: ``--cradle-addr``, status HEALTHY, ``available_bytes``
@@ -53,8 +53,9 @@ from dataclasses import dataclass
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from gantry import logs, migrate  # noqa: E402
+from gantry import logs  # noqa: E402
 from gantry.ids import new_ulid, now_us  # noqa: E402
+from gantry.state import migrate  # noqa: E402
 
 #: Crockford base32, the ULID alphabet.
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

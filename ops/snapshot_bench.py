@@ -18,9 +18,9 @@ database under a temporary directory with :mod:`seed_objects` (the same code as
     ask round trip and, measured separately ``--pins`` times without the actor, the pinning
     steps alone (median / max).
 (b) **build** — ``PendingSnapshot.build(dest)`` of that pinned transaction: SQLite online backup
-    into ``dest.building`` + the Raft metadata table (``gantry.snapshot.write``), fsync, rename,
+    into ``dest.building`` + the Raft metadata table (``gantry.state.snapshot.write``), fsync, rename,
     directory fsync — duration and snapshot size.
-(c) **restore** — ``gantry.snapshot.restore(snapshot, live)`` into a freshly migrated database
+(c) **restore** — ``gantry.state.snapshot.restore(snapshot, live)`` into a freshly migrated database
     opened with ``gantry.open_rw`` (what ``WriterActor.restore_if_newer`` runs), then a
     row count to check it.
 (d) **stall** — while (b), and again while (c), run on a background thread, the main thread
@@ -29,7 +29,7 @@ database under a temporary directory with :mod:`seed_objects` (the same code as
     off by the GIL or by I/O. The same loop runs ``--baseline-s`` seconds with nothing in the
     background first, for comparison.
 
-The Raft metadata is built with the real ``gantry.snapshot.encode_meta`` from stand-in
+The Raft metadata is built with the real ``gantry.state.snapshot.encode_meta`` from stand-in
 pysyncobj entries (empty command bytes, index = max(applied index, 1), term 1) and a 3-node
 membership. Results are printed as text (or one JSON object with ``--json``), with the command
 line used. The temporary directory is removed unless ``--keep``.
@@ -58,10 +58,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import seed_objects  # noqa: E402
 
-from gantry import logs, migrate, snapshot, statemachine  # noqa: E402
+from gantry import logs  # noqa: E402
 from gantry.actors.writer import EntryQueue, PendingSnapshot, WriterActor  # noqa: E402
 from gantry.db import Watermark, open_ro, open_rw  # noqa: E402
 from gantry.proposals import Proposals  # noqa: E402
+from gantry.state import migrate, snapshot, statemachine  # noqa: E402
 
 
 @dataclass(frozen=True)

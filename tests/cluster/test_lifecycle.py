@@ -8,8 +8,8 @@ import threading
 
 import grpc
 
-from gantry import migrate
 from gantry.pb.service.v1 import service_pb2 as svc
+from gantry.state import migrate
 from tests.support import NodeProcess, free_ports, wait_until
 
 

@@ -12,8 +12,8 @@ import threading
 import grpc
 import pytest
 
-from gantry import migrate
 from gantry.pb.service.v1 import service_pb2 as svc
+from gantry.state import migrate
 from tests.cluster.helpers import leader_of
 from tests.support import cluster, single_node, wait_until, write_any
 

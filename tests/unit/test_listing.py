@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gantry import listing, migrate
 from gantry.db import open_rw
+from gantry.state import listing, migrate
 
 ALPHABET = st.sampled_from(["a", "b", "/", "é", "z", "-", "😀", "A", "\u00ff", "\U0010fffd"])
 KEYS = st.text(alphabet=ALPHABET, min_size=1, max_size=6)

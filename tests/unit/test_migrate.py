@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from gantry import migrate
+from gantry.state import migrate
 from tests.support import REPO
 
 

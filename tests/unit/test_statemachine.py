@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gantry import commands, migrate, statemachine
 from gantry.db import open_rw
-from gantry.statemachine import Code
+from gantry.state import commands, migrate, statemachine
+from gantry.state.statemachine import Code
 
 
 @pytest.fixture

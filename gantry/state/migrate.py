@@ -1,4 +1,4 @@
-"""Schema migrations: versioned SQL files (``gantry/migrations/NNNN_name.sql`` up,
+"""Schema migrations: versioned SQL files (``gantry/state/migrations/NNNN_name.sql`` up,
 ``NNNN_name.rollback.sql`` down), applied with the yoyo-migrations library at start-up.
 
 Invariant: a node only opens a database whose applied migrations are all known to this build and

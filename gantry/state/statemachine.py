@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gantry import commands
 from gantry.pb.command.v1 import command_pb2 as pb
+from gantry.state import commands
 
 
 class Code(enum.IntEnum):
@@ -372,7 +372,7 @@ def apply_batch(conn: sqlite3.Connection,
     """Apply ``(log index, entry bytes[, term])`` tuples, in order, in one transaction.
 
     Entries at or below the stored applied index are skipped (journal replay). Raises
-    :class:`~gantry.commands.CommandDecodeError` for an undecodable entry, :class:`DivergenceError`
+    :class:`~gantry.state.commands.CommandDecodeError` for an undecodable entry, :class:`DivergenceError`
     when the entry at the applied index has another term than the one applied there, and
     ``sqlite3`` errors for I/O failures; in each case the whole transaction is rolled back and
     nothing is recorded.

@@ -21,8 +21,8 @@ import sqlite3
 import time
 from typing import Any
 
-from gantry import statemachine
 from gantry.db import fsync_dir
+from gantry.state import statemachine
 
 META_TABLE = "raft_snapshot_meta"
 
@@ -102,7 +102,7 @@ def read_meta(path: pathlib.Path) -> tuple[str, int]:
 
 def applied_position(path: pathlib.Path) -> tuple[int, int]:
     """``(applied index, applied term)`` of the database inside the snapshot at ``path`` (see
-    :func:`gantry.statemachine.applied_position`); raises :class:`SnapshotError`."""
+    :func:`gantry.state.statemachine.applied_position`); raises :class:`SnapshotError`."""
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
         try:
