@@ -32,10 +32,10 @@ from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry.config import Config
+from gantry.consensus.journal import DurableJournal, installed, transport_for
+from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
 from gantry.db import fsync_dir
-from gantry.journal import DurableJournal, installed, transport_for
-from gantry.proposals import ProposalError, Proposals
-from gantry.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
 from gantry.state import snapshot
 
 from .writer import DRAIN, EntryQueue, Restore
@@ -69,7 +69,7 @@ SERVING_RESUME_LAG = 100
 
 
 class GantrySyncObj(SafeSyncObj):
-    """The pysyncobj node (with :class:`~gantry.pysyncobj_compat.SafeSyncObj`'s Raft fixes).
+    """The pysyncobj node (with :class:`~gantry.consensus.pysyncobj_compat.SafeSyncObj`'s Raft fixes).
     ``on_entry(log_index, entry_bytes, term)`` receives each committed Gantry entry, on the tick
     thread, in log order."""
 
@@ -341,7 +341,7 @@ class RaftActor(pykka.ThreadingActor):
 
     def begin_drain(self) -> None:
         """The node is stopping: stop campaigning and refuse forwarded commands (see
-        :class:`~gantry.journal.DurableTransport`), so leadership can move and stay moved."""
+        :class:`~gantry.consensus.journal.DurableTransport`), so leadership can move and stay moved."""
         s = self._sync
         if s is not None:
             s.transport().draining = True

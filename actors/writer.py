@@ -30,7 +30,7 @@ import pykka
 import structlog
 
 from gantry import db
-from gantry.proposals import Proposals
+from gantry.consensus.proposals import Proposals
 from gantry.state import snapshot, statemachine
 
 log = structlog.get_logger("gantry.writer")

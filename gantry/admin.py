@@ -106,7 +106,7 @@ class AdminService:
                            "membership change not applied before the deadline") from None
         if err == FAIL_REASON.REQUEST_DENIED:
             why = self._node.membership_refusal()
-            if why:  # the strict reconfig check (gantry.pysyncobj_compat)
+            if why:  # the strict reconfig check (gantry.consensus.pysyncobj_compat)
                 raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"membership change refused: {why}")
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,

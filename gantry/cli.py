@@ -159,7 +159,7 @@ def _confirm_rollback(db: pathlib.Path, plan: list[str]) -> bool:
 
 
 def _repair_log(ns: argparse.Namespace) -> int:
-    from gantry import journal
+    from gantry.consensus import journal
     from gantry.datadir import DataDirInUse, DataDirLock
 
     data_dir = pathlib.Path(ns.data_dir)

@@ -26,13 +26,13 @@ from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.admin import AdminService
 from gantry.config import Config
+from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
 from gantry.db import ReadPool, Watermark
 from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
-from gantry.proposals import ProposalError, Proposals
-from gantry.reads import ReadIndex, barrier_future
 from gantry.service import GantryService, placeable_where
 from gantry.state import commands, migrate
 from gantry.state.statemachine import ApplyResult

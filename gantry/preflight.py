@@ -8,10 +8,10 @@ only pysyncobj's "failed to load full dump" in the log). :func:`check` reads the
 writes them) and raises :class:`PreflightError` with one line: which file, what is wrong, what to
 do. What it checks:
 
-1. ``raft.log`` (:func:`gantry.journal.scan_log`): damage before the end is refused with the byte
+1. ``raft.log`` (:func:`gantry.consensus.journal.scan_log`): damage before the end is refused with the byte
    offset and the last good log index. A torn tail (a crash mid-append) passes: the journal cuts
    it on open and keeps a copy of the dropped bytes.
-2. ``raft.log.meta`` (:func:`gantry.journal.read_meta`): missing is a fresh node; unreadable,
+2. ``raft.log.meta`` (:func:`gantry.consensus.journal.read_meta`): missing is a fresh node; unreadable,
    not JSON or not term/vote-shaped is refused.
 3. The database (``gantry.db``): missing or empty is fresh; otherwise it must be a SQLite file
    no shorter than its header says, whose schema and applied index can be read.
@@ -28,8 +28,8 @@ import pathlib
 import sqlite3
 import struct
 
-from gantry import journal
 from gantry.config import Config
+from gantry.consensus import journal
 from gantry.state import snapshot, statemachine
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -18,17 +18,14 @@ Every read reply carries ``x-gantry-log-index``: the applied index the read saw 
 from __future__ import annotations
 
 import enum
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
 
 import grpc
 
+from gantry.consensus.proposals import ProposalError
+from gantry.consensus.readindex import ReadIndex
 from gantry.db import Watermark
 from gantry.errors import RpcError, invalid_argument
-from gantry.proposals import ProposalError
 
 CONSISTENCY_KEY = "x-gantry-consistency"
 MIN_INDEX_KEY = "x-gantry-min-log-index"
@@ -63,61 +60,6 @@ def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
     raise invalid_argument("InvalidConsistency", CONSISTENCY_KEY)
 
 
-class ReadIndex:
-    """Coalesces linearizable reads onto shared barrier entries.
-
-    ``propose_barrier()`` starts one barrier through the log and returns a Future of its log
-    index (raising the proposal's error). At most one barrier is in flight; reads arriving while
-    it flies wait for the next one, which starts as soon as the current one finishes.
-    """
-
-    def __init__(self, propose_barrier: Callable[[], Future[int]]) -> None:
-        self._propose = propose_barrier
-        self._lock = threading.Lock()
-        self._inflight = False
-        self._started_at = 0.0
-        self._next: Future[int] | None = None
-
-    #: A barrier still unresolved after this long (seconds) no longer holds back new reads.
-    STUCK_AFTER_S = 5.0
-
-    def get(self) -> Future[int]:
-        """A future of a log index committed after this call began."""
-        with self._lock:
-            if self._next is None:
-                self._next = Future()
-            fut = self._next
-            if self._inflight and time.monotonic() - self._started_at > self.STUCK_AFTER_S:
-                self._inflight = False
-            if not self._inflight:
-                self._start_locked()
-        return fut
-
-    def _start_locked(self) -> None:
-        waiting, self._next = self._next, None
-        if waiting is None:
-            self._inflight = False
-            return
-        self._inflight = True
-        self._started_at = time.monotonic()
-        try:
-            barrier = self._propose()
-        except BaseException as e:
-            self._inflight = False
-            waiting.set_exception(e)
-            return
-        barrier.add_done_callback(lambda f: self._done(f, waiting))
-
-    def _done(self, barrier: Future[int], waiting: Future[int]) -> None:
-        exc = barrier.exception()
-        if exc is not None:
-            waiting.set_exception(exc)
-        else:
-            waiting.set_result(barrier.result())
-        with self._lock:
-            self._start_locked()
-
-
 def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
     """Seconds this call may still wait: the client's deadline less 5 ms, at most ``default_s``
     (no client deadline shows up as None or as an enormous number of seconds)."""
@@ -150,20 +92,3 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
         raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
                        f"log index {min_index} not applied on this node before the deadline")
     return watermark.value
-
-
-def barrier_future(propose_async: Callable[[Any], Future[Any]], make: Callable[[], Any]
-                   ) -> Future[int]:
-    """Adapt a ``propose_async(command) -> Future[(ApplyResult, index)]`` into a Future of the
-    index, for :class:`ReadIndex`."""
-    out: Future[int] = Future()
-
-    def done(f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(int(f.result()[1]))
-
-    propose_async(make()).add_done_callback(done)
-    return out

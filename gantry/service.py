@@ -22,6 +22,8 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from gantry import validation
+from gantry.consensus.proposals import ProposalError
+from gantry.consensus.readindex import ReadIndex
 from gantry.db import ReadPool, Watermark
 from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
@@ -29,8 +31,7 @@ from gantry.pb.bucket.v1 import bucket_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
-from gantry.proposals import ProposalError
-from gantry.reads import LOG_INDEX_KEY, ReadIndex, timeout_of, wait_for_read
+from gantry.reads import LOG_INDEX_KEY, timeout_of, wait_for_read
 from gantry.state import commands, listing
 from gantry.state.statemachine import (
     MSG_BUCKET_EXISTS,
@@ -60,7 +61,7 @@ _MSG_MALFORMED = "malformed request"
 class Proposer(Protocol):
     """Proposes a Command through Raft and waits until this node applied it.
 
-    Returns ``(ApplyResult, log index)``. Raises :class:`~gantry.proposals.ProposalError` when
+    Returns ``(ApplyResult, log index)``. Raises :class:`~gantry.consensus.proposals.ProposalError` when
     consensus failed and ``concurrent.futures.TimeoutError`` after ``timeout_s`` seconds.
     """
 

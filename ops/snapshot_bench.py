@@ -60,8 +60,8 @@ import seed_objects  # noqa: E402
 
 from gantry import logs  # noqa: E402
 from gantry.actors.writer import EntryQueue, PendingSnapshot, WriterActor  # noqa: E402
+from gantry.consensus.proposals import Proposals  # noqa: E402
 from gantry.db import Watermark, open_ro, open_rw  # noqa: E402
-from gantry.proposals import Proposals  # noqa: E402
 from gantry.state import migrate, snapshot, statemachine  # noqa: E402
 
 

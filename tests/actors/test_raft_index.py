@@ -10,7 +10,7 @@ import threading
 from pysyncobj import SyncObjConf
 
 from gantry.actors.raft import GantrySyncObj
-from gantry.journal import DurableJournal
+from gantry.consensus.journal import DurableJournal
 from tests.support import free_ports, wait_until
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gantry.journal import scan_log
+from gantry.consensus.journal import scan_log
 from gantry.pb.service.v1 import service_pb2 as svc
 from tests.support import REPO, NodeProcess, call_with_retry, free_ports
 

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from gantry.journal import DurableJournal, LogCorrupt, MetaCorrupt, repair_log, scan_log
+from gantry.consensus.journal import DurableJournal, LogCorrupt, MetaCorrupt, repair_log, scan_log
 
 
 def _entries(j: DurableJournal) -> list[tuple[bytes, int, int]]:

@@ -1,4 +1,4 @@
-"""Each override in :mod:`gantry.pysyncobj_compat` against the engine defect it fixes: the same
+"""Each override in :mod:`gantry.consensus.pysyncobj_compat` against the engine defect it fixes: the same
 message sequence is fed to pysyncobj's stock ``SyncObj`` (showing the defect) and to
 ``SafeSyncObj`` (showing Raft's rule), on a real durable journal, without networking."""
 
@@ -13,8 +13,8 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
 
-from gantry.journal import DurableJournal, installed
-from gantry.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj, align_journal_to_dump
+from gantry.consensus.journal import DurableJournal, installed
+from gantry.consensus.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj, align_journal_to_dump
 from tests.support import free_ports
 
 

@@ -12,7 +12,7 @@ Invariants this module protects:
 1. **A follower only commits what it verified** (Raft Figure 2, AppendEntries rule 5:
    ``commitIndex = min(leaderCommit, index of last new entry)``). pysyncobj uses the index of the
    *last entry in the log*, which includes a stale, never-committed tail that Gantry's durable
-   journal keeps until a real conflict shows up (see :mod:`gantry.journal`). That applied a
+   journal keeps until a real conflict shows up (see :mod:`gantry.consensus.journal`). That applied a
    deposed leader's own uncommitted entries: acknowledged writes lost, replicas diverged. Here the
    commit index only advances to the last entry the leader's message proved matching
    (``prevLogIdx + len(entries)``), or to a snapshot's index once it is fully installed; a message
@@ -271,7 +271,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         return int(self._SyncObj__noopIDx or 0)
 
     def transport(self) -> Any:
-        """pysyncobj's transport instance (a :class:`gantry.journal.DurableTransport`)."""
+        """pysyncobj's transport instance (a :class:`gantry.consensus.journal.DurableTransport`)."""
         return self._SyncObj__transport
 
     def pipe_notifier(self) -> Any:

@@ -1,0 +1,90 @@
+"""Read index (Raft §6.4) for linearizable reads: a barrier entry committed by a majority under
+the current leader and applied here proves this node has every write acknowledged before the read
+began; concurrent reads share one barrier.
+
+Invariant: a read waits for a barrier *proposed after it arrived* (never one already in flight), so
+the index it gets is at least the commit index at its start. Trade-off: every batch of
+linearizable reads writes an entry to the log (pysyncobj has no leader lease and no ReadIndex
+RPC), so a read-only load still grows the log. The consistency levels a call may ask for, and the
+wait on the watermark, are :mod:`gantry.api.reads`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+
+class ReadIndex:
+    """Coalesces linearizable reads onto shared barrier entries.
+
+    ``propose_barrier()`` starts one barrier through the log and returns a Future of its log
+    index (raising the proposal's error). At most one barrier is in flight; reads arriving while
+    it flies wait for the next one, which starts as soon as the current one finishes.
+    """
+
+    def __init__(self, propose_barrier: Callable[[], Future[int]]) -> None:
+        self._propose = propose_barrier
+        self._lock = threading.Lock()
+        self._inflight = False
+        self._started_at = 0.0
+        self._next: Future[int] | None = None
+
+    #: A barrier still unresolved after this long (seconds) no longer holds back new reads.
+    STUCK_AFTER_S = 5.0
+
+    def get(self) -> Future[int]:
+        """A future of a log index committed after this call began."""
+        with self._lock:
+            if self._next is None:
+                self._next = Future()
+            fut = self._next
+            if self._inflight and time.monotonic() - self._started_at > self.STUCK_AFTER_S:
+                self._inflight = False
+            if not self._inflight:
+                self._start_locked()
+        return fut
+
+    def _start_locked(self) -> None:
+        waiting, self._next = self._next, None
+        if waiting is None:
+            self._inflight = False
+            return
+        self._inflight = True
+        self._started_at = time.monotonic()
+        try:
+            barrier = self._propose()
+        except BaseException as e:
+            self._inflight = False
+            waiting.set_exception(e)
+            return
+        barrier.add_done_callback(lambda f: self._done(f, waiting))
+
+    def _done(self, barrier: Future[int], waiting: Future[int]) -> None:
+        exc = barrier.exception()
+        if exc is not None:
+            waiting.set_exception(exc)
+        else:
+            waiting.set_result(barrier.result())
+        with self._lock:
+            self._start_locked()
+
+
+def barrier_future(propose_async: Callable[[Any], Future[Any]], make: Callable[[], Any]
+                   ) -> Future[int]:
+    """Adapt a ``propose_async(command) -> Future[(ApplyResult, index)]`` into a Future of the
+    index, for :class:`ReadIndex`."""
+    out: Future[int] = Future()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(int(f.result()[1]))
+
+    propose_async(make()).add_done_callback(done)
+    return out
