@@ -1,6 +1,6 @@
 """FrontDoorActor: owns the gRPC server's lifecycle — start, health, graceful stop.
 
-The server's own thread pool runs the handlers (:class:`gantry.service.GantryService`); this actor
+The server's own thread pool runs the handlers (:class:`gantry.api.service.GantryService`); this actor
 only starts and stops it, so a slow RPC never blocks the actor. Health (``grpc.health.v1``) is
 flipped by the node from the Raft tick thread through the thread-safe health servicer.
 

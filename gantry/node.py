@@ -23,8 +23,9 @@ from gantry import preflight
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Propose, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
-from gantry.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
-from gantry.admin import AdminService
+from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
+from gantry.api.admin import AdminService
+from gantry.api.service import GantryService, placeable_where
 from gantry.config import Config
 from gantry.consensus.proposals import ProposalError, Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
@@ -33,7 +34,6 @@ from gantry.db import ReadPool, Watermark
 from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
-from gantry.service import GantryService, placeable_where
 from gantry.state import commands, migrate
 from gantry.state.statemachine import ApplyResult
 

@@ -41,7 +41,7 @@ Workloads:
     the keys returned per second and per page.
 
 The read workloads send the consistency level of ``--consistency`` as gRPC metadata on every
-call (see ``gantry/reads.py``): ``linearizable`` (the default; ``x-gantry-consistency:
+call (see ``gantry/api/reads.py``): ``linearizable`` (the default; ``x-gantry-consistency:
 linearizable``, a read index through the Raft log), ``stale`` (``x-gantry-consistency: stale``,
 the node's local state at once) or ``min-index`` (``x-gantry-min-log-index: N``, read-your-writes:
 N is the ``x-gantry-log-index`` trailing metadata of one write made at the end of setup). Setup
@@ -160,7 +160,7 @@ def _md(spec: RunSpec) -> tuple[tuple[str, str], ...] | None:
 
 
 def consistency_metadata(level: str, min_index: int) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata that asks for read consistency ``level`` (see ``gantry/reads.py``)."""
+    """The gRPC metadata that asks for read consistency ``level`` (see ``gantry/api/reads.py``)."""
     if level == "min-index":
         return ((MIN_INDEX_KEY, str(min_index)),)
     return ((CONSISTENCY_KEY, level),)

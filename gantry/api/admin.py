@@ -16,12 +16,12 @@ import grpc
 from google.protobuf.message import Message
 from pysyncobj import FAIL_REASON
 
+from gantry.api.errors import RpcError, invalid_argument
+from gantry.api.reads import timeout_of
+from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
-from gantry.errors import RpcError, invalid_argument
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
-from gantry.reads import timeout_of
-from gantry.service import build_handler
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0

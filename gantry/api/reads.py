@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 import grpc
 
+from gantry.api.errors import RpcError, invalid_argument
 from gantry.consensus.proposals import ProposalError
 from gantry.consensus.readindex import ReadIndex
 from gantry.db import Watermark
-from gantry.errors import RpcError, invalid_argument
 
 CONSISTENCY_KEY = "x-gantry-consistency"
 MIN_INDEX_KEY = "x-gantry-min-log-index"

@@ -12,26 +12,25 @@ import base64
 import json
 import random
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import grpc
-import structlog
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from gantry import validation
+from gantry.api.errors import RpcError, error_info, invalid_argument
+from gantry.api.reads import LOG_INDEX_KEY, timeout_of, wait_for_read
+from gantry.api.rpc import build_handler, request_id
 from gantry.consensus.proposals import ProposalError
 from gantry.consensus.readindex import ReadIndex
 from gantry.db import ReadPool, Watermark
-from gantry.errors import RpcError, error_info, invalid_argument
 from gantry.ids import rfc3339_us
 from gantry.pb.bucket.v1 import bucket_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
-from gantry.reads import LOG_INDEX_KEY, timeout_of, wait_for_read
 from gantry.state import commands, listing
 from gantry.state.statemachine import (
     MSG_BUCKET_EXISTS,
@@ -42,20 +41,15 @@ from gantry.state.statemachine import (
     Code,
 )
 
-log = structlog.get_logger("gantry.rpc")
-
 SERVICE_NAME = "gantry.service.v1.GantryService"
 #: ListBuckets page size cap (S3's max-buckets limit); also the default.
 MAX_BUCKETS_PAGE = 10_000
 #: APP_ENV=development only: upstream's canned-error bucket names for front-end developers.
 DEV_BUCKETS = frozenset({"bad", "taken", "forbidden", "no-cradles", "panic"})
-REQUEST_ID_KEY = "x-request-id"
 #: Longest a write waits for commit + apply when the client set no deadline (seconds).
 DEFAULT_WRITE_TIMEOUT_S = 10.0
 #: Object ids are 26-character ULIDs; anything far longer cannot exist and is not proposed.
 MAX_OBJECT_ID_LEN = 64
-
-_MSG_MALFORMED = "malformed request"
 
 
 class Proposer(Protocol):
@@ -69,36 +63,6 @@ class Proposer(Protocol):
         ...
 
 
-class _Malformed:
-    """Stands in for a request whose bytes did not parse; the handler answers INVALID_ARGUMENT."""
-
-
-MALFORMED = _Malformed()
-
-
-def _deserializer(cls: type[Message]) -> Callable[[bytes], Any]:
-    def parse(data: bytes) -> Any:
-        msg = cls()
-        try:
-            msg.ParseFromString(data)
-        except (DecodeError, ValueError):
-            return MALFORMED
-        return msg
-
-    return parse
-
-
-def _serializer(msg: Message) -> bytes:
-    return msg.SerializeToString()
-
-
-def _request_id(context: grpc.ServicerContext) -> str:
-    for k, v in context.invocation_metadata() or ():
-        if k == REQUEST_ID_KEY:
-            return str(v)[:128]
-    return ""
-
-
 def placeable_where(heartbeats: bool) -> str:
     """SQL condition on ``cradle_servers`` for "PlanWrite may place an object of ``?`` bytes
     here": HEALTHY with room for it; with heartbeats off, also a server whose free space is not
@@ -109,7 +73,7 @@ def placeable_where(heartbeats: bool) -> str:
 
 class GantryService:
     """The upstream RPCs plus Gantry's additions. ``reads`` serves queries after the call's
-    consistency level is met (:mod:`gantry.reads`); ``propose`` writes through Raft."""
+    consistency level is met (:mod:`gantry.api.reads`); ``propose`` writes through Raft."""
 
     def __init__(self, reads: ReadPool, propose: Proposer, app_env: str = "production",
                  watermark: Watermark | None = None, read_index: ReadIndex | None = None,
@@ -230,7 +194,7 @@ class GantryService:
         if err:
             raise invalid_argument(err, "name")
         self._dev_bucket(req.name)
-        res = self._write(context, commands.create_bucket(req.name, _request_id(context)))
+        res = self._write(context, commands.create_bucket(req.name, request_id(context)))
         if res.code == Code.ALREADY_EXISTS:
             raise RpcError(
                 grpc.StatusCode.ALREADY_EXISTS,
@@ -279,7 +243,7 @@ class GantryService:
             "SELECT id FROM cradle_servers WHERE " + placeable_where(self._needs_report),
             (req.size,))]
         cradle = random.choice(ids) if ids else ""
-        cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, _request_id(context))
+        cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, request_id(context))
         res = self._write(context, cmd)
         if res.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION) and res.reason:
             code = (grpc.StatusCode.NOT_FOUND if res.code == Code.NOT_FOUND
@@ -302,7 +266,7 @@ class GantryService:
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
             raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
         cmd = commands.commit_object(req.object_id, req.size, req.last_modified_ms,
-                                     _request_id(context))
+                                     request_id(context))
         _raise_unless_ok(self._write(context, cmd))
         return svc.CommitObjectResponse()
 
@@ -322,7 +286,7 @@ class GantryService:
     def delete_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteBucketResponse:
         if validation.bucket_name_error(req.name):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
-        res = self._write(context, commands.delete_bucket(req.name, _request_id(context)))
+        res = self._write(context, commands.delete_bucket(req.name, request_id(context)))
         if res.code == Code.FAILED_PRECONDITION:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, res.message,
                            error_info(res.message, bucket=req.name))
@@ -372,7 +336,7 @@ class GantryService:
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if validation.key_error(req.key):
             raise invalid_argument(validation.INVALID_KEY_NAME, "key")
-        res = self._write(context, commands.delete_object(req.bucket, req.key, _request_id(context)))
+        res = self._write(context, commands.delete_object(req.bucket, req.key, request_id(context)))
         _raise_unless_ok(res)
         return svc.DeleteObjectResponse()
 
@@ -382,7 +346,7 @@ class GantryService:
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
             raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
         _raise_unless_ok(self._write(context, commands.abort_object(req.object_id,
-                                                                    _request_id(context))))
+                                                                    request_id(context))))
         return svc.AbortObjectResponse()
 
     def register_cradle_server(self, req: Any, context: grpc.ServicerContext
@@ -391,7 +355,7 @@ class GantryService:
             address = validation.normalize_address(req.address)
         except ValueError:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
-        res = self._write(context, commands.register_cradle_server(address, _request_id(context)))
+        res = self._write(context, commands.register_cradle_server(address, request_id(context)))
         _raise_unless_ok(res)
         row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
                                          (res.cradle_server_id,)).fetchone()
@@ -432,30 +396,6 @@ def _decode_bucket_token(token: str) -> tuple[int, str]:
     return d[0], d[1]
 
 
-def build_handler(service: str,
-                  methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]]
-                  ) -> grpc.GenericRpcHandler:
-    """A grpc generic handler for ``service``: method name → (handler, request type, response
-    type). Every method refuses unparseable requests (INVALID_ARGUMENT), maps RpcError to its
-    status, anything else to INTERNAL, and logs one ``rpc_finished`` line."""
-    return grpc.method_handlers_generic_handler(service, {
-        name: grpc.unary_unary_rpc_method_handler(
-            rpc_wrapper(service, name, _refuse_malformed(fn)),
-            request_deserializer=_deserializer(req), response_serializer=_serializer)
-        for name, (fn, req, _resp) in methods.items()
-    })
-
-
-def _refuse_malformed(fn: Callable[[Any, grpc.ServicerContext], Any]
-                      ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def handler(req: Any, context: grpc.ServicerContext) -> Any:
-        if req is MALFORMED:
-            raise invalid_argument(_MSG_MALFORMED, "")
-        return fn(req, context)
-
-    return handler
-
-
 #: Stable UNAVAILABLE messages by pysyncobj failure reason. "Not committed" reasons are safe to
 #: retry blindly; "outcome unknown" ones are safe to retry with the same x-request-id.
 _UNAVAILABLE = {
@@ -487,53 +427,3 @@ def _raise_unless_ok(res: ApplyResult) -> None:
     if res.message == MSG_BUCKET_NOT_FOUND:  # same detail as every read's bucket NOT_FOUND
         raise RpcError(code, res.message, error_info("BUCKET_NOT_FOUND", bucket=res.bucket))
     raise RpcError(code, res.message)
-
-
-class _Status(NamedTuple):
-    """A grpc.Status (code, details, trailing_metadata) for abort_with_status."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerContext], Any]
-                ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    """Wrap a handler: map :class:`RpcError` to the status, any other exception to INTERNAL,
-    and log one ``rpc_finished`` line (grpc.service, grpc.method, grpc.code, duration_ms, peer,
-    request_id)."""
-
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        t0 = time.perf_counter()
-        code = grpc.StatusCode.OK
-        message = ""
-        try:
-            return fn(request, context)
-        except RpcError as e:
-            code, message = e.code, e.message
-            status = e.to_status()
-            already = tuple(context.trailing_metadata() or ())  # e.g. the write's log index
-            if already:
-                status = _Status(status.code, status.details,
-                                 tuple(status.trailing_metadata) + already)
-            context.abort_with_status(status)
-        except Exception:
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
-            log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        finally:
-            fields = {
-                "grpc.service": service,
-                "grpc.method": method,
-                "grpc.code": code.name,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                "peer": context.peer(),
-            }
-            rid = _request_id(context)
-            if rid:
-                fields["request_id"] = rid
-            if message:
-                fields["message"] = message
-            log.info("rpc_finished", **fields)
-
-    return handler
