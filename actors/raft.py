@@ -32,9 +32,14 @@ from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry.config import Config
-from gantry.consensus.journal import DurableJournal, installed, transport_for
+from gantry.consensus.journal import DurableJournal
 from gantry.consensus.proposals import ProposalError, Proposals
-from gantry.consensus.pysyncobj_compat import SafeSyncObj, align_journal_to_dump
+from gantry.consensus.pysyncobj_compat import (
+    SafeSyncObj,
+    align_journal_to_dump,
+    installed,
+    transport_for,
+)
 from gantry.db import fsync_dir
 from gantry.state import snapshot
 
@@ -211,7 +216,7 @@ class RaftActor(pykka.ThreadingActor):
                     "gantry.db (and -wal, -shm) aside and let the node rebuild it from the cluster.")
             log.error("raft_log_behind_database", applied_index=self._watermark.value,
                       log_index=known)
-            self._journal._destroy()
+            self._journal.close()
             self._journal = None
             return
         conf = SyncObjConf(
@@ -341,7 +346,8 @@ class RaftActor(pykka.ThreadingActor):
 
     def begin_drain(self) -> None:
         """The node is stopping: stop campaigning and refuse forwarded commands (see
-        :class:`~gantry.consensus.journal.DurableTransport`), so leadership can move and stay moved."""
+        :class:`~gantry.consensus.pysyncobj_compat.DurableTransport`), so leadership can move and
+        stay moved."""
         s = self._sync
         if s is not None:
             s.transport().draining = True
@@ -387,9 +393,9 @@ class RaftActor(pykka.ThreadingActor):
         if self._wake is not None and s.raftCommitIndex < s.last_log_index():
             # Single-node cluster: an entry appended this tick commits on the next tick; wake the
             # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).
-            if not s.otherNodes and s._isLeader():
+            if not s.otherNodes and s.is_leader():
                 self._wake.notify()
-        node = s._getLeader()
+        node = s.leader_node()
         leader = node.id if node is not None else None
         if node is not None and leader != self._config.raft_addr and not s.isNodeConnected(node):
             # pysyncobj keeps a follower's last leader while it cannot reach anyone (it only

@@ -8,12 +8,13 @@ RequestVote; a leader's own entries count toward the commit majority, so they to
 before commit.
 
 How it plugs in (the smallest hook pysyncobj 0.3.17 offers): :class:`DurableJournal` implements
-pysyncobj's ``Journal`` interface and :func:`installed` swaps it in for ``createJournal`` while
-``SyncObj.__init__`` runs; :class:`DurableTransport` (pysyncobj's supported ``transportClass``
-parameter) holds ``next_node_idx`` acknowledgements back until :meth:`DurableTransport.flush_acks`
-has fsync'd the journal; the Raft actor's tick callback runs that flush and syncs the leader's
-own appends once per tick (group commit: one fsync covers every entry appended or received since
-the last one).
+pysyncobj's ``Journal`` interface; :func:`gantry.consensus.pysyncobj_compat.installed` makes it
+the journal pysyncobj's constructor creates (``SyncObj.__init__``), and
+:class:`~gantry.consensus.pysyncobj_compat.DurableTransport` (pysyncobj's ``transportClass``
+parameter) holds ``next_node_idx`` acknowledgements back until its ``flush_acks`` has fsync'd the
+journal; the Raft actor's tick callback runs that flush and syncs the leader's own appends once
+per tick (group commit: one fsync covers every entry appended or received since the last one).
+Both hooks reach into pysyncobj's internals and so live in the compatibility module.
 
 File format: ``GANTRYLOG1\\n`` then records ``<u32 length><u64 index><u64 term><command><u32
 crc32>``. Damage found on open (:func:`scan_log`) is one of two kinds:
@@ -33,7 +34,6 @@ file raises :class:`MetaCorrupt` instead of being ignored.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -42,22 +42,18 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pysyncobj.syncobj as _syncobj_module
 import structlog
-from pysyncobj import FAIL_REASON
 from pysyncobj.journal import Journal
-from pysyncobj.transport import TCPTransport
 
+from gantry.consensus.pysyncobj_compat import is_membership_entry
 from gantry.db import fsync_dir
 
 log = structlog.get_logger("gantry.journal")
 
 MAGIC = b"GANTRYLOG1\n"
-_MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
 _HEAD = struct.Struct("<IQQ")  # length of (index, term, command), index, term
 _CRC = struct.Struct("<I")
 #: Where a record may start when re-synchronising after damage: a non-zero length, then index and
@@ -338,12 +334,6 @@ def read_meta(path: str) -> dict[str, Any]:
     return meta
 
 
-def transport_for(journal: DurableJournal) -> type[DurableTransport]:
-    """A :class:`DurableTransport` subclass bound to ``journal`` (pysyncobj instantiates the
-    transport class itself)."""
-    return type("BoundDurableTransport", (DurableTransport,), {"journal": journal})
-
-
 class DurableJournal(Journal):  # type: ignore[misc]
     """pysyncobj ``Journal`` on an fsync'd append-only file. Entries are ``(command bytes,
     log index, term)``. Not thread-safe beyond pysyncobj's own use (one tick thread) plus
@@ -448,7 +438,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if pos is None:
             return
         self._pending_from = None
-        if any(e[0][:1] == _MEMBERSHIP for e in self._entries[pos:]):
+        if any(is_membership_entry(e[0]) for e in self._entries[pos:]):
             self._truncate_locked(pos)
 
     # -- pysyncobj Journal interface --
@@ -528,7 +518,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
                 self._settle_locked()
         return len(self._entries)
 
-    def _destroy(self) -> None:
+    def close(self) -> None:
+        """Sync the log and the metadata file and close the log (pysyncobj's ``_destroy``)."""
+        self._destroy()
+
+    def _destroy(self) -> None:  # pysyncobj's Journal interface
         self.sync()
         if self._meta_dirty:
             self._store_meta()
@@ -557,67 +551,3 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def onOneSecondTimer(self) -> None:  # noqa: N802
         if self._meta_dirty:
             self._store_meta()
-
-
-_install_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def installed(journal: DurableJournal) -> Iterator[None]:
-    """Make pysyncobj's ``createJournal`` return ``journal`` while the block runs (wrap only
-    ``SyncObj.__init__``, which calls it exactly once)."""
-    with _install_lock:
-        original = _syncobj_module.createJournal
-        _syncobj_module.createJournal = lambda _path=None: journal
-        try:
-            yield
-        finally:
-            _syncobj_module.createJournal = original
-
-
-class DurableTransport(TCPTransport):  # type: ignore[misc]
-    """pysyncobj's TCP transport, except that an append acknowledgement (``next_node_idx``)
-    leaves only after the journal is fsync'd: a follower never acknowledges an entry it could
-    lose."""
-
-    journal: DurableJournal | None = None
-    #: Set while a stopping node hands leadership over: it neither campaigns (outgoing
-    #: ``request_vote`` dropped) nor accepts commands forwarded by followers (answered
-    #: NOT_LEADER), so a caught-up follower can take over and stay leader.
-    draining = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pending_acks: list[tuple[Any, Any]] = []
-
-    def send(self, node: Any, message: Any) -> bool:
-        if isinstance(message, dict):
-            kind = message.get("type")
-            if kind == "next_node_idx" and self.journal is not None:
-                # Group commit on followers: acknowledgements wait for the end of this tick,
-                # when one fsync covers every append that arrived in the same poll.
-                self._pending_acks.append((node, message))
-                return True
-            if kind == "request_vote" and self.draining:
-                return True
-        return bool(super().send(node, message))
-
-    def flush_acks(self) -> None:
-        """fsync the journal, then send the acknowledgements held back since the last flush.
-        Called once per tick (from the Raft tick thread, which also calls ``send``)."""
-        if not self._pending_acks:
-            return
-        if self.journal is not None:
-            self.journal.sync()
-        acks, self._pending_acks = self._pending_acks, []
-        for node, message in acks:
-            super().send(node, message)
-
-    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
-        if self.draining and isinstance(message, dict) and message.get("type") == "apply_command":
-            if "request_id" in message:
-                super().send(node, {"type": "apply_command_response",
-                                    "request_id": message["request_id"],
-                                    "error": FAIL_REASON.NOT_LEADER})
-            return
-        super()._onMessageReceived(node, message)

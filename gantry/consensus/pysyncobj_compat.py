@@ -38,17 +38,34 @@ Invariants this module protects:
    be restored unless it is exactly at the snapshot's entry), False while this node's own dump is
    loaded at start-up.
 
-Everything else in pysyncobj is used as is. Accessors at the bottom give the Raft actor what it
-reads of pysyncobj's state without reaching into its private names itself.
+Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
+``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
+without reaching into its private names itself, and the hooks at the bottom plug the durable log
+in: :func:`installed` (pysyncobj's ``createJournal`` returns a
+:class:`~gantry.consensus.journal.DurableJournal` while ``SyncObj.__init__`` runs),
+:class:`DurableTransport` / :func:`transport_for` (group-commit acknowledgements and draining, on
+pysyncobj's message dicts and ``_onMessageReceived``) and :func:`is_membership_entry` (the command
+type prefix byte). No other module may use a pysyncobj private name (``_SyncObj__*``,
+``_isLeader``, ``_getLeader``, transport internals): upgrading the engine is an audit of this file
+and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version pin in
+``tests/actors/test_raft_index.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
+import pysyncobj.syncobj as _syncobj_module
 import structlog
-from pysyncobj import SyncObj
+from pysyncobj import FAIL_REASON, SyncObj
+from pysyncobj.transport import TCPTransport
+
+if TYPE_CHECKING:
+    from gantry.consensus.journal import DurableJournal
 
 _log = structlog.get_logger("gantry.raft")
 
@@ -58,6 +75,13 @@ _log = structlog.get_logger("gantry.raft")
 RECONFIG_MAX_LAG = 1000
 
 _TRANSMISSION_PARTIAL = ("start", "process")
+_MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
+
+
+def is_membership_entry(command: bytes) -> bool:
+    """Whether a journal entry's command bytes are a pysyncobj membership change (as opposed to a
+    Gantry entry or pysyncobj's no-op): pysyncobj prefixes each command with its type byte."""
+    return command[:1] == _MEMBERSHIP
 
 
 class SafeSyncObj(SyncObj):  # type: ignore[misc]
@@ -231,6 +255,14 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         return ""
 
     # -- read-only accessors for the Raft actor (tick thread) --
+    def is_leader(self) -> bool:
+        """Whether this node is the leader (pysyncobj's ``_isLeader``)."""
+        return bool(self._isLeader())
+
+    def leader_node(self) -> Any:
+        """The node this node takes for the leader (pysyncobj's ``_getLeader``), or None."""
+        return self._getLeader()
+
     def reachable_members(self, within_s: float) -> list[str]:
         """Raft addresses of the other members this node can reach: TCP-connected, and — for the
         leader's view of every member and a follower's view of its leader — heard from within
@@ -271,7 +303,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         return int(self._SyncObj__noopIDx or 0)
 
     def transport(self) -> Any:
-        """pysyncobj's transport instance (a :class:`gantry.consensus.journal.DurableTransport`)."""
+        """pysyncobj's transport instance (a :class:`DurableTransport`)."""
         return self._SyncObj__transport
 
     def pipe_notifier(self) -> Any:
@@ -302,3 +334,75 @@ def align_journal_to_dump(journal: Any, prev: tuple[bytes, int, int],
         return 0
     journal.deleteEntriesTo(pos)
     return pos
+
+
+# -- the durable journal and transport hooks (see gantry.consensus.journal) --
+
+def transport_for(journal: DurableJournal) -> type[DurableTransport]:
+    """A :class:`DurableTransport` subclass bound to ``journal`` (pysyncobj instantiates the
+    transport class itself)."""
+    return type("BoundDurableTransport", (DurableTransport,), {"journal": journal})
+
+
+_install_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def installed(journal: DurableJournal) -> Iterator[None]:
+    """Make pysyncobj's ``createJournal`` return ``journal`` while the block runs (wrap only
+    ``SyncObj.__init__``, which calls it exactly once)."""
+    with _install_lock:
+        original = _syncobj_module.createJournal
+        _syncobj_module.createJournal = lambda _path=None: journal
+        try:
+            yield
+        finally:
+            _syncobj_module.createJournal = original
+
+
+class DurableTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj's TCP transport, except that an append acknowledgement (``next_node_idx``)
+    leaves only after the journal is fsync'd: a follower never acknowledges an entry it could
+    lose."""
+
+    journal: DurableJournal | None = None
+    #: Set while a stopping node hands leadership over: it neither campaigns (outgoing
+    #: ``request_vote`` dropped) nor accepts commands forwarded by followers (answered
+    #: NOT_LEADER), so a caught-up follower can take over and stay leader.
+    draining = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending_acks: list[tuple[Any, Any]] = []
+
+    def send(self, node: Any, message: Any) -> bool:
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "next_node_idx" and self.journal is not None:
+                # Group commit on followers: acknowledgements wait for the end of this tick,
+                # when one fsync covers every append that arrived in the same poll.
+                self._pending_acks.append((node, message))
+                return True
+            if kind == "request_vote" and self.draining:
+                return True
+        return bool(super().send(node, message))
+
+    def flush_acks(self) -> None:
+        """fsync the journal, then send the acknowledgements held back since the last flush.
+        Called once per tick (from the Raft tick thread, which also calls ``send``)."""
+        if not self._pending_acks:
+            return
+        if self.journal is not None:
+            self.journal.sync()
+        acks, self._pending_acks = self._pending_acks, []
+        for node, message in acks:
+            super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
+        if self.draining and isinstance(message, dict) and message.get("type") == "apply_command":
+            if "request_id" in message:
+                super().send(node, {"type": "apply_command_response",
+                                    "request_id": message["request_id"],
+                                    "error": FAIL_REASON.NOT_LEADER})
+            return
+        super()._onMessageReceived(node, message)

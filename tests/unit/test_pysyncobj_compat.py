@@ -13,8 +13,13 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
 
-from gantry.consensus.journal import DurableJournal, installed
-from gantry.consensus.pysyncobj_compat import RECONFIG_MAX_LAG, SafeSyncObj, align_journal_to_dump
+from gantry.consensus.journal import DurableJournal
+from gantry.consensus.pysyncobj_compat import (
+    RECONFIG_MAX_LAG,
+    SafeSyncObj,
+    align_journal_to_dump,
+    installed,
+)
 from tests.support import free_ports
 
 
