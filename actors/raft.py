@@ -40,7 +40,7 @@ from gantry.consensus.pysyncobj_compat import (
     installed,
     transport_for,
 )
-from gantry.db import fsync_dir
+from gantry.db import fsync_file
 from gantry.state import snapshot
 
 from .writer import DRAIN, EntryQueue, Restore
@@ -508,12 +508,7 @@ class RaftActor(pykka.ThreadingActor):
         if from_leader:
             # pysyncobj renamed the received file into place without an fsync and clears the
             # Raft log next: make the snapshot durable first, or a power cut leaves neither.
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            fsync_dir(p)
+            fsync_file(p)
         # pysyncobj may replace the dump file at any time; restore from a private hard link,
         # in log order through the writer's queue (no waiting on the tick thread).
         private = p.with_name(f"restore-{uuid.uuid4().hex}.db")

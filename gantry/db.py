@@ -33,6 +33,17 @@ def fsync_dir(path: str | pathlib.Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | pathlib.Path) -> None:
+    """fsync the file at ``path`` and the directory holding it (its data and its name survive
+    power loss). Raises ``OSError``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path)
+
+
 def open_rw(path: pathlib.Path) -> sqlite3.Connection:
     """Open the node's read-write connection: WAL, ``synchronous=NORMAL`` (a crashed process loses
     nothing committed; power loss may drop the last transactions, which the Raft journal replays

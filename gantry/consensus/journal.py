@@ -49,7 +49,7 @@ import structlog
 from pysyncobj.journal import Journal
 
 from gantry.consensus.pysyncobj_compat import is_membership_entry
-from gantry.db import fsync_dir
+from gantry.db import fsync_dir, fsync_file
 
 log = structlog.get_logger("gantry.journal")
 
@@ -257,12 +257,7 @@ def repair_log(path: str) -> Repair:
         return Repair(scan, "", 0)
     backup = _unique(f"{path}.corrupt-{int(time.time())}")
     shutil.copyfile(path, backup)
-    fd = os.open(backup, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(backup)
+    fsync_file(backup)
     keep = scan.good_end if scan.good_end >= len(MAGIC) else 0
     with open(path, "r+b") as f:
         f.truncate(keep)

@@ -25,6 +25,7 @@ from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.admin.v1 import admin_pb2_grpc
 from gantry.pb.service.v1 import service_pb2_grpc
 from tests.chaos.net import Endpoint
+from tests.support import free_ports
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -34,20 +35,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
 ]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports the OS reports free on 127.0.0.1 right now."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def poll(pred: Callable[[], Any], timeout_s: float, interval_s: float = 0.05) -> Any:
