@@ -93,12 +93,8 @@ def applied_index(path: pathlib.Path) -> int:
     if sqlite_problem(path) is not None or not path.exists() or path.stat().st_size == 0:
         return 0
     try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
-        try:
-            return statemachine.applied_index(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        return snapshot.applied_position(path)[0]  # the same read-only query snapshots use
+    except snapshot.SnapshotError:
         return 0
 
 

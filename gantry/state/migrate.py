@@ -79,11 +79,7 @@ def upgrade(db_path: pathlib.Path, lock_timeout_s: float = 2.0) -> list[str]:
                 backend.apply_migrations(pending)
                 ids = [m.id for m in pending]
         except LockTimeout as e:
-            raise SchemaError(
-                f"database {db_path} is dirty: a migration was interrupted or is running ({e}). "
-                f"If no other gantry process uses it, run `gantry migrate break-lock --db {db_path}` "
-                "and start again."
-            ) from e
+            raise _dirty(db_path, e, "start again") from e
         for mid in ids:
             log.info("migration_applied", migration=mid)
         return ids
@@ -144,16 +140,20 @@ def downgrade(db_path: pathlib.Path, steps: int = 1, lock_timeout_s: float = 2.0
                     log.info("migration_rolling_back", migration=m.id)
                 backend.rollback_migrations(migrations.__class__(to_rollback))
         except LockTimeout as e:
-            raise SchemaError(
-                f"database {db_path} is dirty: a migration was interrupted or is running ({e}). "
-                f"If no other gantry process uses it, run `gantry migrate break-lock --db {db_path}` "
-                "and try again."
-            ) from e
+            raise _dirty(db_path, e, "try again") from e
         for mid in ids:
             log.info("migration_rolled_back", migration=mid)
         return ids
     finally:
         backend.connection.close()
+
+
+def _dirty(db_path: pathlib.Path, e: LockTimeout, then: str) -> SchemaError:
+    """The error for a migration lock held by another (or a crashed) process."""
+    return SchemaError(
+        f"database {db_path} is dirty: a migration was interrupted or is running ({e}). "
+        f"If no other gantry process uses it, run `gantry migrate break-lock --db {db_path}` "
+        f"and {then}.")
 
 
 def break_lock(db_path: pathlib.Path) -> None:
