@@ -25,6 +25,8 @@ from gantry.pb.admin.v1 import admin_pb2_grpc
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
+LEADER_WAIT_S = 3.0  # how long a follower waits to learn the leader before "no leader"
+LEADER_POLL_S = 0.05
 
 
 class ClusterControl(Protocol):
@@ -122,6 +124,18 @@ class AdminService:
         self._change("remove", req, context)
         return pb.RemoveNodeResponse()
 
+    def _await_leader(self, deadline: float) -> pb.StatusResponse:
+        """This node's status once it is the leader or knows the leader's gRPC address, or at
+        ``min(deadline, now + LEADER_WAIT_S)``. Right after an election a follower may not have
+        heard from the new leader yet, or not applied its address announcement: a short wait
+        instead of a spurious ``UNAVAILABLE "no leader"``."""
+        until = min(deadline, time.monotonic() + LEADER_WAIT_S)
+        while True:
+            st = self._node.cluster_status()
+            if st.role == "leader" or st.leader_grpc_addr or time.monotonic() >= until:
+                return st
+            time.sleep(LEADER_POLL_S)
+
     def transfer(self, req: Any, context: grpc.ServicerContext) -> pb.TransferLeadershipResponse:
         addr = _addr(req, required=False)
         st = self._node.cluster_status()
@@ -129,6 +143,11 @@ class AdminService:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
         if addr and addr == st.leader_raft_addr:
             return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
+        deadline = time.monotonic() + _timeout(context)
+        if st.role != "leader" and not st.leader_grpc_addr:
+            st = self._await_leader(deadline)
+            if addr and addr == st.leader_raft_addr:
+                return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
         if st.role != "leader":
             # Any node takes the request: a follower passes it to the leader.
             if not st.leader_grpc_addr:
@@ -136,11 +155,10 @@ class AdminService:
             with grpc.insecure_channel(st.leader_grpc_addr) as ch:
                 try:
                     resp: pb.TransferLeadershipResponse = admin_pb2_grpc.ClusterServiceStub(
-                        ch).TransferLeadership(req, timeout=_timeout(context))
+                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()))
                     return resp
                 except grpc.RpcError as e:
                     raise RpcError(e.code(), e.details() or "transfer failed") from None
-        deadline = time.monotonic() + _timeout(context)
         new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
         if not new:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
