@@ -10,6 +10,18 @@ Invariants:
 - Snapshots are SQLite backups taken by the writer (:mod:`gantry.state.snapshot`); the Raft metadata in
   them is JSON, never pickle.
 - Futures flow one way: this actor asks the writer (snapshot, restore) and never the front door.
+
+Threads (issue 8 item 2). pysyncobj's **tick thread owns the engine**: every read of its state and
+every call into it runs there, with one exception, :class:`Proposer` (pysyncobj's command queue is
+a locked ``FastQueue`` the tick thread drains, so a proposal may be handed in from any thread).
+The actor's own thread never touches the engine: its public methods queue a function as an
+*ask* (:class:`_TickAsks`), which the tick thread runs at the end of its next tick (≤ one tick,
+5 ms by default, and woken at once through pysyncobj's pipe notifier), and wait on its Future.
+The tick thread never waits on anybody: a snapshot is pinned by the writer through the entry
+queue (:class:`~gantry.actors.writer.SnapshotRequest`) and polled from pysyncobj's
+``serializeChecker``. The only other value read across threads is :class:`TickView`, an
+immutable record the tick thread replaces (never mutates) when the leader or the SERVING verdict
+changes.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import functools
 import json
 import os
 import pathlib
+import queue
 import threading
 import time
 import uuid
@@ -43,7 +56,7 @@ from gantry.consensus.pysyncobj_compat import (
 from gantry.db import fsync_file
 from gantry.state import snapshot
 
-from .writer import DRAIN, EntryQueue, Restore
+from .writer import DRAIN, EntryQueue, PendingSnapshot, Restore, SnapshotRequest
 
 log = structlog.get_logger("gantry.raft")
 
@@ -51,8 +64,8 @@ _FAIL_NAMES = {
     v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
 }
 
-#: How long the tick thread waits for the writer to pin a snapshot (seconds).
-SNAPSHOT_TIMEOUT_S = 120.0
+#: How long the actor's thread waits for the tick thread to answer an ask (seconds).
+ASK_TIMEOUT_S = 5.0
 
 
 def _reason_future() -> tuple[Future[int], Callable[[Any, int], None]]:
@@ -109,11 +122,85 @@ class GantrySyncObj(SafeSyncObj):
 
 
 @dataclass(frozen=True)
-class Propose:
-    """Mailbox message: propose ``data`` (encoded Command) whose future is ``proposal_id``."""
+class TickView:
+    """What the tick thread publishes for other threads: the leader's Raft address as of the last
+    tick (None: unknown, or unreachable for an election timeout) and the SERVING verdict.
+    Replaced as a whole, never mutated, so a reader on any thread sees one consistent pair."""
 
-    proposal_id: str
-    data: bytes
+    leader: str | None = None
+    serving: bool = False
+
+
+class Proposer:
+    """Hands proposals to the engine from any thread (the gRPC handlers' own): no mailbox hop.
+
+    ``propose(proposal_id, data)`` pickles and queues ``data`` (an encoded Command) into
+    pysyncobj's locked command queue; the outcome reaches the proposal's Future in
+    :class:`~gantry.consensus.proposals.Proposals` (resolved by the writer after apply, or failed
+    on the tick thread). After :meth:`close` (the node is stopping) a proposal fails at once with
+    ``ProposalError("NODE_STOPPING")``.
+    """
+
+    def __init__(self, sync: GantrySyncObj, proposals: Proposals,
+                 on_result: Callable[[str, Any, int], None]) -> None:
+        self._sync = sync
+        self._proposals = proposals
+        self._on_result = on_result
+        self._closed = False
+
+    def propose(self, proposal_id: str, data: bytes) -> None:
+        if self._closed:
+            self._proposals.fail(proposal_id, ProposalError("NODE_STOPPING"))
+            return
+        self._sync.apply_entry(data, callback=functools.partial(self._on_result, proposal_id))
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class _TickAsks:
+    """Functions queued by other threads to run on the tick thread with the engine as argument;
+    each caller waits on its own Future. Closed when the engine stops: pending and later asks
+    fail with ``ProposalError("NODE_STOPPING")``."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]]] = (
+            queue.SimpleQueue())
+        self._wake = wake
+        self._closed = False
+
+    def ask(self, fn: Callable[[Any], Any], timeout_s: float = ASK_TIMEOUT_S) -> Any:
+        """``fn(engine)`` as run on the tick thread; raises what it raised, or
+        ``concurrent.futures.TimeoutError`` when the tick thread did not get to it in time."""
+        fut: Future[Any] = Future()
+        self._queue.put((fn, fut))
+        if self._closed:
+            self.close()
+        else:
+            self._wake()
+        return fut.result(timeout=timeout_s)
+
+    def run(self, engine: Any) -> None:
+        """Tick thread: answer every queued ask."""
+        while True:
+            try:
+                fn, fut = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fut.set_result(fn(engine))
+            except Exception as e:  # the asker gets it; the tick goes on
+                fut.set_exception(e)
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                _fn, fut = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.done():
+                fut.set_exception(ProposalError("NODE_STOPPING"))
 
 
 @dataclass(frozen=True)
@@ -158,12 +245,17 @@ class RaftActor(pykka.ThreadingActor):
         self._journal: DurableJournal | None = None
         self._transport: Any = None
         self._dump_path = ""
-        self._pending_snapshot: Any = None
-        self._last_snapshot_index = 0
-        self._snapshot_thread: threading.Thread | None = None
         #: Why on_start failed (bind error), or "" when the node runs.
         self.start_error = ""
         self._wake: Any = None
+        self._asks = _TickAsks(self._wake_tick)
+        self._proposer: Proposer | None = None
+        #: Published by the tick thread (see the module docstring); read by any thread.
+        self._view = TickView()
+        # -- the rest is the tick thread's own --
+        self._pending_snapshot: SnapshotRequest | None = None
+        self._last_snapshot_index = 0
+        self._snapshot_thread: threading.Thread | None = None
         self._last_leader: str | None = None
         self._leader_lost_at: float | None = None
         self._serving = False
@@ -261,13 +353,20 @@ class RaftActor(pykka.ThreadingActor):
         self._transport = self._sync.transport()
         # pysyncobj's pipe notifier (present when appendEntriesUseBatch is off) wakes its poller.
         self._wake = self._sync.pipe_notifier()
+        self._proposer = Proposer(self._sync, self._proposals, self._on_result)
         self._sync.addOnTickCallback(self._on_tick)
         log.info("raft_started", raft_addr=cfg.raft_addr, peers=list(cfg.peers))
 
     def on_stop(self) -> None:
+        if self._proposer is not None:
+            self._proposer.close()
         if self._sync is not None:
-            self._sync.destroy_synchronous()
+            self._sync.destroy_synchronous()  # the tick thread has ended when this returns
             self._sync = None
+        self._asks.close()
+        if self._pending_snapshot is not None:  # never built: release its read transaction
+            self._pending_snapshot.cancel()
+            self._pending_snapshot = None
         # Temporary snapshot files (an interrupted incoming transfer, a build in progress) are
         # never needed after a stop; the dump itself is always complete.
         data_dir = pathlib.Path(self._config.data_dir)
@@ -277,28 +376,76 @@ class RaftActor(pykka.ThreadingActor):
         self._proposals.fail_all(ProposalError("NODE_STOPPING"))
         log.info("raft_stopped")
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Propose):
-            self._propose(message)
-        return None
-
     # -- public API --
     def get_start_error(self) -> str:
         """"" when the Raft node started; otherwise why it could not (e.g. port in use)."""
         return self.start_error
 
+    def proposer(self) -> Proposer:
+        """The thread-safe way in for proposals (see :class:`Proposer`); valid once started."""
+        assert self._proposer is not None
+        return self._proposer
+
     def status(self) -> RaftStatus:
-        """This node's role, leader, term and log indexes."""
-        s = self._sync
-        assert s is not None
-        for _ in range(5):  # getStatus iterates dicts the tick thread may be resizing
-            try:
-                st = s.getStatus()
-                break
-            except RuntimeError:
-                continue
-        else:
-            st = {}
+        """This node's role, leader, term and log indexes, as of the tick thread's next tick.
+        Raises ``concurrent.futures.TimeoutError`` if the tick thread does not answer within
+        ASK_TIMEOUT_S, ProposalError("NODE_STOPPING") once the engine stopped."""
+        status: RaftStatus = self._asks.ask(self._status_now)
+        return status
+
+    def change_membership(self, op: str, raft_addr: str) -> Future[int]:
+        """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
+        The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
+        the change (or it failed)."""
+        fut, done = _reason_future()
+        if self._sync is None:
+            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+            return fut
+
+        def change(s: GantrySyncObj) -> None:
+            if op == "add":
+                s.addNodeToCluster(raft_addr, callback=done)
+            else:
+                s.removeNodeFromCluster(raft_addr, callback=done)
+
+        self._asks.ask(change)
+        log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
+        return fut
+
+    def transfer_leadership(self, raft_addr: str | None) -> Future[int]:
+        """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
+        most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
+        the new leader shows in :meth:`leader` a moment later."""
+        fut, done = _reason_future()
+        if self._sync is None:
+            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+        else:  # pysyncobj reads Raft state and sends right here: only on the tick thread
+            self._asks.ask(lambda s: s.transferLeadership(raft_addr or None, callback=done))
+        return fut
+
+    def begin_drain(self) -> None:
+        """The node is stopping: stop campaigning and refuse forwarded commands (see
+        :class:`~gantry.consensus.pysyncobj_compat.DurableTransport`), so leadership can move and
+        stay moved."""
+        if self._sync is not None:
+            self._asks.ask(lambda s: setattr(s.transport(), "draining", True))
+            log.info("raft_draining")
+
+    def leader(self) -> str | None:
+        """The leader's Raft address as of the last tick, or None (also when a follower has not
+        been able to reach its last known leader for an election timeout)."""
+        return self._view.leader
+
+    # -- internals --
+    def _wake_tick(self) -> None:
+        """Any thread: end the tick thread's poll now (an ask is waiting)."""
+        wake = self._wake
+        if wake is not None:
+            wake.notify()
+
+    def _status_now(self, s: GantrySyncObj) -> RaftStatus:
+        """Tick thread: :meth:`status`'s answer."""
+        st = s.getStatus()
         leader = st.get("leader")
         members = sorted({self._config.raft_addr, *(n.id for n in s.otherNodes)})
         role = {0: "follower", 1: "candidate", 2: "leader"}.get(st.get("state"), "unknown")
@@ -317,60 +464,12 @@ class RaftActor(pykka.ThreadingActor):
             last_snapshot_index=self._last_snapshot_index,
         )
 
-    def change_membership(self, op: str, raft_addr: str) -> Future[int]:
-        """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
-        The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
-        the change (or it failed)."""
-        fut, done = _reason_future()
-        s = self._sync
-        if s is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
-        elif op == "add":
-            s.addNodeToCluster(raft_addr, callback=done)
-        else:
-            s.removeNodeFromCluster(raft_addr, callback=done)
-        log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
-        return fut
-
-    def transfer_leadership(self, raft_addr: str | None) -> Future[int]:
-        """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
-        most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
-        the new leader shows in :meth:`leader` a moment later."""
-        fut, done = _reason_future()
-        s = self._sync
-        if s is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
-        else:
-            s.transferLeadership(raft_addr or None, callback=done)
-        return fut
-
-    def begin_drain(self) -> None:
-        """The node is stopping: stop campaigning and refuse forwarded commands (see
-        :class:`~gantry.consensus.pysyncobj_compat.DurableTransport`), so leadership can move and
-        stay moved."""
-        s = self._sync
-        if s is not None:
-            s.transport().draining = True
-            log.info("raft_draining")
-
-    def leader(self) -> str | None:
-        """The leader's Raft address as of the last tick, or None (also when a follower has not
-        been able to reach its last known leader for an election timeout)."""
-        return self._last_leader
-
-    # -- internals --
-    def _propose(self, msg: Propose) -> None:
-        s = self._sync
-        if s is None:
-            self._proposals.fail(msg.proposal_id, ProposalError("NODE_STOPPING"))
-            return
-        s.apply_entry(msg.data, callback=functools.partial(self._on_result, msg.proposal_id))
-
     def _on_result(self, proposal_id: str, result: Any, err: int) -> None:
-        # Tick thread. Success is resolved by the writer after apply; only failures land here.
+        # Tick thread (or the proposing thread when pysyncobj's queue is full). Success is
+        # resolved by the writer after apply; only failures land here.
         if err != FAIL_REASON.SUCCESS:
             self._proposals.fail(
-                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self.leader())
+                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self._view.leader)
             )
 
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
@@ -410,6 +509,7 @@ class RaftActor(pykka.ThreadingActor):
             self._leader_lost_at = None
         if leader != self._last_leader:
             previous, self._last_leader = self._last_leader, leader
+            self._view = TickView(leader, self._serving)
             log.info("leader_changed", leader=leader, previous_leader=previous,
                      term=s.raftCurrentTerm)
             if previous is not None:
@@ -419,7 +519,9 @@ class RaftActor(pykka.ThreadingActor):
         serving = leader is not None and self._caught_up_now(s, leader)
         if serving != self._serving:
             self._serving = serving
+            self._view = TickView(leader, serving)
             self._on_health(serving)
+        self._asks.run(s)
 
     def _caught_up_now(self, s: GantrySyncObj, leader: str) -> bool:
         """Whether this node has applied the log close enough to the leader's commit index to
@@ -442,16 +544,21 @@ class RaftActor(pykka.ThreadingActor):
 
     def last_change_refusal(self) -> str:
         """Why the last membership change was refused by the strict reconfig check ("" if not)."""
-        return self._sync.change_refusal if self._sync is not None else ""
+        if self._sync is None:
+            return ""
+        why: str = self._asks.ask(lambda s: s.change_refusal)
+        return why
 
     # -- snapshots (all on the tick thread, except PendingSnapshot.build) --
     #
     # pysyncobj renames ``tmp_path`` over the dump file the moment the serializer returns and
     # streams the dump file to lagging followers once the serializeChecker reports SUCCESS. So the
     # serializer hard-links the *previous* snapshot to ``tmp_path`` (O(1): the dump stays a complete
-    # snapshot if we crash now) and only pins the database at the snapshot's index (milliseconds);
-    # the checker then copies it on a background thread and renames the finished file over the dump
-    # before reporting SUCCESS. Heartbeats never wait for the copy.
+    # snapshot if we crash now) and queues a SnapshotRequest behind the entries up to the
+    # snapshot's index: the writer pins the database there (milliseconds) without the tick thread
+    # waiting. The checker polls the request, then copies the pinned state on a background thread
+    # and renames the finished file over the dump before reporting SUCCESS. Heartbeats never wait
+    # for the pin or the copy.
 
     def _serialize(self, tmp_path: str, raft_meta: tuple[Any, Any, Any]) -> None:
         dump = pathlib.Path(self._dump_path)
@@ -462,16 +569,23 @@ class RaftActor(pykka.ThreadingActor):
         else:
             tmp.write_bytes(b"")  # no snapshot yet: the journal still holds the whole log
         index = int(raft_meta[0][1])
-        meta = snapshot.encode_meta(raft_meta)
-        self._pending_snapshot = self._writer.proxy().begin_snapshot(index, meta).get(
-            timeout=SNAPSHOT_TIMEOUT_S)
+        request = SnapshotRequest(index, snapshot.encode_meta(raft_meta))
+        self._pending_snapshot = request
         self._snapshot_thread = None
+        if self._queue.put_snapshot(request):
+            self._writer.tell(DRAIN)
 
     def _serialize_checker(self) -> int:
-        pending = self._pending_snapshot
-        if pending is None:
+        request = self._pending_snapshot
+        if request is None:
             return SERIALIZER_STATE.NOT_SERIALIZING
         if self._snapshot_thread is None:
+            if not request.ready.is_set():
+                return SERIALIZER_STATE.SERIALIZING  # the writer has not reached the index yet
+            pending = request.claim()
+            if pending is None:  # the writer could not pin it
+                self._pending_snapshot = None
+                return SERIALIZER_STATE.FAILED
             # pysyncobj renamed our tmp link over the dump; rename() between two links of one file
             # does nothing (POSIX), so the link would stay and pin the old snapshot's blocks.
             tmp = pathlib.Path(self._dump_path + ".tmp")
@@ -484,6 +598,8 @@ class RaftActor(pykka.ThreadingActor):
                 target=self._build_snapshot, args=(pending,), name="snapshot", daemon=True)
             self._snapshot_thread.start()
             return SERIALIZER_STATE.SERIALIZING
+        pending = request.pending
+        assert pending is not None
         if not pending.done.is_set():
             return SERIALIZER_STATE.SERIALIZING
         self._pending_snapshot = None
@@ -493,7 +609,7 @@ class RaftActor(pykka.ThreadingActor):
         self._last_snapshot_index = pending.index
         return SERIALIZER_STATE.SUCCESS
 
-    def _build_snapshot(self, pending: Any) -> None:
+    def _build_snapshot(self, pending: PendingSnapshot) -> None:
         try:
             pending.build(pathlib.Path(self._dump_path))
         except Exception:  # reported through pending.error → FAILED; pysyncobj retries later

@@ -56,6 +56,65 @@ class Restore:
     from_leader: bool = False
 
 
+class SnapshotRequest:
+    """Queue item: pin the database exactly as of log ``index`` for a Raft snapshot.
+
+    Queued by the Raft tick thread behind the entries up to ``index`` (so the writer reaches it
+    with exactly those applied) and polled by it, never waited on. The writer calls
+    :meth:`pinned` or :meth:`failed`; ``ready`` is then set. The tick thread then takes the pinned
+    state with :meth:`claim` (to build it), or gives it up with :meth:`cancel` (the node stops),
+    which closes its read transaction; whichever comes second loses, under one lock.
+    """
+
+    def __init__(self, index: int, meta_json: str) -> None:
+        self.index = index
+        self.meta_json = meta_json
+        self.ready = threading.Event()
+        self.pending: PendingSnapshot | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._claimed = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def pinned(self, pending: PendingSnapshot) -> None:
+        """Writer: the database is pinned; discarded at once if the request was cancelled."""
+        with self._lock:
+            if not self._cancelled:
+                self.pending = pending
+                self.ready.set()
+                return
+        pending.discard()
+
+    def failed(self, error: BaseException) -> None:
+        """Writer: pinning failed (the snapshot attempt fails; pysyncobj tries again later)."""
+        self.error = error
+        self.ready.set()
+
+    def claim(self) -> PendingSnapshot | None:
+        """Tick thread: the pinned state to build, or None if pinning failed or was cancelled."""
+        with self._lock:
+            if self._cancelled or self.pending is None:
+                return None
+            self._claimed = True
+            return self.pending
+
+    def cancel(self) -> None:
+        """The node stops: an unclaimed pinned state is released (a claimed one is being built and
+        releases itself when done)."""
+        with self._lock:
+            self._cancelled = True
+            pending = None if self._claimed else self.pending
+        if pending is not None:
+            pending.discard()
+
+
+QueueItem = tuple[int, bytes, int] | Restore | SnapshotRequest
+
+
 class EntryQueue:
     """Hand-off from the Raft tick thread to the writer. ``put`` never blocks and never raises.
 
@@ -64,7 +123,7 @@ class EntryQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: collections.deque[tuple[int, bytes, int] | Restore] = collections.deque()
+        self._items: collections.deque[QueueItem] = collections.deque()
         self._scheduled = False
 
     def put(self, index: int, data: bytes, term: int = 0) -> bool:
@@ -76,7 +135,12 @@ class EntryQueue:
         then superseded), entries queued after it apply on the restored database."""
         return self._push(restore)
 
-    def _push(self, item: tuple[int, bytes, int] | Restore) -> bool:
+    def put_snapshot(self, request: SnapshotRequest) -> bool:
+        """Queue a snapshot pin in log order: the writer pins the database once every entry
+        queued before it is applied, and none after it."""
+        return self._push(request)
+
+    def _push(self, item: QueueItem) -> bool:
         with self._lock:
             self._items.append(item)
             if self._scheduled:
@@ -84,14 +148,14 @@ class EntryQueue:
             self._scheduled = True
             return True
 
-    def take(self, limit: int) -> list[tuple[int, bytes, int]] | Restore:
-        """Pop up to ``limit`` entries, or one Restore if it is next; when nothing remains, mark
-        the queue idle. An empty list means idle."""
+    def take(self, limit: int) -> list[tuple[int, bytes, int]] | Restore | SnapshotRequest:
+        """Pop up to ``limit`` entries, or one Restore or SnapshotRequest if it is next; when
+        nothing remains, mark the queue idle. An empty list means idle."""
         with self._lock:
             batch: list[tuple[int, bytes, int]] = []
             while self._items and len(batch) < limit:
                 item = self._items[0]
-                if isinstance(item, Restore):
+                if isinstance(item, (Restore, SnapshotRequest)):
                     if batch:
                         break
                     self._items.popleft()
@@ -136,12 +200,16 @@ class PendingSnapshot:
             log.warning("snapshot_failed", index=self.index, error=repr(e))
             raise
         finally:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.conn.close()
-            self.done.set()
+            self.discard()
+
+    def discard(self) -> None:
+        """End the read transaction and close its connection (idempotent); sets ``done``."""
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self.conn.close()
+        self.done.set()
 
 
 class _Drain:
@@ -212,21 +280,6 @@ class WriterActor(pykka.ThreadingActor):
         """The last log index committed to the database."""
         return self._watermark.value
 
-    def begin_snapshot(self, index: int, meta_json: str) -> PendingSnapshot:
-        """Apply everything queued, then pin a read transaction: the database exactly as of
-        Raft log ``index``. Cheap (milliseconds): the copy itself happens later, off this thread
-        and off the Raft tick thread, in :meth:`PendingSnapshot.build`."""
-        assert self._conn is not None
-        t0 = time.monotonic()
-        self._drain_all()
-        conn = db.open_ro(self._db_path)
-        conn.execute("BEGIN")
-        applied = statemachine.applied_index(conn)  # the first read pins the WAL snapshot
-        pending = PendingSnapshot(conn, index, applied, meta_json)
-        log.info("snapshot_started", index=index, applied_index=applied,
-                 pause_ms=round((time.monotonic() - t0) * 1000, 3))
-        return pending
-
     def restore_if_needed(self, path: pathlib.Path, from_leader: bool = False) -> int:
         """Restore the snapshot at ``path`` into the live database when the database is not at
         a position the snapshot allows to keep (see :class:`Restore`); returns the applied index
@@ -264,6 +317,9 @@ class WriterActor(pykka.ThreadingActor):
             batch = self._queue.take(MAX_BATCH)
             if isinstance(batch, Restore):
                 self._restore(batch)
+                continue
+            if isinstance(batch, SnapshotRequest):
+                self._pin(batch)
                 continue
             if batch:
                 self._apply(batch)
@@ -319,6 +375,28 @@ class WriterActor(pykka.ThreadingActor):
         self._wal_retry = threading.Timer(WAL_TRUNCATE_EVERY_S, wake)
         self._wal_retry.daemon = True
         self._wal_retry.start()
+
+    def _pin(self, request: SnapshotRequest) -> None:
+        """Pin a read transaction: the database exactly as of the request's log index (every
+        entry before it in the queue is applied, none after). Cheap (milliseconds): the copy
+        happens later, off this thread and off the tick thread, in :meth:`PendingSnapshot.build`."""
+        if request.cancelled:
+            return
+        t0 = time.monotonic()
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = db.open_ro(self._db_path)
+            conn.execute("BEGIN")
+            applied = statemachine.applied_index(conn)  # the first read pins the WAL snapshot
+        except Exception as e:  # e.g. an I/O error: this attempt fails, pysyncobj retries
+            log.warning("snapshot_pin_failed", index=request.index, error=repr(e))
+            if conn is not None:
+                conn.close()
+            request.failed(e)
+            return
+        request.pinned(PendingSnapshot(conn, request.index, applied, request.meta_json))
+        log.info("snapshot_started", index=request.index, applied_index=applied,
+                 pause_ms=round((time.monotonic() - t0) * 1000, 3))
 
     def _restore(self, item: Restore) -> None:
         try:

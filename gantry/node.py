@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2
 
 from gantry import preflight
 from gantry.actors.frontdoor import FrontDoorActor
-from gantry.actors.raft import Propose, RaftActor, RaftStatus
+from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
@@ -63,6 +63,7 @@ class Node:
         self.port = 0
         self._writer: pykka.ActorRef[Any] | None = None
         self._raft: pykka.ActorRef[Any] | None = None
+        self._proposer: Proposer | None = None
         self._frontdoor: pykka.ActorRef[Any] | None = None
         self._reads: ReadPool | None = None
         self._stopping = threading.Event()
@@ -107,6 +108,7 @@ class Node:
         err = self._raft.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
+        self._proposer = self._raft.proxy().proposer().get(timeout=30)
         self._reads = ReadPool(cfg.database)
         read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
@@ -186,13 +188,13 @@ class Node:
         """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
         node applied it, or fails with ProposalError. Raises ProposalError at once when the node
         is stopping or knows no reachable leader."""
-        if self._stopping.is_set() or self._raft is None:
+        if self._stopping.is_set() or self._proposer is None:
             raise ProposalError("NODE_STOPPING")
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
             raise ProposalError("MISSING_LEADER")
         pid = command.proposal_id
         fut = self.proposals.register(pid)
-        self._raft.tell(Propose(pid, commands.encode(command)))
+        self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
         return fut
 
     def status(self) -> RaftStatus:
