@@ -38,6 +38,7 @@ class ReadIndex:
 
     def get(self) -> Future[int]:
         """A future of a log index committed after this call began."""
+        launch = None
         with self._lock:
             if self._next is None:
                 self._next = Future()
@@ -45,21 +46,33 @@ class ReadIndex:
             if self._inflight and time.monotonic() - self._started_at > self.STUCK_AFTER_S:
                 self._inflight = False
             if not self._inflight:
-                self._start_locked()
+                launch = self._claim_locked()
+        if launch is not None:
+            self._launch(launch)
         return fut
 
-    def _start_locked(self) -> None:
+    def _claim_locked(self) -> Future[int] | None:
+        """Take the reads waiting for the next barrier (None: nobody waits; not in flight)."""
         waiting, self._next = self._next, None
         if waiting is None:
             self._inflight = False
-            return
+            return None
         self._inflight = True
         self._started_at = time.monotonic()
+        return waiting
+
+    def _launch(self, waiting: Future[int]) -> None:
+        # Never under self._lock: the barrier may fail (or succeed) before propose returns, and
+        # its done-callback then runs right here and takes the lock (a proposal refused at once,
+        # e.g. pysyncobj's QUEUE_FULL, deadlocked every later linearizable read).
         try:
             barrier = self._propose()
         except BaseException as e:
-            self._inflight = False
             waiting.set_exception(e)
+            with self._lock:  # reads that arrived meanwhile get their own attempt
+                launch = self._claim_locked()
+            if launch is not None:
+                self._launch(launch)
             return
         barrier.add_done_callback(lambda f: self._done(f, waiting))
 
@@ -70,7 +83,9 @@ class ReadIndex:
         else:
             waiting.set_result(barrier.result())
         with self._lock:
-            self._start_locked()
+            launch = self._claim_locked()
+        if launch is not None:
+            self._launch(launch)
 
 
 def barrier_future(propose_async: Callable[[Any], Future[Any]], make: Callable[[], Any]
