@@ -23,3 +23,10 @@ def test_every_package_is_listed() -> None:
 def test_actors_install_under_gantry() -> None:
     assert _setuptools()["package-dir"] == {"gantry.actors": "actors"}
     assert (REPO / "actors" / "__init__.py").exists()
+
+
+def test_type_checkers_see_the_actors_as_gantry_actors() -> None:
+    # mypy cannot run setuptools' editable import hook: without this link every
+    # ``from gantry.actors... import`` was a missing module, typed as Any.
+    link = REPO / "gantry" / "actors"
+    assert link.is_symlink() and link.resolve() == (REPO / "actors").resolve()
