@@ -103,7 +103,7 @@ def _exit_within(bound_s: float, code: int) -> None:
 def _migrate(ns: argparse.Namespace) -> int:
     from gantry.datadir import DataDirInUse, DataDirLock
 
-    logs.configure("migrate", os.environ.get("LOG_FORMAT", "").lower(), "info")
+    logs.configure("migrate", (config_mod.env("LOG_FORMAT") or "").lower(), "info")
     db = pathlib.Path(ns.db)
     if ns.action != "up" and not db.exists():
         print(f"gantry: no database at {db}", file=sys.stderr)
@@ -292,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
-        a.add_argument("--addr", default=os.environ.get("GANTRY_ADDR", "127.0.0.1:8081"),
-                       help="gRPC address of any node (env GANTRY_ADDR; default 127.0.0.1:8081)")
+        a.add_argument("--addr", default=config_mod.env("GANTRY_ADDR") or config_mod.DEFAULT_ADDR,
+                       help="gRPC address of any node (env GANTRY_ADDR; default "
+                            f"{config_mod.DEFAULT_ADDR})")
         a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
         a.set_defaults(func=_admin)
         return a
