@@ -1,8 +1,11 @@
 """The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``repair-log``
 cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`` and
-``transfer-leader`` talk to a running node's ClusterService.
+``transfer-leader`` talk to a running node's ClusterService; ``status --cluster`` asks every
+member (:mod:`gantry.clusterview`); ``--version`` prints the package version.
 
-Exit codes: 0 clean stop, 1 fatal error while running, 2 bad configuration or schema.
+Exit codes: 0 clean stop or success; 1 fatal error while running, or the asked node's admin call
+failed; 2 bad configuration or schema; 3 (``status --cluster`` only) a member is unreachable or
+not SERVING.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def _exit_within(bound_s: float, code: int) -> None:
 def _migrate(ns: argparse.Namespace) -> int:
     from gantry.datadir import DataDirInUse, DataDirLock
 
-    logs.configure("migrate", os.environ.get("LOG_FORMAT", "").lower(), "info")
+    logs.configure("migrate", (config_mod.env("LOG_FORMAT") or "").lower(), "info")
     db = pathlib.Path(ns.db)
     if ns.action != "up" and not db.exists():
         print(f"gantry: no database at {db}", file=sys.stderr)
@@ -229,24 +232,30 @@ def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
 
 
 def _admin(ns: argparse.Namespace) -> int:
-    import grpc
-    from google.protobuf import json_format
+    import json
 
+    import grpc
+
+    from gantry import clusterview
     from gantry.pb.admin.v1 import admin_pb2 as pb
 
     try:
+        if ns.command == "status" and ns.cluster:
+            view = clusterview.collect(ns.addr, ns.timeout)
+            print(json.dumps(view.to_dict(), indent=2) if ns.json else view.table())
+            return view.exit_code()
         if ns.command == "status":
             st = _admin_call(ns, "Status", pb.StatusRequest())
             assert isinstance(st, pb.StatusResponse)
             if ns.json:
-                print(json_format.MessageToJson(st, always_print_fields_with_no_presence=True))
+                print(json.dumps(clusterview.message_to_dict(st), indent=2))
                 return 0
             print(f"node       {st.node_id}  raft {st.raft_addr}  grpc {st.grpc_addr}")
             print(f"role       {st.role}  (serving: {st.serving})")
             print(f"leader     {st.leader_raft_addr or '-'}  grpc {st.leader_grpc_addr or '-'}")
             print(f"term       {st.term}")
             print(f"indexes    commit {st.commit_index}  applied {st.applied_index}  "
-                  f"raft-applied {st.last_applied}  last snapshot {st.last_snapshot_index}  "
+                  f"last-applied {st.last_applied}  last snapshot {st.last_snapshot_index}  "
                   f"log entries {st.log_entries}")
             print("members")
             for m in st.members:
@@ -270,8 +279,24 @@ def _admin(ns: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``gantry --version``: looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_kw: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        import gantry
+
+        print(f"gantry {gantry.version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gantry", description="Gantry metadata node")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run a node (single-node cluster by default)")
     config_mod.add_serve_arguments(serve)
@@ -292,14 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
-        a.add_argument("--addr", default=os.environ.get("GANTRY_ADDR", "127.0.0.1:8081"),
-                       help="gRPC address of any node (env GANTRY_ADDR; default 127.0.0.1:8081)")
+        a.add_argument("--addr", default=config_mod.env("GANTRY_ADDR") or config_mod.DEFAULT_ADDR,
+                       help="gRPC address of any node (env GANTRY_ADDR; default "
+                            f"{config_mod.DEFAULT_ADDR})")
         a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
         a.set_defaults(func=_admin)
         return a
 
-    admin_parser("status", "show a node's view of the cluster").add_argument(
-        "--json", action="store_true", help="print the StatusResponse as JSON")
+    status = admin_parser("status", "show a node's view of the cluster (--cluster: every member's)")
+    status.add_argument("--cluster", action="store_true",
+                        help="ask every member for its own status and print one table; exit 3 "
+                             "unless every member answered and is SERVING")
+    status.add_argument("--json", action="store_true",
+                        help="print JSON (proto field names, integers as numbers)")
     admin_parser("add-node", "add a member by Raft address").add_argument("raft_addr")
     admin_parser("remove-node", "remove a member by Raft address").add_argument("raft_addr")
     admin_parser("transfer-leader", "hand leadership to a caught-up follower").add_argument(

@@ -3,54 +3,36 @@
 Upstream BlockCloset names are kept where they exist (``GANTRY_PORT`` default 8081,
 ``GANTRY_DB_PATH``, ``GANTRY_DB_DIR``, ``GANTRY_CRADLE_ADDR``, ``GANTRY_HEARTBEAT_INTERVAL``,
 ``APP_ENV``, ``LOG_FORMAT``, ``LOG_LEVEL``, ``ENABLE_REFLECTION``). A flag beats its environment
-variable, which beats the default. With nothing set the node is a single-node cluster on
-127.0.0.1 with its data under ``./data/``.
+variable, which beats the default; an empty variable counts as unset. With nothing set the node
+is a single-node cluster on 127.0.0.1 with its data under ``./data/``.
+
+Each default is stated once, as a :class:`Config` field default. :data:`SETTINGS` is the one
+table of what can be set from outside — field, environment variable(s), kind, flag — and
+:func:`from_args` is the one place that reads the environment (through :func:`env`). Construction
+normalises (derived defaults, lower-cased log settings, the canonical cradle address);
+:meth:`Config.validate` only checks.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import math
 import os
 import pathlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from gantry.validation import normalize_address
+
+#: The database's file name inside the data directory, unless ``--db-path`` says otherwise.
+DB_FILE = "gantry.db"
 
 
 class ConfigError(ValueError):
     """A flag or environment variable has a value the node cannot run with."""
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _flag_or_env(flag: Any, name: str, default: Any, kind: type) -> Any:
-    """The flag's value if given, else the environment variable ``name`` parsed as ``kind``,
-    else ``default``. A malformed variable is a :class:`ConfigError` naming the variable."""
-    if flag is not None:
-        return flag
-    v = os.environ.get(name, "")
-    if not v:
-        return default
-    try:
-        return kind(v)
-    except ValueError:
-        raise ConfigError(f"{name}={v!r}: expected {'an integer' if kind is int else 'a number'}"
-                          ) from None
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return default
-    t = v.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={v!r}: expected true or false")
 
 
 @dataclass
@@ -58,10 +40,10 @@ class Config:
     """Everything a node needs to start. Durations are seconds (``_s``) unless named otherwise."""
 
     data_dir: pathlib.Path = pathlib.Path("data")
-    db_path: pathlib.Path | None = None
+    db_path: pathlib.Path | None = None  # None: data_dir / DB_FILE
     host: str = "127.0.0.1"
     port: int = 8081
-    node_id: str = ""
+    node_id: str = ""  # "": the Raft address
     raft_addr: str = "127.0.0.1:7081"
     peers: list[str] = field(default_factory=list)
     cradle_addr: str = ""
@@ -87,7 +69,14 @@ class Config:
         if not self.node_id:
             self.node_id = self.raft_addr
         if self.db_path is None:
-            self.db_path = self.data_dir / "gantry.db"
+            self.db_path = self.data_dir / DB_FILE
+        self.log_format = self.log_format.lower()
+        self.log_level = self.log_level.lower()
+        if self.cradle_addr:
+            try:
+                self.cradle_addr = normalize_address(self.cradle_addr)
+            except ValueError:
+                pass  # left as given: validate() refuses it
 
     @property
     def database(self) -> pathlib.Path:
@@ -101,7 +90,7 @@ class Config:
         return self.enable_reflection
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` with a fix-it message for unusable values."""
+        """Raise :class:`ConfigError` with a fix-it message for unusable values. Changes nothing."""
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port}: must be 0–65535")
         for addr in [self.raft_addr, *self.peers]:
@@ -109,10 +98,8 @@ class Config:
         if self.raft_addr in self.peers:
             raise ConfigError(f"--peers must not include this node's own --raft-addr {self.raft_addr}")
         if self.cradle_addr:
-            from gantry.validation import normalize_address
-
             try:
-                self.cradle_addr = normalize_address(self.cradle_addr)
+                normalize_address(self.cradle_addr)
             except ValueError:
                 raise ConfigError(f"--cradle-addr {self.cradle_addr!r}: expected HOST:PORT") from None
         host = self.raft_addr.rpartition(":")[0].strip("[]")
@@ -137,6 +124,18 @@ class Config:
                               "or critical")
 
 
+def default(name: str) -> Any:
+    """The default of :class:`Config` field ``name`` (the one place defaults are stated)."""
+    f = next(f for f in dataclasses.fields(Config) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+#: What ``gantry status`` and the other admin commands talk to by default: a default node.
+DEFAULT_ADDR = f"{default('host')}:{default('port')}"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -151,42 +150,6 @@ def check_addr(addr: str, what: str = "address") -> None:
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{what} {addr!r}: expected HOST:PORT")
-
-
-def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    """Register ``gantry serve`` flags; defaults come from the environment."""
-    p.add_argument("--data-dir", default=_env("GANTRY_DATA_DIR", _env("GANTRY_DB_DIR", "data")),
-                   help="directory for the database, Raft journal and snapshots "
-                        "(env GANTRY_DATA_DIR or GANTRY_DB_DIR; default ./data)")
-    p.add_argument("--db-path", default=_env("GANTRY_DB_PATH", ""),
-                   help="SQLite file (env GANTRY_DB_PATH; default DATA_DIR/gantry.db)")
-    p.add_argument("--host", default=_env("GANTRY_HOST", "127.0.0.1"),
-                   help="gRPC listen host (env GANTRY_HOST; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None,
-                   help="gRPC listen port, 0 = any free port (env GANTRY_PORT; default 8081)")
-    p.add_argument("--node-id", default=_env("GANTRY_NODE_ID", ""),
-                   help="name in logs and status (env GANTRY_NODE_ID; default the Raft address)")
-    p.add_argument("--raft-addr", default=_env("GANTRY_RAFT_ADDR", "127.0.0.1:7081"),
-                   help="this node's Raft HOST:PORT (env GANTRY_RAFT_ADDR; default 127.0.0.1:7081)")
-    p.add_argument("--peers", default=_env("GANTRY_PEERS", ""),
-                   help="the other nodes' Raft addresses, comma-separated; empty = single-node "
-                        "cluster (env GANTRY_PEERS)")
-    p.add_argument("--cradle-addr", default=_env("GANTRY_CRADLE_ADDR", ""),
-                   help="register this storage server HOST:PORT at start-up (env GANTRY_CRADLE_ADDR)")
-    p.add_argument("--raft-password", default=_env("GANTRY_RAFT_PASSWORD", ""),
-                   help="encrypts and authenticates Raft traffic (env GANTRY_RAFT_PASSWORD)")
-    p.add_argument("--grace", type=float, default=None,
-                   help="seconds in-flight RPCs get to finish on SIGTERM (env GANTRY_GRACE)")
-    p.add_argument("--snapshot-entries", type=int, default=None,
-                   help="compact the Raft log after this many entries (env GANTRY_SNAPSHOT_ENTRIES)")
-    p.add_argument("--snapshot-interval", type=float, default=None,
-                   help="…or after this many seconds (env GANTRY_SNAPSHOT_INTERVAL)")
-    p.add_argument("--no-raft-fsync", dest="raft_fsync", action="store_false",
-                   default=None,
-                   help="do not fsync the Raft log (benchmarks only: a power cut can lose "
-                        "acknowledged writes; env GANTRY_RAFT_FSYNC=false)")
-    p.add_argument("--raft-tick", type=float, default=None,
-                   help="Raft tick period in seconds (env GANTRY_RAFT_TICK)")
 
 
 def parse_duration(text: str, what: str) -> float:
@@ -208,34 +171,190 @@ def parse_duration(text: str, what: str) -> float:
     return v
 
 
-def from_args(ns: argparse.Namespace) -> Config:
-    """Build and validate a Config from parsed ``serve`` flags plus the plain environment."""
-    refl = os.environ.get("ENABLE_REFLECTION")
-    cfg = Config(
-        data_dir=pathlib.Path(ns.data_dir),
-        db_path=pathlib.Path(ns.db_path) if ns.db_path else None,
-        host=ns.host,
-        port=_flag_or_env(ns.port, "GANTRY_PORT", 8081, int),
-        node_id=ns.node_id,
-        raft_addr=ns.raft_addr,
-        peers=[p.strip() for p in ns.peers.split(",") if p.strip()],
-        cradle_addr=ns.cradle_addr,
-        raft_password=ns.raft_password,
-        app_env=_env("APP_ENV", "production"),
-        log_format=_env("LOG_FORMAT", "").lower(),
-        log_level=_env("LOG_LEVEL", "info").lower(),
-        enable_reflection=None if refl in (None, "") else _env_bool("ENABLE_REFLECTION", False),
-        grace_s=_flag_or_env(ns.grace, "GANTRY_GRACE", 10.0, float),
-        heartbeat_interval_s=parse_duration(_env("GANTRY_HEARTBEAT_INTERVAL", "30s"),
-                                            "GANTRY_HEARTBEAT_INTERVAL"),
-        raft_tick_s=_flag_or_env(ns.raft_tick, "GANTRY_RAFT_TICK", 0.005, float),
-        raft_fsync=_env_bool("GANTRY_RAFT_FSYNC", True) if ns.raft_fsync is None else False,
-        # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
-        raft_batch=_env_bool("GANTRY_RAFT_BATCH", False),
-        raft_append_period_s=_flag_or_env(None, "GANTRY_RAFT_APPEND_PERIOD", 0.05, float),
-        snapshot_entries=_flag_or_env(ns.snapshot_entries, "GANTRY_SNAPSHOT_ENTRIES", 20000, int),
-        snapshot_interval_s=_flag_or_env(ns.snapshot_interval, "GANTRY_SNAPSHOT_INTERVAL", 3600.0,
-                                         float),
-    )
+def parse_bool(text: str, what: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``). Raises
+    :class:`ConfigError`."""
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what}={text!r}: expected true or false")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a setting's text becomes a value. ``convert`` serves the flag (as argparse's ``type``:
+    a ``ValueError`` is argparse's usual usage error); ``parse`` serves the environment and
+    raises :class:`ConfigError` naming the variable."""
+
+    convert: Callable[[str], Any]
+    parse: Callable[[str, str], Any]
+
+
+def _number(kind: Callable[[str], Any], expected: str) -> Kind:
+    def parse(text: str, name: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: expected {expected}") from None
+
+    return Kind(kind, parse)
+
+
+def _total(convert: Callable[[str], Any]) -> Kind:
+    """A kind every text converts to (strings, paths, lists)."""
+    return Kind(convert, lambda text, _name: convert(text))
+
+
+def _peers(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _optional_path(text: str) -> pathlib.Path | None:
+    return pathlib.Path(text) if text else None
+
+
+def _no_flag(text: str) -> Any:
+    raise ValueError(text)  # booleans and durations have no valued flag
+
+
+STR = _total(str)
+PATH = _total(pathlib.Path)
+OPTIONAL_PATH = _total(_optional_path)
+LIST = _total(_peers)
+INT = _number(int, "an integer")
+FLOAT = _number(float, "a number")
+BOOL = Kind(_no_flag, parse_bool)
+DURATION = Kind(_no_flag, parse_duration)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One :class:`Config` field settable from outside. ``env``: its variables, the first one
+    set wins. ``flag``: its ``serve`` flag (``""``: environment only); with ``flag_const`` the
+    flag takes no value and sets that one. ``default_text``: the help's words for a derived
+    default (else the field default is shown)."""
+
+    field: str
+    env: tuple[str, ...]
+    kind: Kind
+    help: str
+    flag: str = ""
+    flag_const: Any = None
+    default_text: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", ("GANTRY_DATA_DIR", "GANTRY_DB_DIR"), PATH,
+            "directory for the database, Raft journal and snapshots", "--data-dir"),
+    Setting("db_path", ("GANTRY_DB_PATH",), OPTIONAL_PATH, "SQLite file", "--db-path",
+            default_text=f"DATA_DIR/{DB_FILE}"),
+    Setting("host", ("GANTRY_HOST",), STR, "gRPC listen host", "--host"),
+    Setting("port", ("GANTRY_PORT",), INT, "gRPC listen port, 0 = any free port", "--port"),
+    Setting("node_id", ("GANTRY_NODE_ID",), STR, "name in logs and status", "--node-id",
+            default_text="the Raft address"),
+    Setting("raft_addr", ("GANTRY_RAFT_ADDR",), STR, "this node's Raft HOST:PORT", "--raft-addr"),
+    Setting("peers", ("GANTRY_PEERS",), LIST,
+            "the other nodes' Raft addresses, comma-separated; empty = single-node cluster",
+            "--peers"),
+    Setting("cradle_addr", ("GANTRY_CRADLE_ADDR",), STR,
+            "register this storage server HOST:PORT at start-up", "--cradle-addr"),
+    Setting("raft_password", ("GANTRY_RAFT_PASSWORD",), STR,
+            "encrypts and authenticates Raft traffic", "--raft-password"),
+    Setting("grace_s", ("GANTRY_GRACE",), FLOAT, "seconds in-flight RPCs get to finish on SIGTERM",
+            "--grace"),
+    Setting("snapshot_entries", ("GANTRY_SNAPSHOT_ENTRIES",), INT,
+            "compact the Raft log after this many entries", "--snapshot-entries"),
+    Setting("snapshot_interval_s", ("GANTRY_SNAPSHOT_INTERVAL",), FLOAT,
+            "…or after this many seconds", "--snapshot-interval"),
+    Setting("raft_fsync", ("GANTRY_RAFT_FSYNC",), BOOL,
+            "do not fsync the Raft log: benchmarks only, a power cut can lose acknowledged writes",
+            "--no-raft-fsync", flag_const=False),
+    Setting("raft_tick_s", ("GANTRY_RAFT_TICK",), FLOAT, "Raft tick period in seconds",
+            "--raft-tick"),
+    # Environment only.
+    Setting("app_env", ("APP_ENV",), STR, "development turns on reflection and canned errors"),
+    Setting("log_format", ("LOG_FORMAT",), STR, "json or pretty",
+            default_text="pretty on a terminal, else json"),
+    Setting("log_level", ("LOG_LEVEL",), STR, "debug, info, warning, error or critical"),
+    Setting("enable_reflection", ("ENABLE_REFLECTION",), BOOL, "gRPC server reflection",
+            default_text="on with APP_ENV=development"),
+    Setting("heartbeat_interval_s", ("GANTRY_HEARTBEAT_INTERVAL",), DURATION,
+            "cradle server heartbeat period, 0 = off"),
+    # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
+    Setting("raft_batch", ("GANTRY_RAFT_BATCH",), BOOL, "batch Raft appends"),
+    Setting("raft_append_period_s", ("GANTRY_RAFT_APPEND_PERIOD",), FLOAT,
+            "Raft append period in seconds"),
+)
+
+
+def env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The environment variable ``name``, or None when it is unset or empty: the one way
+    Gantry reads its environment."""
+    v = (os.environ if environ is None else environ).get(name, "")
+    return v or None
+
+
+def _show_default(s: Setting) -> str:
+    """The help's words for ``s``'s default (``""`` when there is nothing to say)."""
+    if s.default_text:
+        return s.default_text
+    value = default(s.field)
+    if value in ("", None, []):
+        return ""
+    return f"{_show(value)}s" if s.kind is DURATION else _show(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, pathlib.Path) and not value.is_absolute():
+        return f"./{value}"
+    return str(value)
+
+
+def _help(s: Setting) -> str:
+    envs = " or ".join(s.env)
+    if s.flag_const is not None:
+        return f"{s.help} (env {envs}={_show(s.flag_const)})"
+    d = _show_default(s)
+    return f"{s.help} (env {envs}; default {d})" if d else f"{s.help} (env {envs})"
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """Register ``gantry serve`` flags (one per :data:`SETTINGS` row that has one). A flag not
+    given leaves no attribute (``argparse.SUPPRESS``): :func:`from_args` then reads the
+    environment."""
+    for s in SETTINGS:
+        if not s.flag:
+            continue
+        if s.flag_const is not None:
+            p.add_argument(s.flag, dest=s.field, action="store_const", const=s.flag_const,
+                           default=argparse.SUPPRESS, help=_help(s))
+        else:
+            p.add_argument(s.flag, dest=s.field, type=s.kind.convert, default=argparse.SUPPRESS,
+                           metavar=s.flag[2:].upper().replace("-", "_"), help=_help(s))
+    rows = [f"{s.env[0]} ({s.help}; default {_show_default(s)})" for s in SETTINGS if not s.flag]
+    p.epilog = "Environment only: " + "; ".join(rows) + "."
+
+
+def from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """Build and validate a Config from parsed ``serve`` flags plus the environment
+    (``os.environ`` unless ``environ`` is given). A setting neither flagged nor in the
+    environment is left to the :class:`Config` default."""
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.flag and hasattr(ns, s.field):
+            values[s.field] = getattr(ns, s.field)
+            continue
+        for name in s.env:
+            text = env(name, environ)
+            if text is not None:
+                values[s.field] = s.kind.parse(text, name)
+                break
+    cfg = Config(**values)
     cfg.validate()
     return cfg

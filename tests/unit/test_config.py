@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -64,3 +65,89 @@ def test_unusable_values_are_refused_with_a_message(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(name, value)
     with pytest.raises(config.ConfigError):
         parse([])
+
+
+def _clear_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for s in config.SETTINGS:
+        for name in s.env:
+            monkeypatch.delenv(name, raising=False)
+
+
+def test_every_default_is_the_config_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Defaults are stated once, on the dataclass: nothing set parses to exactly Config().
+    _clear_settings_env(monkeypatch)
+    parsed, plain = parse([]), config.Config()
+    for f in dataclasses.fields(config.Config):
+        assert getattr(parsed, f.name) == getattr(plain, f.name), f.name
+
+
+def test_settings_name_real_fields_once() -> None:
+    names = [s.field for s in config.SETTINGS]
+    assert len(names) == len(set(names))
+    fields = {f.name for f in dataclasses.fields(config.Config)}
+    assert set(names) <= fields
+    # Not settable from outside, on purpose: the election timeouts.
+    assert fields - set(names) == {"raft_min_timeout_s", "raft_max_timeout_s"}
+
+
+def test_help_shows_the_dataclass_defaults() -> None:
+    p = argparse.ArgumentParser()
+    config.add_serve_arguments(p)
+    text = " ".join(p.format_help().split())
+    assert "GANTRY_PORT; default 8081" in text
+    assert "GANTRY_RAFT_ADDR; default 127.0.0.1:7081" in text
+    assert "GANTRY_HEARTBEAT_INTERVAL (cradle server heartbeat period, 0 = off; default 30s)" in text
+    assert config.DEFAULT_ADDR == "127.0.0.1:8081"
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_settings_env(monkeypatch)
+    for name in ("GANTRY_PORT", "GANTRY_HOST", "GANTRY_DATA_DIR", "LOG_LEVEL", "ENABLE_REFLECTION",
+                 "GANTRY_RAFT_FSYNC"):
+        monkeypatch.setenv(name, "")
+    cfg = parse([])
+    assert (cfg.port, cfg.host, str(cfg.database), cfg.log_level) == (8081, "127.0.0.1",
+                                                                      "data/gantry.db", "info")
+    assert cfg.enable_reflection is None and cfg.raft_fsync
+
+
+def test_environment_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_settings_env(monkeypatch)
+    monkeypatch.setenv("GANTRY_DB_DIR", "legacy")
+    monkeypatch.setenv("ENABLE_REFLECTION", "yes")
+    monkeypatch.setenv("GANTRY_HEARTBEAT_INTERVAL", "500ms")
+    monkeypatch.setenv("GANTRY_RAFT_FSYNC", "true")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    cfg = parse(["--no-raft-fsync"])
+    assert str(cfg.database) == "legacy/gantry.db"
+    assert cfg.enable_reflection is True and cfg.reflection
+    assert cfg.heartbeat_interval_s == 0.5
+    assert cfg.raft_fsync is False  # the flag beats GANTRY_RAFT_FSYNC=true
+    assert cfg.log_format == "json"
+    monkeypatch.setenv("GANTRY_DATA_DIR", "new")  # GANTRY_DATA_DIR beats upstream's GANTRY_DB_DIR
+    assert str(parse([]).database) == "new/gantry.db"
+    monkeypatch.setenv("ENABLE_REFLECTION", "maybe")
+    with pytest.raises(config.ConfigError, match="ENABLE_REFLECTION='maybe': expected true or false"):
+        parse([])
+
+
+def test_from_args_reads_the_given_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANTRY_PORT", "9000")
+    p = argparse.ArgumentParser()
+    config.add_serve_arguments(p)
+    assert config.from_args(p.parse_args([]), environ={"GANTRY_PORT": "9100"}).port == 9100
+    assert config.from_args(p.parse_args([]), environ={}).port == 8081
+
+
+def test_validate_only_checks() -> None:
+    cfg = config.Config(cradle_addr="Cradle.example:019100", log_level="DEBUG")
+    # Construction normalises...
+    assert (cfg.cradle_addr, cfg.log_level, cfg.node_id) == ("cradle.example:19100", "debug",
+                                                             "127.0.0.1:7081")
+    before = dataclasses.asdict(cfg)
+    cfg.validate()
+    assert dataclasses.asdict(cfg) == before  # ...validate() changes nothing
+    bad = config.Config(cradle_addr="x")
+    with pytest.raises(config.ConfigError, match="--cradle-addr 'x': expected HOST:PORT"):
+        bad.validate()
+    assert bad.cradle_addr == "x"
