@@ -1,4 +1,5 @@
-"""The error vocabulary: every pysyncobj FAIL_REASON has a typed consensus error."""
+"""The error vocabulary: every pysyncobj FAIL_REASON has a typed consensus error, and a stored
+result reads back as the outcome it was."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 from pysyncobj import FAIL_REASON
 
 from gantry.consensus import errors as ce
+from gantry.state import statemachine
+from gantry.state.statemachine import ApplyResult, Code, Outcome
 
 LEADER_RAFT = "127.0.0.1:7002"
 
@@ -64,3 +67,43 @@ def test_membership_failure() -> None:
     busy = ce.membership_failure(FAIL_REASON.REQUEST_DENIED, lambda: "")
     assert isinstance(busy, ce.RequestDenied) and busy.why == ce.CHANGE_IN_PROGRESS
     assert type(ce.membership_failure(FAIL_REASON.NOT_LEADER, refusal)) is ce.NotLeader
+
+
+# -- the stored form of a result --
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_a_stored_result_reads_back_as_its_outcome(outcome: Outcome) -> None:
+    detail = "NOT NULL constraint failed: t.c" if outcome is Outcome.CONSTRAINT_VIOLATED else ""
+    r = ApplyResult(outcome, detail, reason=1, bucket="b", name="n", created_at_us=5,
+                    object_id="o", cradle_address="a:1", cradle_server_id="c")
+    text = statemachine._result_to_json(r)
+    assert statemachine._result_from_json(text) == r
+    assert text.startswith(f'{{"code":{int(outcome.code)},"message":')
+
+
+def test_results_stored_by_earlier_builds_read_back() -> None:
+    # The JSON every build before typed outcomes wrote (dataclasses.asdict of the old fields).
+    old = ('{"code":9,"message":"constraint violated: UNIQUE constraint failed: buckets.name",'
+           '"reason":0,"bucket":"","name":"","created_at_us":0,"object_id":"",'
+           '"cradle_address":"","cradle_server_id":""}')
+    r = statemachine._result_from_json(old)
+    assert (r.outcome, r.detail, r.code, r.message) == (
+        Outcome.CONSTRAINT_VIOLATED, "UNIQUE constraint failed: buckets.name",
+        Code.FAILED_PRECONDITION, "constraint violated: UNIQUE constraint failed: buckets.name")
+    assert statemachine._result_to_json(r) == old
+    exists = ('{"code":6,"message":"bucket already exists","reason":1,"bucket":"photos",'
+              '"name":"","created_at_us":0,"object_id":"","cradle_address":"",'
+              '"cradle_server_id":""}')
+    r = statemachine._result_from_json(exists)
+    assert (r.outcome, r.reason, r.bucket) == (Outcome.BUCKET_EXISTS, 1, "photos")
+    assert statemachine._result_to_json(r) == exists
+
+
+@pytest.mark.parametrize("bad", [
+    '{"code":9,"message":"something else"}',
+    '{"code":5,"message":"bucket already exists"}',  # text and code disagree
+    '{"code":9,"message":"object is not pending: why"}',  # only a constraint carries a detail
+])
+def test_a_stored_result_no_build_wrote_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        statemachine._result_from_json(bad)
