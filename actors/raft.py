@@ -32,8 +32,9 @@ from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry.config import Config
+from gantry.consensus.errors import LeaderChanged, Stopping, from_fail_reason
 from gantry.consensus.journal import DurableJournal
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
     SafeSyncObj,
     align_journal_to_dump,
@@ -46,10 +47,6 @@ from gantry.state import snapshot
 from .writer import DRAIN, EntryQueue, Restore
 
 log = structlog.get_logger("gantry.raft")
-
-_FAIL_NAMES = {
-    v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
-}
 
 #: How long the tick thread waits for the writer to pin a snapshot (seconds).
 SNAPSHOT_TIMEOUT_S = 120.0
@@ -274,7 +271,7 @@ class RaftActor(pykka.ThreadingActor):
         for stale in data_dir.glob("raft.snapshot.*"):
             if stale.name != "raft.snapshot.meta":
                 stale.unlink(missing_ok=True)
-        self._proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self._proposals.fail_all(Stopping())
         log.info("raft_stopped")
 
     def on_receive(self, message: Any) -> Any:
@@ -362,16 +359,14 @@ class RaftActor(pykka.ThreadingActor):
     def _propose(self, msg: Propose) -> None:
         s = self._sync
         if s is None:
-            self._proposals.fail(msg.proposal_id, ProposalError("NODE_STOPPING"))
+            self._proposals.fail(msg.proposal_id, Stopping())
             return
         s.apply_entry(msg.data, callback=functools.partial(self._on_result, msg.proposal_id))
 
     def _on_result(self, proposal_id: str, result: Any, err: int) -> None:
         # Tick thread. Success is resolved by the writer after apply; only failures land here.
         if err != FAIL_REASON.SUCCESS:
-            self._proposals.fail(
-                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self.leader())
-            )
+            self._proposals.fail(proposal_id, from_fail_reason(err, self.leader()))
 
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
         if self._queue.put(index, data, term):
@@ -415,7 +410,7 @@ class RaftActor(pykka.ThreadingActor):
             if previous is not None:
                 # Proposals sent to (or accepted by) the old leader may be lost or may still
                 # commit: answer now rather than at the deadline; retries carry request ids.
-                self._proposals.fail_all(ProposalError("LEADER_CHANGED", leader))
+                self._proposals.fail_all(LeaderChanged(leader))
         serving = leader is not None and self._caught_up_now(s, leader)
         if serving != self._serving:
             self._serving = serving

@@ -71,12 +71,6 @@ class Outcome(enum.Enum):
         return self.value[1]  # type: ignore[no-any-return]
 
 
-# The outcomes' texts under their former names, until the API maps outcomes instead.
-MSG_BUCKET_EXISTS = Outcome.BUCKET_EXISTS.text
-MSG_BUCKET_NOT_FOUND = Outcome.BUCKET_NOT_FOUND.text
-MSG_NO_CRADLES = Outcome.NO_CRADLES.text
-MSG_OBJECT_NOT_FOUND = Outcome.OBJECT_NOT_FOUND.text
-
 # Upstream detail reasons (gantry.service.v1 BucketOwnershipConflict / PlanWriteError).
 REASON_BUCKET_ALREADY_OWNED_BY_YOU = 1
 REASON_BUCKET_NOT_FOUND = 1

@@ -1,16 +1,40 @@
-"""The error vocabulary: every pysyncobj FAIL_REASON has a typed consensus error, and a stored
-result reads back as the outcome it was."""
+"""The error vocabulary: every pysyncobj FAIL_REASON has a typed consensus error, every domain
+outcome and consensus error has exactly the status the README's table promises (code, message,
+details), and a stored result reads back as the outcome it was."""
 
 from __future__ import annotations
 
+import ast
+import pathlib
+
+import grpc
 import pytest
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 from pysyncobj import FAIL_REASON
 
+from gantry.api.errors import (
+    DOMAIN,
+    STATUSES,
+    Call,
+    IndexNotApplied,
+    Kind,
+    error_status,
+    outcome_error,
+    outcome_status,
+)
 from gantry.consensus import errors as ce
+from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.state import statemachine
 from gantry.state.statemachine import ApplyResult, Code, Outcome
 
-LEADER_RAFT = "127.0.0.1:7002"
+U, D, P = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+           grpc.StatusCode.FAILED_PRECONDITION)
+LEADER_RAFT, LEADER_GRPC = "127.0.0.1:7002", "127.0.0.1:8002"
+
+
+def info(reason: str, **meta: str) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=meta)
 
 
 def fail_reason_names() -> dict[int, str]:
@@ -56,6 +80,15 @@ def test_an_unknown_engine_code_is_outcome_unknown_with_the_number() -> None:
     assert ce.OutcomeUnknown().reason == "UNKNOWN_OUTCOME"  # the override is per instance
 
 
+def test_the_api_never_reads_engine_codes() -> None:
+    api = pathlib.Path(ce.__file__).parents[1] / "api"
+    for path in api.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.split(".")[0] == "pysyncobj" for m in imported), path
+        assert not any(isinstance(n, ast.Name) and n.id == "FAIL_REASON" for n in ast.walk(tree)), path
+
 
 def test_membership_failure() -> None:
     def refusal() -> str:
@@ -67,6 +100,143 @@ def test_membership_failure() -> None:
     busy = ce.membership_failure(FAIL_REASON.REQUEST_DENIED, lambda: "")
     assert isinstance(busy, ce.RequestDenied) and busy.why == ce.CHANGE_IN_PROGRESS
     assert type(ce.membership_failure(FAIL_REASON.NOT_LEADER, refusal)) is ce.NotLeader
+
+
+# -- the table: every row, as the wire shows it --
+
+def addr_of(raft_addr: str) -> str:
+    return LEADER_GRPC if raft_addr == LEADER_RAFT else ""
+
+
+WRITE = Call(Kind.WRITE, "CreateBucket", addr_of)
+READ = Call(Kind.READ, "", addr_of)
+MEMBER = Call(Kind.MEMBERSHIP, "AddNode", addr_of)
+LEADER_META = {"leader_raft_addr": LEADER_RAFT, "leader": LEADER_GRPC}
+
+#: (error, call) → (code, message, details): the README's "Every status a client can see".
+CONSENSUS_CASES: list[tuple[BaseException, Call, tuple[grpc.StatusCode, str, tuple[Message, ...]]]] = [
+    (ce.NoLeader(), WRITE, (U, "no leader", (info("MISSING_LEADER"),))),
+    (ce.NotLeader(LEADER_RAFT), WRITE,
+     (U, "write not committed: leader changed", (info("NOT_LEADER", **LEADER_META),))),
+    (ce.Discarded("127.0.0.1:7009"), WRITE,  # a leader whose gRPC address is not known
+     (U, "write not committed: leader changed",
+      (info("DISCARDED", leader_raft_addr="127.0.0.1:7009"),))),
+    (ce.Overloaded(), WRITE, (U, "write not committed: node overloaded", (info("QUEUE_FULL"),))),
+    (ce.RequestDenied(), WRITE,
+     (U, "write not committed: request denied", (info("REQUEST_DENIED"),))),
+    (ce.LeaderChanged(LEADER_RAFT), WRITE,
+     (U, "write outcome unknown: retry with the same x-request-id",
+      (info("LEADER_CHANGED", **LEADER_META),))),
+    (ce.OutcomeUnknown(), WRITE,
+     (U, "write outcome unknown: retry with the same x-request-id", (info("UNKNOWN_OUTCOME"),))),
+    (ce.from_fail_reason(42), WRITE,
+     (U, "write outcome unknown: retry with the same x-request-id", (info("42"),))),
+    (ce.Stopping(), WRITE, (U, "node stopping", (info("NODE_STOPPING"),))),
+    (ce.NotCommitted(), WRITE,  # a class with no row of its own: its parent's
+     (U, "write outcome unknown: retry with the same x-request-id", (info("UNKNOWN_OUTCOME"),))),
+    (TimeoutError(), WRITE, (D, "write not applied before the deadline; outcome unknown", ())),
+    (ce.NoLeader(), READ, (U, "no leader", (info("MISSING_LEADER"),))),
+    (ce.Stopping(), READ, (U, "node stopping", (info("NODE_STOPPING"),))),
+    (ce.NotLeader(LEADER_RAFT), READ,
+     (U, "read not confirmed by a leader (leader changed): retry",
+      (info("NOT_LEADER", **LEADER_META),))),
+    (ce.LeaderChanged(), READ,
+     (U, "read not confirmed by a leader (leader changed): retry", (info("LEADER_CHANGED"),))),
+    (ce.Overloaded(), READ,
+     (U, "read not confirmed by a leader (leader changed): retry", (info("QUEUE_FULL"),))),
+    (RuntimeError("actor gone"), READ,
+     (U, "read not confirmed by a leader (leader changed): retry", ())),
+    (TimeoutError(), READ, (D, "read index not reached before the deadline", ())),
+    (IndexNotApplied(17), READ,
+     (D, "log index 17 not applied on this node before the deadline", ())),
+    (TimeoutError(), MEMBER, (D, "membership change not applied before the deadline", ())),
+    (ce.RequestDenied(why="the new configuration lacks a majority"), MEMBER,
+     (P, "membership change refused: the new configuration lacks a majority", ())),
+    (ce.RequestDenied(why=ce.CHANGE_IN_PROGRESS), MEMBER,
+     (P, "membership change refused: another change is in progress", ())),
+    (ce.NotLeader(LEADER_RAFT), MEMBER, (U, "membership change not committed", ())),
+    (ce.LeaderChanged(), MEMBER, (U, "membership change not committed", ())),
+]
+
+
+@pytest.mark.parametrize(("error", "call", "expected"), CONSENSUS_CASES)
+def test_consensus_error_statuses(error: BaseException, call: Call,
+                                  expected: tuple[grpc.StatusCode, str, tuple[Message, ...]]) -> None:
+    err = error_status(error, call)
+    assert (err.code, err.message, tuple(err.details)) == expected
+
+
+def test_every_consensus_error_has_a_status_in_every_kind() -> None:
+    classes = [ce.ConsensusError, ce.NoLeader, ce.NotCommitted, ce.NotLeader, ce.Discarded,
+               ce.Overloaded, ce.RequestDenied, ce.OutcomeUnknown, ce.LeaderChanged, ce.Stopping]
+    assert {type(ce.from_fail_reason(c)) for c in ce.FAIL_REASONS} <= set(classes)
+    for cls in classes:
+        for kind in Kind:
+            err = error_status(cls(), Call(kind))
+            assert err.code in (U, P), (cls, kind)
+
+
+def test_what_the_table_does_not_know_is_not_turned_into_a_status() -> None:
+    with pytest.raises(LookupError):
+        error_status(RuntimeError("a bug"), WRITE)
+    with pytest.raises(LookupError):
+        error_status(RuntimeError("a bug"), MEMBER)
+
+
+OUTCOME_CASES: list[tuple[ApplyResult, str, tuple[grpc.StatusCode, str, tuple[Message, ...]]]] = [
+    (ApplyResult(Outcome.BUCKET_EXISTS, reason=1, bucket="b"), "CreateBucket",
+     (grpc.StatusCode.ALREADY_EXISTS, "bucket already exists",
+      (svc.BucketOwnershipConflict(
+          reason=svc.BucketOwnershipConflict.REASON_BUCKET_ALREADY_OWNED_BY_YOU, bucket="b"),))),
+    (ApplyResult(Outcome.BUCKET_NOT_FOUND, reason=1, bucket="b"), "PlanWrite",
+     (grpc.StatusCode.NOT_FOUND, "bucket not found",
+      (svc.PlanWriteError(reason=svc.PlanWriteError.REASON_BUCKET_NOT_FOUND, bucket="b"),))),
+    (ApplyResult(Outcome.BUCKET_NOT_FOUND, reason=1, bucket="b"), "DeleteObject",
+     (grpc.StatusCode.NOT_FOUND, "bucket not found", (info("BUCKET_NOT_FOUND", bucket="b"),))),
+    (ApplyResult(Outcome.NO_CRADLES, reason=3, bucket="b"), "PlanWrite",
+     (P, "no cradle servers available",
+      (svc.PlanWriteError(reason=svc.PlanWriteError.REASON_NO_CRADLE_SERVERS, bucket="b"),))),
+    (ApplyResult(Outcome.OBJECT_NOT_FOUND), "CommitObject",
+     (grpc.StatusCode.NOT_FOUND, "object not found", ())),
+    (ApplyResult(Outcome.OBJECT_NOT_PENDING), "AbortObject", (P, "object is not pending", ())),
+    (ApplyResult(Outcome.BUCKET_NOT_EMPTY, bucket="b"), "DeleteBucket",
+     (P, "BucketNotEmpty", (info("BucketNotEmpty", bucket="b"),))),
+    (ApplyResult(Outcome.CONSTRAINT_VIOLATED, "UNIQUE constraint failed: objects.object_id"),
+     "PlanWrite", (P, "constraint violated: UNIQUE constraint failed: objects.object_id", ())),
+    (ApplyResult(Outcome.VALUE_OUT_OF_RANGE), "CommitObject",
+     (grpc.StatusCode.INVALID_ARGUMENT, "value out of range", ())),
+    (ApplyResult(Outcome.REQUEST_ID_REUSED), "DeleteBucket",
+     (grpc.StatusCode.INVALID_ARGUMENT, "x-request-id reused for a different request", ())),
+]
+
+
+@pytest.mark.parametrize(("result", "method", "expected"), OUTCOME_CASES)
+def test_outcome_statuses(result: ApplyResult, method: str,
+                          expected: tuple[grpc.StatusCode, str, tuple[Message, ...]]) -> None:
+    err = outcome_error(result, Call(Kind.WRITE, method))
+    assert (err.code, err.message, tuple(err.details)) == expected
+
+
+def test_every_outcome_has_one_row_that_agrees_with_its_stored_form() -> None:
+    failures = [o for o in Outcome if o is not Outcome.OK]
+    assert {o for o in STATUSES if isinstance(o, Outcome)} == set(failures)
+    assert {r.outcome for r, _, _ in OUTCOME_CASES} == set(failures)
+    for o in failures:
+        result = ApplyResult(o, "x" if o is Outcome.CONSTRAINT_VIOLATED else "")
+        err = outcome_error(result, Call())
+        # The status code number is the stored Code; the wire message is the stored message.
+        assert err.code.value[0] == int(result.code) == int(o.code), o
+        assert err.message == result.message, o
+    with pytest.raises(KeyError):
+        outcome_error(ApplyResult(), Call())
+
+
+def test_a_query_outcome_has_the_same_status_as_an_applied_one() -> None:
+    err = outcome_status(Outcome.BUCKET_NOT_FOUND, bucket="b")
+    assert (err.code, err.message, tuple(err.details)) == (
+        grpc.StatusCode.NOT_FOUND, "bucket not found", (info("BUCKET_NOT_FOUND", bucket="b"),))
+    err = outcome_status(Outcome.OBJECT_NOT_FOUND)
+    assert (err.code, err.message, err.details) == (grpc.StatusCode.NOT_FOUND, "object not found", ())
 
 
 # -- the stored form of a result --
