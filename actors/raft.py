@@ -45,8 +45,9 @@ from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry.config import Config
+from gantry.consensus.errors import LeaderChanged, Stopping, from_fail_reason
 from gantry.consensus.journal import DurableJournal
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
     SafeSyncObj,
     align_journal_to_dump,
@@ -59,10 +60,6 @@ from gantry.state import snapshot
 from .writer import DRAIN, EntryQueue, PendingSnapshot, Restore, SnapshotRequest
 
 log = structlog.get_logger("gantry.raft")
-
-_FAIL_NAMES = {
-    v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
-}
 
 #: How long the actor's thread waits for the tick thread to answer an ask (seconds).
 ASK_TIMEOUT_S = 5.0
@@ -138,7 +135,7 @@ class Proposer:
     pysyncobj's locked command queue; the outcome reaches the proposal's Future in
     :class:`~gantry.consensus.proposals.Proposals` (resolved by the writer after apply, or failed
     on the tick thread). After :meth:`close` (the node is stopping) a proposal fails at once with
-    ``ProposalError("NODE_STOPPING")``.
+    ``Stopping``.
     """
 
     def __init__(self, sync: GantrySyncObj, proposals: Proposals,
@@ -150,7 +147,7 @@ class Proposer:
 
     def propose(self, proposal_id: str, data: bytes) -> None:
         if self._closed:
-            self._proposals.fail(proposal_id, ProposalError("NODE_STOPPING"))
+            self._proposals.fail(proposal_id, Stopping())
             return
         self._sync.apply_entry(data, callback=functools.partial(self._on_result, proposal_id))
 
@@ -161,7 +158,7 @@ class Proposer:
 class _TickAsks:
     """Functions queued by other threads to run on the tick thread with the engine as argument;
     each caller waits on its own Future. Closed when the engine stops: pending and later asks
-    fail with ``ProposalError("NODE_STOPPING")``."""
+    fail with ``Stopping``."""
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self._queue: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]]] = (
@@ -200,7 +197,7 @@ class _TickAsks:
             except queue.Empty:
                 return
             if not fut.done():
-                fut.set_exception(ProposalError("NODE_STOPPING"))
+                fut.set_exception(Stopping())
 
 
 @dataclass(frozen=True)
@@ -373,7 +370,7 @@ class RaftActor(pykka.ThreadingActor):
         for stale in data_dir.glob("raft.snapshot.*"):
             if stale.name != "raft.snapshot.meta":
                 stale.unlink(missing_ok=True)
-        self._proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self._proposals.fail_all(Stopping())
         log.info("raft_stopped")
 
     # -- public API --
@@ -389,7 +386,7 @@ class RaftActor(pykka.ThreadingActor):
     def status(self) -> RaftStatus:
         """This node's role, leader, term and log indexes, as of the tick thread's next tick.
         Raises ``concurrent.futures.TimeoutError`` if the tick thread does not answer within
-        ASK_TIMEOUT_S, ProposalError("NODE_STOPPING") once the engine stopped."""
+        ASK_TIMEOUT_S, ``Stopping`` once the engine stopped."""
         status: RaftStatus = self._asks.ask(self._status_now)
         return status
 
@@ -468,9 +465,7 @@ class RaftActor(pykka.ThreadingActor):
         # Tick thread (or the proposing thread when pysyncobj's queue is full). Success is
         # resolved by the writer after apply; only failures land here.
         if err != FAIL_REASON.SUCCESS:
-            self._proposals.fail(
-                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self._view.leader)
-            )
+            self._proposals.fail(proposal_id, from_fail_reason(err, self._view.leader))
 
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
         if self._queue.put(index, data, term):
@@ -515,7 +510,7 @@ class RaftActor(pykka.ThreadingActor):
             if previous is not None:
                 # Proposals sent to (or accepted by) the old leader may be lost or may still
                 # commit: answer now rather than at the deadline; retries carry request ids.
-                self._proposals.fail_all(ProposalError("LEADER_CHANGED", leader))
+                self._proposals.fail_all(LeaderChanged(leader))
         serving = leader is not None and self._caught_up_now(s, leader)
         if serving != self._serving:
             self._serving = serving

@@ -27,7 +27,8 @@ from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
 from gantry.api.service import GantryService, placeable_where
 from gantry.config import Config
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
 from gantry.db import ReadPool, Watermark
@@ -171,11 +172,11 @@ class Node:
     def propose(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
         """Propose ``command`` and wait up to ``timeout_s`` seconds until this node applied it.
 
-        Raises ProposalError (consensus failed / node stopping) or
+        Raises ConsensusError (consensus failed / node stopping) or
         ``concurrent.futures.TimeoutError``.
         """
         if self._stopping.is_set() or self._raft is None:
-            raise ProposalError("NODE_STOPPING")
+            raise Stopping()
         fut = self.propose_async(command)
         try:
             result: tuple[ApplyResult, int] = fut.result(timeout=timeout_s)
@@ -186,12 +187,12 @@ class Node:
 
     def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
         """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
-        node applied it, or fails with ProposalError. Raises ProposalError at once when the node
-        is stopping or knows no reachable leader."""
+        node applied it, or fails with ConsensusError. Raises Stopping / NoLeader at once when the
+        node is stopping or knows no reachable leader."""
         if self._stopping.is_set() or self._proposer is None:
-            raise ProposalError("NODE_STOPPING")
+            raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
-            raise ProposalError("MISSING_LEADER")
+            raise NoLeader()
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
@@ -318,7 +319,7 @@ class Node:
         if not self.watermark.closed:
             log.info("ending_waiting_calls")
         self.watermark.close()
-        self.proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self.proposals.fail_all(Stopping())
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal_reason = reason
@@ -345,7 +346,7 @@ class Node:
                 continue
             try:
                 return self.propose(make(), 5.0)
-            except (ProposalError, FutureTimeout) as e:
+            except (ConsensusError, FutureTimeout) as e:
                 log.warning("registration_retrying", what=what, error=repr(e))
                 self._stopping.wait(0.5)
         return None
