@@ -25,9 +25,9 @@ from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
-from gantry.api.service import GantryService, placeable_where
+from gantry.api.service import GantryService
 from gantry.config import Config
-from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
+from gantry.consensus.errors import NoLeader, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
@@ -35,6 +35,7 @@ from gantry.db import ReadPool, Watermark
 from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
+from gantry.registration import Registrar
 from gantry.state import commands, migrate
 from gantry.state.statemachine import ApplyResult
 
@@ -79,6 +80,7 @@ class Node:
         self._monitor: CradleMonitor | None = None
         self._lock = DataDirLock(config.data_dir)
         self._db_lock: DataDirLock | None = None
+        self._registrar = Registrar(self.propose, lambda: self._raft_serving, self._stopping)
 
     # -- lifecycle --
     def start(self) -> None:
@@ -338,60 +340,17 @@ class Node:
             host = self.config.raft_addr.rpartition(":")[0]
         return f"{host}:{self.port}"
 
-    def _propose_until_applied(self, make: Any, what: str) -> tuple[ApplyResult, int] | None:
-        """Propose ``make()`` once a leader is known, retrying until it is applied or the node
-        stops (for idempotent start-up registrations)."""
-        while not self._stopping.wait(0.05):
-            if not self._raft_serving:
-                continue
-            try:
-                return self.propose(make(), 5.0)
-            except (ConsensusError, FutureTimeout) as e:
-                log.warning("registration_retrying", what=what, error=repr(e))
-                self._stopping.wait(0.5)
-        return None
-
     def _register_self(self) -> None:
         cfg = self.config
-        out = self._propose_until_applied(
-            lambda: commands.register_node(cfg.raft_addr, cfg.node_id, self.advertised_addr),
-            "node")
-        if out is not None:
-            log.info("node_registered", grpc_addr=self.advertised_addr, index=out[1])
+        self._registrar.register_node(cfg.raft_addr, cfg.node_id, self.advertised_addr)
 
     def _register_cradle(self) -> None:
-        """Register ``--cradle-addr`` through the log once a leader exists (idempotent: the
-        address is unique, re-registering returns the existing row)."""
-        addr = self.config.cradle_addr
-        out = self._propose_until_applied(lambda: commands.register_cradle_server(addr), "cradle")
-        if out is None:
-            return
-        log.info("cradle_registered", address=addr, cradle_server_id=out[0].cradle_server_id,
-                 index=out[1])
-        self._wait_cradle_placeable(out[0].cradle_server_id)
-
-    def _wait_cradle_placeable(self, cradle_id: str) -> None:
-        """Readiness: health turns SERVING only once PlanWrite on this node would choose the
-        configured server (with heartbeats on, once a heartbeat reported its room — on a
-        follower, once the leader's record of it was applied here). Set once: a server that
-        fails later makes PlanWrite answer "no cradle servers available", not health flap."""
+        """Register ``--cradle-addr`` once a leader exists, then hold health NOT_SERVING until
+        that server is placeable here (see :mod:`gantry.registration`)."""
         assert self._reads is not None
-        where = placeable_where(self.config.heartbeat_interval_s > 0)
-        sql = f"SELECT 1 FROM cradle_servers WHERE id = ? AND {where}"
-        next_note = time.monotonic() + 10.0
-        while not self._stopping.wait(0.01):
-            try:
-                placeable = self._reads.conn().execute(sql, (cradle_id, 1)).fetchone()
-            except Exception as e:  # e.g. busy during a restore: look again
-                log.warning("cradle_readiness_check_failed", error=repr(e))
-                continue
-            if placeable:
-                log.info("cradle_placeable", address=self.config.cradle_addr)
-                self._cradle_ready = True
-                self._publish_health()
-                return
-            if time.monotonic() >= next_note:
-                next_note = time.monotonic() + 30.0
-                log.warning("health_waiting_for_cradle", address=self.config.cradle_addr,
-                            hint="NOT_SERVING until this storage server answers a heartbeat "
-                                 "with free space")
+        addr = self.config.cradle_addr
+        cradle_id = self._registrar.register_cradle(addr)
+        if cradle_id is not None and self._registrar.wait_cradle_placeable(
+                self._reads, cradle_id, addr, self.config.heartbeat_interval_s > 0):
+            self._cradle_ready = True
+            self._publish_health()
