@@ -41,11 +41,18 @@ from typing import Any
 
 import pykka
 import structlog
-from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
+from pysyncobj import SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry.config import Config
-from gantry.consensus.errors import LeaderChanged, Stopping, from_fail_reason
+from gantry.consensus.errors import (
+    ConsensusError,
+    LeaderChanged,
+    RequestDenied,
+    Stopping,
+    failure,
+    membership_failure,
+)
 from gantry.consensus.journal import DurableJournal
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
@@ -65,13 +72,18 @@ log = structlog.get_logger("gantry.raft")
 ASK_TIMEOUT_S = 5.0
 
 
-def _reason_future() -> tuple[Future[int], Callable[[Any, int], None]]:
-    """A Future of a pysyncobj FAIL_REASON and the ``callback(result, err)`` that resolves it."""
-    fut: Future[int] = Future()
+Outcome = Future["ConsensusError | None"]
+
+
+def _outcome_future(decode: Callable[[int], ConsensusError | None] = failure
+                    ) -> tuple[Outcome, Callable[[Any, int], None]]:
+    """A Future of an engine request's outcome (None: success, else its typed error, decoded by
+    :mod:`gantry.consensus.errors`) and the engine ``callback(result, err)`` that resolves it."""
+    fut: Outcome = Future()
 
     def done(_res: Any, err: int) -> None:
         if not fut.done():
-            fut.set_result(err)
+            fut.set_result(decode(err))
 
     return fut, done
 
@@ -390,14 +402,18 @@ class RaftActor(pykka.ThreadingActor):
         status: RaftStatus = self._asks.ask(self._status_now)
         return status
 
-    def change_membership(self, op: str, raft_addr: str) -> Future[int]:
+    def change_membership(self, op: str, raft_addr: str) -> Outcome:
         """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
-        The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
-        the change (or it failed)."""
-        fut, done = _reason_future()
+        The future resolves with None once this node applied the change, or its typed error (a
+        refusal of the strict reconfig check is RequestDenied with the reason, read on the tick
+        thread when the engine refused)."""
         if self._sync is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+            fut: Outcome = Future()
+            fut.set_result(RequestDenied(why="node stopping"))
             return fut
+        sync = self._sync
+        fut, done = _outcome_future(
+            lambda err: membership_failure(err, lambda: sync.change_refusal))
 
         def change(s: GantrySyncObj) -> None:
             if op == "add":
@@ -409,13 +425,13 @@ class RaftActor(pykka.ThreadingActor):
         log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
         return fut
 
-    def transfer_leadership(self, raft_addr: str | None) -> Future[int]:
+    def transfer_leadership(self, raft_addr: str | None) -> Outcome:
         """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
-        most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
-        the new leader shows in :meth:`leader` a moment later."""
-        fut, done = _reason_future()
+        most caught-up connected follower). Resolves with None once the request is sent (or its
+        typed error); the new leader shows in :meth:`leader` a moment later."""
+        fut, done = _outcome_future()
         if self._sync is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+            fut.set_result(Stopping())
         else:  # pysyncobj reads Raft state and sends right here: only on the tick thread
             self._asks.ask(lambda s: s.transferLeadership(raft_addr or None, callback=done))
         return fut
@@ -464,8 +480,9 @@ class RaftActor(pykka.ThreadingActor):
     def _on_result(self, proposal_id: str, result: Any, err: int) -> None:
         # Tick thread (or the proposing thread when pysyncobj's queue is full). Success is
         # resolved by the writer after apply; only failures land here.
-        if err != FAIL_REASON.SUCCESS:
-            self._proposals.fail(proposal_id, from_fail_reason(err, self._view.leader))
+        error = failure(err, self._view.leader)
+        if error is not None:
+            self._proposals.fail(proposal_id, error)
 
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
         if self._queue.put(index, data, term):
@@ -536,13 +553,6 @@ class RaftActor(pykka.ThreadingActor):
         else:
             self._lagging_since = None
         return self._caught_up
-
-    def last_change_refusal(self) -> str:
-        """Why the last membership change was refused by the strict reconfig check ("" if not)."""
-        if self._sync is None:
-            return ""
-        why: str = self._asks.ask(lambda s: s.change_refusal)
-        return why
 
     # -- snapshots (all on the tick thread, except PendingSnapshot.build) --
     #

@@ -27,7 +27,7 @@ from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
 from gantry.api.service import GantryService
 from gantry.config import Config
-from gantry.consensus.errors import NoLeader, Stopping
+from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
@@ -124,7 +124,7 @@ class Node:
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
-        self.port = self._frontdoor.proxy().port().get()
+        self.port = self._frontdoor.proxy().port().get(timeout=30)
         self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
@@ -239,21 +239,18 @@ class Node:
             last_applied=st.last_applied, last_snapshot_index=st.last_snapshot_index,
             members=members, serving=self._serving, log_entries=st.log_size)
 
-    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int:
-        """Add or remove a member through the log; returns pysyncobj's FAIL_REASON.
-        Raises ``concurrent.futures.TimeoutError`` after ``timeout_s`` seconds."""
+    def change_membership(self, op: str, raft_addr: str,
+                          timeout_s: float) -> ConsensusError | None:
+        """Add or remove a member through the log: None once this node applied the change, else
+        its typed error (:class:`~gantry.consensus.errors.RequestDenied` with the strict
+        reconfig check's reason when refused). Raises ``concurrent.futures.TimeoutError`` after
+        ``timeout_s`` seconds."""
         assert self._raft is not None
         fut = self._raft.proxy().change_membership(op, raft_addr).get(timeout=5)
-        err: int = fut.result(timeout=timeout_s)
-        if err == 0:
+        error: ConsensusError | None = fut.result(timeout=timeout_s)
+        if error is None:
             log.info("membership_changed", op=op, raft_addr=raft_addr)
-        return err
-
-    def membership_refusal(self) -> str:
-        """Why the strict reconfig check refused the last membership change ("" if it did not)."""
-        assert self._raft is not None
-        why: str = self._raft.proxy().last_change_refusal().get(timeout=5)
-        return why
+        return error
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
         """Hand leadership to ``raft_addr`` (empty: the most caught-up follower) and wait up to
@@ -270,8 +267,8 @@ class Node:
                 log.info("leadership_transferred", new_leader=leader)
                 return str(leader)
             if time.monotonic() - asked_at > 0.5:  # re-ask: denied, or the election failed
-                err = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
-                asked_at = time.monotonic() if err == 0 else 0.0
+                error = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
+                asked_at = time.monotonic() if error is None else 0.0
             time.sleep(0.01)
         return ""
 

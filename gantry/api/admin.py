@@ -21,7 +21,7 @@ from gantry.api.errors import MSG_NO_LEADER, Call, Kind, RpcError, error_status,
 from gantry.api.reads import timeout_of
 from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
-from gantry.consensus.errors import membership_failure
+from gantry.consensus.errors import ConsensusError
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
 
@@ -36,12 +36,11 @@ class ClusterControl(Protocol):
 
     def cluster_status(self) -> pb.StatusResponse: ...
 
-    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int:
-        """Propose the change; pysyncobj's outcome code once applied here (decoded only by
-        :func:`gantry.consensus.errors.membership_failure`). Raises TimeoutError."""
+    def change_membership(self, op: str, raft_addr: str,
+                          timeout_s: float) -> ConsensusError | None:
+        """Propose the change: None once applied here, else its typed error (a refusal is
+        RequestDenied with the reason). Raises TimeoutError."""
         ...
-
-    def membership_refusal(self) -> str: ...
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
 
@@ -109,11 +108,10 @@ class AdminService:
                                "cannot remove the leader: transfer leadership first")
         call = Call(Kind.MEMBERSHIP, "AddNode" if op == "add" else "RemoveNode")
         try:
-            code = self._node.change_membership(op, addr, _timeout(context))
+            failure = self._node.change_membership(op, addr, _timeout(context))
         except TimeoutError as e:
             raise error_status(e, call) from None
         # A refusal says why: the strict reconfig check (gantry.consensus.pysyncobj_compat).
-        failure = membership_failure(code, self._node.membership_refusal)
         if failure is not None:
             raise error_status(failure, call)
 

@@ -32,6 +32,7 @@ from gantry.consensus.errors import (
     ConsensusError,
     Discarded,
     NoLeader,
+    NotCommitted,
     NotLeader,
     OutcomeUnknown,
     Overloaded,
@@ -179,6 +180,7 @@ MSG_NO_LEADER = "no leader"
 MSG_NODE_STOPPING = "node stopping"
 MSG_LEADER_CHANGED = "write not committed: leader changed"
 MSG_OUTCOME_UNKNOWN = "write outcome unknown: retry with the same x-request-id"
+MSG_NOT_COMMITTED = "write not committed: retry"
 MSG_READ_RETRY = "read not confirmed by a leader (leader changed): retry"
 
 #: Every status for a domain outcome or a consensus error. Keys: an Outcome (whatever the call),
@@ -208,6 +210,8 @@ STATUSES: dict[Outcome | tuple[Kind, type[BaseException]], Rule] = {
     (Kind.WRITE, RequestDenied): Rule(_UNAVAILABLE, "write not committed: request denied",
                                       _consensus_info),
     (Kind.WRITE, OutcomeUnknown): Rule(_UNAVAILABLE, MSG_OUTCOME_UNKNOWN, _consensus_info),
+    # (a new kind of "not committed" without a row of its own: still safe to retry blindly)
+    (Kind.WRITE, NotCommitted): Rule(_UNAVAILABLE, MSG_NOT_COMMITTED, _consensus_info),
     # (any other consensus error: not known to have failed, so its outcome is unknown)
     (Kind.WRITE, ConsensusError): Rule(_UNAVAILABLE, MSG_OUTCOME_UNKNOWN, _consensus_info),
     (Kind.WRITE, Stopping): Rule(_UNAVAILABLE, MSG_NODE_STOPPING, _consensus_info),

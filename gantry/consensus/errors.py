@@ -56,6 +56,8 @@ class NoLeader(ConsensusError):
 class NotCommitted(ConsensusError):
     """The entry was never appended to a committed log: retrying cannot apply it twice."""
 
+    reason = "NOT_COMMITTED"
+
 
 class NotLeader(NotCommitted):
     """The node the entry was sent to was not the leader; ``leader_hint`` names the one this node
@@ -133,6 +135,14 @@ def from_fail_reason(code: int, leader_hint: str | None = None) -> ConsensusErro
     if cls is None:
         return OutcomeUnknown(leader_hint, reason=str(code))
     return cls(leader_hint)
+
+
+def failure(code: int, leader_hint: str | None = None) -> ConsensusError | None:
+    """None for FAIL_REASON.SUCCESS, otherwise :func:`from_fail_reason` (an engine callback's
+    ``err``, whatever it is)."""
+    if code == FAIL_REASON.SUCCESS:
+        return None
+    return from_fail_reason(code, leader_hint)
 
 
 def membership_failure(code: int, refusal: Callable[[], str]) -> ConsensusError | None:
