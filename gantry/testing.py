@@ -45,7 +45,7 @@ class InlineConsensus:
 
     ``propose_async(command)`` gives the command the next log index (term 1), queues it to the
     writer and returns the Future that the writer resolves with ``(ApplyResult, log index)`` after
-    apply, like the real node's ``Node.propose_async``. ``fail_next(reason)`` makes the next
+    apply, like the real node's ``Node.propose_async``. ``fail_next(error)`` makes the next
     proposal fail with ``error`` instead (an error path without a cluster).
     """
 

@@ -18,7 +18,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gantry.api.errors import RpcError, invalid_argument
+from gantry.api.errors import INTERNAL, RpcError, invalid_argument
 
 log = structlog.get_logger("gantry.rpc")
 
@@ -110,9 +110,9 @@ def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerConte
                                  tuple(status.trailing_metadata) + already)
             context.abort_with_status(status)
         except Exception:
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            code, message = INTERNAL.code, INTERNAL.message
             log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            context.abort(INTERNAL.code, INTERNAL.message)
         finally:
             fields = {
                 "grpc.service": service,
