@@ -186,6 +186,12 @@ class ClientConfig:
             return grpc.aio.insecure_channel(addr, options=options)
         return grpc.aio.secure_channel(addr, creds, options=options)
 
+    def args(self) -> list[str]:
+        """The TLS flags of :func:`add_client_arguments` for a child process (never the token:
+        a command line is visible to other users)."""
+        return [a for flag, v in (("--tls-ca", self.ca), ("--tls-cert", self.cert),
+                                  ("--tls-key", self.key)) if v for a in (flag, str(v))]
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The admin token as call metadata (empty without one)."""
         if not self.admin_token:
@@ -210,16 +216,16 @@ def add_client_arguments(p: argparse.ArgumentParser, admin_token: bool = False) 
     ``GANTRY_TLS_KEY``) and, with ``admin_token``, ``--admin-token`` (env
     ``GANTRY_ADMIN_TOKEN``). Read them back with :func:`client_from_args`."""
     g = p.add_argument_group("TLS and authentication")
-    g.add_argument("--tls-ca", type=_path, default=_env_path("GANTRY_TLS_CA"),
+    g.add_argument("--tls-ca", type=_path, metavar="PEM", default=_env_path("GANTRY_TLS_CA"),
                    help="PEM CA bundle to verify the node's certificate against; turns TLS on "
                         "(env GANTRY_TLS_CA)")
-    g.add_argument("--tls-cert", type=_path, default=_env_path("GANTRY_TLS_CERT"),
+    g.add_argument("--tls-cert", type=_path, metavar="PEM", default=_env_path("GANTRY_TLS_CERT"),
                    help="PEM client certificate, for a node that requires one (mTLS; env "
                         "GANTRY_TLS_CERT)")
-    g.add_argument("--tls-key", type=_path, default=_env_path("GANTRY_TLS_KEY"),
+    g.add_argument("--tls-key", type=_path, metavar="PEM", default=_env_path("GANTRY_TLS_KEY"),
                    help="PEM private key of --tls-cert (env GANTRY_TLS_KEY)")
     if admin_token:
-        g.add_argument("--admin-token", default=env("GANTRY_ADMIN_TOKEN") or "",
+        g.add_argument("--admin-token", metavar="TOKEN", default=env("GANTRY_ADMIN_TOKEN") or "",
                        help="bearer token for cluster changes on a node listening beyond "
                             "loopback (env GANTRY_ADMIN_TOKEN; prefer the variable: arguments "
                             "are visible to other users)")
