@@ -283,6 +283,9 @@ def _admin(ns: argparse.Namespace) -> int:
             print(f"leader is now {r.new_leader_raft_addr}")
     except grpc.RpcError as e:
         print(f"gantry: {e.code().name}: {e.details()}", file=sys.stderr)
+        if e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (e.details() or ""):
+            print(f"gantry: is a node running at {ns.addr}? A node serving TLS needs --tls-ca; "
+                  "one with --tls-client-ca also --tls-cert and --tls-key", file=sys.stderr)
         return 1
     return 0
 
