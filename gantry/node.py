@@ -121,7 +121,8 @@ class Node:
         auth = admin_interceptor(cfg)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
-            cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg), (auth,)
+            cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
+            (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
