@@ -4,8 +4,11 @@ cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`
 member (:mod:`gantry.clusterview`); ``--version`` prints the package version.
 
 Exit codes: 0 clean stop or success; 1 fatal error while running, or the asked node's admin call
-failed; 2 bad configuration or schema; 3 (``status --cluster`` only) a member is unreachable or
-not SERVING.
+failed; 2 bad configuration or schema (for the admin commands: unusable ``--tls-*`` files); 3
+(``status --cluster`` only) a member is unreachable or not SERVING.
+
+The admin commands reach a TLS node with ``--tls-ca`` (and ``--tls-cert``/``--tls-key`` for
+mTLS), and send ``--admin-token``/``GANTRY_ADMIN_TOKEN`` (:mod:`gantry.tlsconfig`).
 """
 
 from __future__ import annotations
@@ -222,13 +225,13 @@ def _repair_db_check(data_dir: pathlib.Path, log_end: int) -> tuple[int, int]:
 
 
 def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
-    import grpc
-
+    from gantry import tlsconfig
     from gantry.pb.admin.v1 import admin_pb2_grpc
 
-    with grpc.insecure_channel(ns.addr) as ch:
+    client = getattr(ns, "client", None) or tlsconfig.client_from_args(ns)
+    with client.channel(ns.addr) as ch:
         stub = admin_pb2_grpc.ClusterServiceStub(ch)
-        return getattr(stub, method)(request, timeout=ns.timeout)
+        return getattr(stub, method)(request, timeout=ns.timeout, metadata=client.metadata())
 
 
 def _admin(ns: argparse.Namespace) -> int:
@@ -236,12 +239,17 @@ def _admin(ns: argparse.Namespace) -> int:
 
     import grpc
 
-    from gantry import clusterview
+    from gantry import clusterview, tlsconfig
     from gantry.pb.admin.v1 import admin_pb2 as pb
 
     try:
+        ns.client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    try:
         if ns.command == "status" and ns.cluster:
-            view = clusterview.collect(ns.addr, ns.timeout)
+            view = clusterview.collect(ns.addr, ns.timeout, client=ns.client)
             print(json.dumps(view.to_dict(), indent=2) if ns.json else view.table())
             return view.exit_code()
         if ns.command == "status":
@@ -275,6 +283,9 @@ def _admin(ns: argparse.Namespace) -> int:
             print(f"leader is now {r.new_leader_raft_addr}")
     except grpc.RpcError as e:
         print(f"gantry: {e.code().name}: {e.details()}", file=sys.stderr)
+        if e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (e.details() or ""):
+            print(f"gantry: is a node running at {ns.addr}? A node serving TLS needs --tls-ca; "
+                  "one with --tls-client-ca also --tls-cert and --tls-key", file=sys.stderr)
         return 1
     return 0
 
@@ -295,6 +306,8 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gantry import tlsconfig
+
     parser = argparse.ArgumentParser(prog="gantry", description="Gantry metadata node")
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gRPC address of any node (env GANTRY_ADDR; default "
                             f"{config_mod.DEFAULT_ADDR})")
         a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+        tlsconfig.add_client_arguments(a, admin_token=True)
         a.set_defaults(func=_admin)
         return a
 

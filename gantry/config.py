@@ -48,6 +48,13 @@ class Config:
     peers: list[str] = field(default_factory=list)
     cradle_addr: str = ""
     raft_password: str = ""
+    # gRPC TLS (gantry/tlsconfig.py) and ClusterService authorization (gantry/api/auth.py).
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    tls_client_ca: pathlib.Path | None = None  # set: clients must present a certificate (mTLS)
+    tls_ca: pathlib.Path | None = None  # None: tls_client_ca, else the public roots
+    insecure: bool = False  # plaintext gRPC beyond loopback, explicitly
+    admin_token: str = ""
     app_env: str = "production"
     log_format: str = ""  # "json" | "pretty" | "" (auto: pretty on a terminal, else json)
     log_level: str = "info"
@@ -89,6 +96,11 @@ class Config:
             return self.app_env == "development"
         return self.enable_reflection
 
+    @property
+    def grpc_beyond_loopback(self) -> bool:
+        """The gRPC server listens on more than loopback (``--host`` 0.0.0.0, a LAN address, …)."""
+        return not _is_loopback(self.host.strip("[]"))
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a fix-it message for unusable values. Changes nothing."""
         if not 0 <= self.port <= 65535:
@@ -109,6 +121,7 @@ class Config:
                 "(GANTRY_RAFT_PASSWORD) is set: Raft traffic would be unauthenticated pickles "
                 "anyone on the network could use to run code on this node. Set the same password "
                 "on every node.")
+        self._validate_tls()
         if self.log_format not in ("", "json", "pretty"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if not math.isfinite(self.grace_s) or self.grace_s < 0:
@@ -122,6 +135,35 @@ class Config:
         if self.log_level not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use debug, info, warning, error "
                               "or critical")
+
+    def _validate_tls(self) -> None:
+        """TLS files usable, and no plaintext gRPC beyond loopback unless ``--insecure``."""
+        if self.tls_cert or self.tls_key or self.tls_client_ca or self.tls_ca:
+            from gantry import tlsconfig
+
+            try:
+                tlsconfig.check_server(self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_ca)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if self.grpc_beyond_loopback and not self.tls_cert and not self.insecure:
+            raise ConfigError(
+                f"--host {self.host or '(every interface)'} is not a loopback address and no "
+                "--tls-cert/--tls-key (GANTRY_TLS_CERT, GANTRY_TLS_KEY) is set: metadata, admin "
+                "calls and tokens would cross the network in plaintext. Serve TLS, or pass "
+                "--insecure (GANTRY_INSECURE=true) on a network you trust.")
+        if self.admin_token and (len(self.admin_token) < MIN_ADMIN_TOKEN
+                                 or not _printable_ascii(self.admin_token)):
+            raise ConfigError(
+                f"GANTRY_ADMIN_TOKEN: use at least {MIN_ADMIN_TOKEN} printable ASCII characters "
+                "without spaces (e.g. `openssl rand -hex 32`)")
+
+
+#: Shortest admin token accepted (characters).
+MIN_ADMIN_TOKEN = 16
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(33 <= ord(c) <= 126 for c in text)
 
 
 def default(name: str) -> Any:
@@ -262,6 +304,18 @@ SETTINGS: tuple[Setting, ...] = (
             "register this storage server HOST:PORT at start-up", "--cradle-addr"),
     Setting("raft_password", ("GANTRY_RAFT_PASSWORD",), STR,
             "encrypts and authenticates Raft traffic", "--raft-password"),
+    Setting("tls_cert", ("GANTRY_TLS_CERT",), OPTIONAL_PATH,
+            "PEM certificate (chain) the gRPC server presents; with --tls-key, serve TLS",
+            "--tls-cert"),
+    Setting("tls_key", ("GANTRY_TLS_KEY",), OPTIONAL_PATH, "PEM private key of --tls-cert",
+            "--tls-key"),
+    Setting("tls_client_ca", ("GANTRY_TLS_CLIENT_CA",), OPTIONAL_PATH,
+            "require client certificates signed by this PEM CA bundle (mTLS)", "--tls-client-ca"),
+    Setting("tls_ca", ("GANTRY_TLS_CA",), OPTIONAL_PATH,
+            "PEM CA bundle for other nodes' certificates when this node calls them", "--tls-ca",
+            default_text="--tls-client-ca, else the public roots"),
+    Setting("insecure", ("GANTRY_INSECURE",), BOOL,
+            "allow plaintext gRPC on a --host beyond loopback", "--insecure", flag_const=True),
     Setting("grace_s", ("GANTRY_GRACE",), FLOAT, "seconds in-flight RPCs get to finish on SIGTERM",
             "--grace"),
     Setting("snapshot_entries", ("GANTRY_SNAPSHOT_ENTRIES",), INT,
@@ -282,6 +336,9 @@ SETTINGS: tuple[Setting, ...] = (
             default_text="on with APP_ENV=development"),
     Setting("heartbeat_interval_s", ("GANTRY_HEARTBEAT_INTERVAL",), DURATION,
             "cradle server heartbeat period, 0 = off"),
+    Setting("admin_token", ("GANTRY_ADMIN_TOKEN",), STR,
+            "bearer token for ClusterService changes when --host is beyond loopback",
+            default_text="none"),
     # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
     Setting("raft_batch", ("GANTRY_RAFT_BATCH",), BOOL, "batch Raft appends"),
     Setting("raft_append_period_s", ("GANTRY_RAFT_APPEND_PERIOD",), FLOAT,

@@ -19,12 +19,13 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import preflight
+from gantry import preflight, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
+from gantry.api.auth import admin_interceptor
 from gantry.api.service import GantryService
 from gantry.config import Config
 from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
@@ -116,10 +117,12 @@ class Node:
         read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
                                 heartbeats=cfg.heartbeat_interval_s > 0)
-        admin = AdminService(self)
+        admin = AdminService(self, tlsconfig.node_client(cfg))
+        auth = admin_interceptor(cfg)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
-            cfg.reflection, (ADMIN_SERVICE_NAME,)
+            cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
+            (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
@@ -131,7 +134,10 @@ class Node:
         self._monitor = CradleMonitor(self._reads, self._is_leader, self.propose,
                                       cfg.heartbeat_interval_s)
         self._monitor.start()
-        log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr)
+        log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr,
+                 tls=tlsconfig.mode(cfg), admin_auth=auth.mode)
+        if cfg.grpc_beyond_loopback and cfg.tls_cert is None:  # --insecure
+            log.warning("grpc_plaintext_beyond_loopback", host=cfg.host)
 
     def stop(self) -> None:
         """Graceful stop; safe to call more than once and after a failed start."""

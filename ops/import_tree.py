@@ -4,7 +4,7 @@ Usage::
 
     python ops/import_tree.py [PATH] [--target 127.0.0.1:8081] [--bucket NAME] \\
         [--concurrency 32] [--timeout 10] [--retry-for 30] [--progress-every 1000] \\
-        [--progress-interval 5] [--limit N] [--json]
+        [--progress-interval 5] [--limit N] [--json] [--tls-ca CA.pem [--tls-cert C --tls-key K]]
 
 PATH defaults to this interpreter's standard library (``sysconfig.get_paths()["stdlib"]``), a
 real tree of tens of thousands of files. The bucket defaults to ``import-<basename of PATH>``
@@ -56,7 +56,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 
-from gantry import validation  # noqa: E402
+from gantry import tlsconfig, validation  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
 
@@ -234,8 +234,13 @@ async def run(ns: argparse.Namespace) -> int:
     if validation.bucket_name_error(bucket):
         print(f"import_tree: bucket name {bucket!r} is not a valid S3 bucket name", file=sys.stderr)
         return 2
+    try:
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"import_tree: {e}", file=sys.stderr)
+        return 2
     tally = Tally()
-    async with grpc.aio.insecure_channel(ns.target) as channel:
+    async with client.aio_channel(ns.target) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=ns.timeout)
         except TimeoutError:
@@ -320,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="…or after this many seconds (default 5)")
     p.add_argument("--limit", type=int, default=0, help="import at most N files (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    tlsconfig.add_client_arguments(p)
     return p
 
 

@@ -24,6 +24,7 @@ from gantry.config import ConfigError, check_addr
 from gantry.consensus.errors import ConsensusError
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
+from gantry.tlsconfig import PLAINTEXT, ClientConfig
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
@@ -70,10 +71,13 @@ def _reachable(raft_addr: str, timeout_s: float = 1.0) -> bool:
 
 
 class AdminService:
-    """Handlers for ClusterService over a :class:`ClusterControl`."""
+    """Handlers for ClusterService over a :class:`ClusterControl`. ``peer``: how this node
+    calls another one (a follower passing TransferLeadership to the leader): TLS with the node's
+    own certificate and its admin token when configured (:func:`gantry.tlsconfig.node_client`)."""
 
-    def __init__(self, node: ClusterControl) -> None:
+    def __init__(self, node: ClusterControl, peer: ClientConfig = PLAINTEXT) -> None:
         self._node = node
+        self._peer = peer
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         methods: dict[str, tuple[Any, type[Message], type[Message]]] = {
@@ -151,10 +155,11 @@ class AdminService:
             # Any node takes the request: a follower passes it to the leader.
             if not st.leader_grpc_addr:  # seen in the status: no consensus error, no ErrorInfo
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, MSG_NO_LEADER)
-            with grpc.insecure_channel(st.leader_grpc_addr) as ch:
+            with self._peer.channel(st.leader_grpc_addr) as ch:
                 try:
                     resp: pb.TransferLeadershipResponse = admin_pb2_grpc.ClusterServiceStub(
-                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()))
+                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()),
+                                               metadata=self._peer.metadata())
                     return resp
                 except grpc.RpcError as e:
                     raise RpcError(e.code(), e.details() or "transfer failed") from None
