@@ -76,6 +76,14 @@ RECONFIG_MAX_LAG = 1000
 
 _TRANSMISSION_PARTIAL = ("start", "process")
 _MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
+_NO_OP = b"\x01"  # pysyncobj's _COMMAND_TYPE.NO_OP prefix byte
+
+
+def no_op_entry(index: int, term: int) -> tuple[bytes, int, int]:
+    """A pysyncobj no-op log entry ``(command bytes, log index, term)``: what ``gantry restore``
+    puts in the Raft log and snapshot metadata of a data directory seeded from a backup (the
+    entries at and before the snapshot's index are never applied, only compared)."""
+    return (_NO_OP, index, term)
 
 
 def is_membership_entry(command: bytes) -> bool:
