@@ -262,7 +262,11 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
     trailer: Any = None
     h = hashlib.sha256()
     received = 0
-    bar: Any = None
+    # On a terminal: what the node is doing before the first byte (copying), then bytes, then
+    # the local checks; cleared at the end (the result is the final line on stdout).
+    bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, file=out,
+               desc=f"{dest.name} (node copying)", leave=False,
+               disable=quiet or not out.isatty())
     try:
         with grpc.insecure_channel(addr, options=options) as ch, open(tmp, "wb") as f:
             call = admin_pb2_grpc.ClusterServiceStub(ch).Backup(
@@ -274,9 +278,8 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
                     kind = msg.WhichOneof("kind")
                     if kind == "header" and header is None:
                         header = msg.header
-                        bar = tqdm(total=header.size_bytes, unit="B", unit_scale=True,
-                                   unit_divisor=1024, file=out, desc=dest.name, leave=False,
-                                   disable=quiet or not out.isatty())
+                        bar.set_description(dest.name, refresh=False)
+                        bar.reset(total=header.size_bytes)
                     elif kind == "data" and header is not None and trailer is None:
                         f.write(msg.data)
                         h.update(msg.data)
@@ -298,8 +301,6 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
                                   ) from None
             finally:
                 dog.stop()
-                if bar is not None:
-                    bar.close()
             if header is None or trailer is None:
                 raise BackupError(f"the backup stream from {addr} ended early "
                                   f"({received} bytes received)")
@@ -310,6 +311,7 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
                 raise BackupError(f"the backup stream from {addr} is damaged: SHA-256 mismatch")
             f.flush()
             os.fsync(f.fileno())
+        bar.set_description(f"{dest.name} (integrity check)")
         position = check_database(tmp)
         if position != (trailer.applied_index, trailer.applied_term):
             raise BackupError(f"the received file is at applied index {position[0]} (term "
@@ -323,6 +325,8 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        bar.close()
     return BackupResult(dest, received, trailer.applied_index, trailer.applied_term,
                         header.node_id, time.monotonic() - t0)
 

@@ -100,7 +100,6 @@ class BackupService:
         finally:
             if copy is not None:
                 fields["sent_bytes"] = copy.sent_bytes
-                copy.close()
             rid = request_id(context)
             if rid:
                 fields["request_id"] = rid
@@ -110,3 +109,5 @@ class BackupService:
                 "grpc.service": SERVICE_NAME, "grpc.method": _METHOD, "grpc.code": code.name,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "peer": context.peer()}, **fields)
+            if copy is not None:  # after the log line: the next backup's line comes after it
+                copy.close()
