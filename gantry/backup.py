@@ -376,7 +376,7 @@ def restore(src: pathlib.Path, data_dir: pathlib.Path, raft_addr: str) -> Restor
     from gantry.state import migrate
 
     t0 = time.monotonic()
-    index, term = check_database(src)
+    check_database(src)
     existed = data_dir.exists()
     lock_existed = (data_dir / "LOCK").exists()
     if lock_existed:  # a live node holds it: say so rather than "not empty"
@@ -423,6 +423,12 @@ def restore(src: pathlib.Path, data_dir: pathlib.Path, raft_addr: str) -> Restor
         except migrate.SchemaError as e:
             raise BackupError(f"cannot restore {src}: {e}") from None
         fsync_file(db)
+        # The position of the copy itself (a live node's gantry.db given as FILE moves on).
+        conn = sqlite3.connect(_ro_uri(db), uri=True)
+        try:
+            index, term = statemachine.applied_position(conn)
+        finally:
+            conn.close()
         if index > 0:
             # Raft metadata: the backup's position as the snapshot's last entry, the new node as
             # the whole configuration (see the module docstring).

@@ -149,6 +149,23 @@ def test_a_raft_snapshot_given_as_the_backup_loses_its_old_metadata(
     assert cluster == {RAFT}
 
 
+def test_restore_from_a_live_nodes_database_uses_the_copys_position(
+        source: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    db = source / "gantry.db"
+    writer = open_rw(db)  # a node running on it: WAL mode, frames not checkpointed
+    try:
+        statemachine.apply_batch(writer, [(7, commands.encode(commands.create_bucket("wal")), 4)])
+        assert (source / "gantry.db-wal").stat().st_size > 0
+        r = backup.restore(db, tmp_path / "restored", RAFT)
+    finally:
+        writer.close()
+    assert (r.applied_index, r.applied_term) == (7, 4)
+    data_dir = tmp_path / "restored"
+    assert "wal" in _names(data_dir / "gantry.db")
+    assert journal.read_meta(str(data_dir / "raft.log.meta"))["currentTerm"] == 4
+    assert snapshot.applied_position(data_dir / "raft.snapshot") == (7, 4)
+
+
 def test_restore_of_an_empty_database_needs_no_raft_files(tmp_path: pathlib.Path) -> None:
     db = tmp_path / "fresh.db"
     migrate.upgrade(db)
