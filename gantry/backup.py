@@ -45,10 +45,13 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gantry.db import fsync_dir, fsync_file, open_ro
 from gantry.state import snapshot, statemachine
+
+if TYPE_CHECKING:
+    from gantry.tlsconfig import ClientConfig
 
 DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 2 << 20
@@ -236,11 +239,12 @@ class _Watchdog:
         self._thread.join(5)
 
 
-def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
-             idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, chunk_bytes: int = 0,
-             progress: IO[str] | None = None) -> BackupResult:
+def download(addr: str, dest: pathlib.Path, *, client: ClientConfig | None = None,
+             quiet: bool = False, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+             chunk_bytes: int = 0, progress: IO[str] | None = None) -> BackupResult:
     """Stream a backup from the node at ``addr`` into ``dest`` (see the module docstring for the
-    checks). A progress bar goes to ``progress`` (default stderr) when it is a terminal and not
+    checks), through ``client``'s TLS settings and admin token (default: plaintext, no token).
+    A progress bar goes to ``progress`` (default stderr) when it is a terminal and not
     ``quiet``. Raises :class:`BackupError`; ``dest`` is then untouched and no ``.tmp`` is left."""
     import sys
 
@@ -249,7 +253,9 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
 
     from gantry.pb.admin.v1 import admin_pb2 as pb
     from gantry.pb.admin.v1 import admin_pb2_grpc
+    from gantry.tlsconfig import PLAINTEXT
 
+    client = client or PLAINTEXT
     out = progress if progress is not None else sys.stderr
     t0 = time.monotonic()
     if dest.is_dir():
@@ -268,9 +274,9 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
                desc=f"{dest.name} (node copying)", leave=False,
                disable=quiet or not out.isatty())
     try:
-        with grpc.insecure_channel(addr, options=options) as ch, open(tmp, "wb") as f:
+        with client.channel(addr, options) as ch, open(tmp, "wb") as f:
             call = admin_pb2_grpc.ClusterServiceStub(ch).Backup(
-                pb.BackupRequest(chunk_bytes=chunk_bytes))
+                pb.BackupRequest(chunk_bytes=chunk_bytes), metadata=client.metadata())
             dog = _Watchdog(call, idle_timeout_s)
             try:
                 for msg in call:
@@ -296,7 +302,10 @@ def download(addr: str, dest: pathlib.Path, *, quiet: bool = False,
                                       "gave up (is it stopped or overloaded?)") from None
                 code = e.code()
                 if code == grpc.StatusCode.UNAVAILABLE and header is None:
-                    raise BackupError(f"cannot reach a node at {addr}: {e.details()}") from None
+                    hint = ("" if client.tls else " (a node serving TLS needs --tls-ca; one with "
+                            "--tls-client-ca also --tls-cert and --tls-key)")
+                    raise BackupError(f"cannot reach a node at {addr}: {e.details()}{hint}"
+                                      ) from None
                 raise BackupError(f"backup from {addr} failed: {code.name}: {e.details()}"
                                   ) from None
             finally:
@@ -483,7 +492,7 @@ def _undo(data_dir: pathlib.Path, existed: bool, lock_existed: bool) -> None:
 
 def add_subcommands(sub: Any) -> None:
     """Add ``backup`` and ``restore`` to the ``gantry`` argument parser's subparsers."""
-    from gantry.config import Config
+    from gantry import config, tlsconfig
 
     b = sub.add_parser(
         "backup", help="stream a consistent copy of a node's database into FILE",
@@ -491,12 +500,13 @@ def add_subcommands(sub: Any) -> None:
                     "its SQLite database at one applied log index and write it to FILE "
                     "(through FILE.tmp: FILE is replaced only by a complete, checked copy).")
     b.add_argument("file", metavar="FILE", help="where to write the backup")
-    b.add_argument("--addr", default=os.environ.get("GANTRY_ADDR", "127.0.0.1:8081"),
-                   help="gRPC address of any node (env GANTRY_ADDR; default 127.0.0.1:8081)")
+    b.add_argument("--addr", default=config.env("GANTRY_ADDR") or config.DEFAULT_ADDR,
+                   help=f"gRPC address of any node (env GANTRY_ADDR; default {config.DEFAULT_ADDR})")
     b.add_argument("--timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                    help="give up after this many seconds without data from the node "
                         f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    tlsconfig.add_client_arguments(b, admin_token=True)  # Backup is a closed admin method
     b.set_defaults(func=_backup_command)
     r = sub.add_parser(
         "restore", help="seed a new data directory from a backup (a new single-node cluster)",
@@ -506,9 +516,9 @@ def add_subcommands(sub: Any) -> None:
                     "non-empty directory, one a running node holds, and a damaged file.")
     r.add_argument("file", metavar="FILE", help="a file written by `gantry backup`")
     r.add_argument("--data-dir", required=True, help="the new node's data directory (new or empty)")
-    r.add_argument("--raft-addr", default=os.environ.get("GANTRY_RAFT_ADDR", Config.raft_addr),
+    r.add_argument("--raft-addr", default=config.env("GANTRY_RAFT_ADDR") or config.Config.raft_addr,
                    help="the Raft address the new node will serve with: the cluster's only "
-                        f"member (env GANTRY_RAFT_ADDR; default {Config.raft_addr})")
+                        f"member (env GANTRY_RAFT_ADDR; default {config.Config.raft_addr})")
     r.set_defaults(func=_restore_command)
 
 
@@ -521,10 +531,17 @@ def _quiet_logs() -> None:
 def _backup_command(ns: Any) -> int:
     import sys
 
+    from gantry import tlsconfig
+
     _quiet_logs()
     dest = pathlib.Path(ns.file)
     try:
-        r = download(ns.addr, dest, quiet=ns.quiet, idle_timeout_s=ns.timeout)
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    try:
+        r = download(ns.addr, dest, client=client, quiet=ns.quiet, idle_timeout_s=ns.timeout)
     except BackupError as e:
         print(f"gantry: backup failed: {e}; {dest} not written", file=sys.stderr)
         return 1

@@ -24,6 +24,8 @@ import pytest
 from gantry.backup import check_database
 from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.service.v1 import service_pb2 as svc
+from gantry.tlsconfig import ClientConfig
+from tests.certs import make_pki
 from tests.cluster.helpers import (
     BUCKET,
     CRADLE,
@@ -41,9 +43,13 @@ FINAL = re.compile(r"^wrote (?P<path>\S+): (?P<bytes>\d+) bytes at applied index
                    r"\(term (?P<term>\d+)\) from (?P<node>\S+) in (?P<s>[\d.]+) s$")
 
 
-def gantry(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def gantry(*args: str, env: dict[str, str] | None = None,
+           timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("GANTRY_TLS_", "GANTRY_ADMIN_TOKEN", "GANTRY_ADDR"))}
     return subprocess.run([sys.executable, "-m", "gantry.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout_s)
+                          env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout_s)
 
 
 def test_backup_from_a_follower_restores_into_a_cluster_that_grows(tmp_path: pathlib.Path) -> None:
@@ -201,6 +207,31 @@ def test_backup_stream_shape_progress_bar_and_quiet(tmp_path: pathlib.Path) -> N
         assert "tty.db" in err and "B/s" in err, err
         rc, stdout, err = on_a_tty("--quiet", str(tmp_path / "quiet.db"))
         assert rc == 0 and FINAL.match(stdout.strip()) and err == "", err
+
+
+def test_backup_beyond_loopback_needs_tls_and_the_admin_token(tmp_path: pathlib.Path) -> None:
+    """Backup streams the whole database: on a node listening beyond loopback it is a closed
+    admin method (gantry.api.auth), and the CLI takes the admin commands' TLS flags and token."""
+    pki = make_pki(tmp_path / "pki")
+    token = "backup-test-token-0123456789"
+    serve = ["--host", "0.0.0.0", "--tls-cert", str(pki.server_cert), "--tls-key",
+             str(pki.server_key)]
+    with single_node(tmp_path, serve, env={"GANTRY_ADMIN_TOKEN": token},
+                     tls=ClientConfig(ca=pki.ca)) as nd:
+        out = tmp_path / "b.db"
+        r = gantry("backup", "--addr", nd.addr, str(out), "--tls-ca", str(pki.ca))
+        assert r.returncode == 1 and "UNAUTHENTICATED: admin credentials required" in r.stderr, \
+            r.stderr
+        r = gantry("backup", "--addr", nd.addr, str(out), "--timeout", "5")
+        assert r.returncode == 1 and "cannot reach a node at" in r.stderr, r.stderr
+        assert "--tls-ca" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not out.exists() and not (tmp_path / "b.db.tmp").exists()
+        r = gantry("backup", "--addr", nd.addr, str(out), "--tls-ca", str(pki.ca),
+                   env={"GANTRY_ADMIN_TOKEN": token})
+        assert r.returncode == 0 and FINAL.match(r.stdout.strip()), r.stderr
+        assert check_database(out)[0] >= 1
+        refused = [e for e in nd.log_events() if e.get("event") == "admin_call_refused"]
+        assert [e["grpc.method"] for e in refused] == ["Backup"]
 
 
 @pytest.mark.slow
