@@ -1,7 +1,9 @@
 """The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``repair-log``
 cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`` and
 ``transfer-leader`` talk to a running node's ClusterService; ``status --cluster`` asks every
-member (:mod:`gantry.clusterview`); ``--version`` prints the package version.
+member (:mod:`gantry.clusterview`); ``--version`` prints the package version; ``backup`` streams a
+copy of a node's database and ``restore`` seeds a new data directory from one
+(:mod:`gantry.backup`).
 
 Exit codes: 0 clean stop or success; 1 fatal error while running, or the asked node's admin call
 failed; 2 bad configuration or schema (for the admin commands: unusable ``--tls-*`` files); 3
@@ -327,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "bad record and print what was dropped. Refused while a node runs on DIR.")
     rep.add_argument("--data-dir", required=True, help="the node's data directory")
     rep.set_defaults(func=_repair_log)
+    from gantry.backup import add_subcommands as add_backup_commands
+
+    add_backup_commands(sub)  # backup, restore
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)

@@ -26,7 +26,9 @@ from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
 from gantry.api.auth import admin_interceptor
+from gantry.api.backup import BackupService
 from gantry.api.service import GantryService
+from gantry.backup import CopyTaker
 from gantry.config import Config
 from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
 from gantry.consensus.proposals import Proposals
@@ -118,9 +120,11 @@ class Node:
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
                                 heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self, tlsconfig.node_client(cfg))
+        backup = BackupService(CopyTaker(cfg.database, cfg.data_dir), cfg.node_id, cfg.raft_addr)
         auth = admin_interceptor(cfg)
         self._frontdoor = FrontDoorActor.start(
-            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
+            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler(),
+                                 backup.generic_handler()], self.health,
             cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
             (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
         )
