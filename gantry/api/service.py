@@ -67,10 +67,10 @@ class Proposer(Protocol):
 
 def placeable_where(heartbeats: bool) -> str:
     """SQL condition on ``cradle_servers`` for "PlanWrite may place an object of ``?`` bytes
-    here": HEALTHY with room for it; with heartbeats off, also a server whose free space is not
-    known (never reported)."""
+    here": registered, HEALTHY with room for it; with heartbeats off, also a server whose free
+    space is not known (never reported)."""
     unknown_ok = "" if heartbeats else "available_bytes < 0 OR "
-    return f"status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
+    return f"unregistered_at IS NULL AND status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
 
 
 class GantryService:
@@ -327,7 +327,7 @@ class GantryService:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
         res = self._write(context, commands.register_cradle_server(address, request_id(context)),
                           "RegisterCradleServer")
-        row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
+        row = self._reads.conn().execute(_CRADLE_SQL + " AND id = ?",
                                          (res.cradle_server_id,)).fetchone()
         return svc.RegisterCradleServerResponse(cradle_server=_cradle(row))
 
@@ -337,7 +337,8 @@ class GantryService:
         return svc.ListCradleServersResponse(cradle_servers=[_cradle(r) for r in rows])
 
 
-_CRADLE_SQL = "SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+_CRADLE_SQL = ("SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+               " WHERE unregistered_at IS NULL")
 
 
 def _cradle(row: Any) -> svc.CradleServer:
