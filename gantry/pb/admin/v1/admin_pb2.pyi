@@ -89,3 +89,21 @@ class TransferLeadershipResponse(_message.Message):
     NEW_LEADER_RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     new_leader_raft_addr: str
     def __init__(self, new_leader_raft_addr: _Optional[str] = ...) -> None: ...
+
+class UnregisterCradleServerRequest(_message.Message):
+    __slots__ = ("address", "force")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    force: bool
+    def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class UnregisterCradleServerResponse(_message.Message):
+    __slots__ = ("cradle_server_id", "address", "live_objects")
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    cradle_server_id: str
+    address: str
+    live_objects: int
+    def __init__(self, cradle_server_id: _Optional[str] = ..., address: _Optional[str] = ..., live_objects: _Optional[int] = ...) -> None: ...
