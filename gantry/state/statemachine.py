@@ -335,7 +335,9 @@ def _unregister_cradle(conn: sqlite3.Connection, ts: int,
                        op: pb.UnregisterCradleServer) -> ApplyResult:
     """PlanWrite and heartbeats stop using the server; its row stays (objects name it), marked
     with the time. Refused while PENDING or COMMITTED objects are placed on it, unless forced:
-    those objects are left as they are and keep naming its address."""
+    those objects are left as they are and keep naming its address. The check scans ``objects``
+    when nothing live is on the server (no index on ``cradle_server_id``: ~0.16 s of apply at 1M
+    objects, for a rare admin call, where an index would cost every PlanWrite)."""
     row = conn.execute("SELECT id FROM cradle_servers WHERE address = ? AND unregistered_at IS NULL",
                        (op.address,)).fetchone()
     if row is None:
