@@ -1,9 +1,9 @@
 """The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``repair-log``
-cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`` and
-``transfer-leader`` talk to a running node's ClusterService; ``status --cluster`` asks every
-member (:mod:`gantry.clusterview`); ``--version`` prints the package version; ``backup`` streams a
-copy of a node's database and ``restore`` seeds a new data directory from one
-(:mod:`gantry.backup`).
+cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node``,
+``transfer-leader`` and ``unregister-cradle`` talk to a running node's ClusterService;
+``status --cluster`` asks every member (:mod:`gantry.clusterview`); ``--version`` prints the
+package version; ``backup`` streams a copy of a node's database and ``restore`` seeds a new data
+directory from one (:mod:`gantry.backup`).
 
 Exit codes: 0 clean stop or success; 1 fatal error while running, or the asked node's admin call
 failed; 2 bad configuration or schema (for the admin commands: unusable ``--tls-*`` files); 3
@@ -278,18 +278,39 @@ def _admin(ns: argparse.Namespace) -> int:
         elif ns.command == "remove-node":
             _admin_call(ns, "RemoveNode", pb.RemoveNodeRequest(raft_addr=ns.raft_addr))
             print(f"removed {ns.raft_addr}")
+        elif ns.command == "unregister-cradle":
+            u = _admin_call(ns, "UnregisterCradleServer", pb.UnregisterCradleServerRequest(
+                address=ns.address, force=ns.force))
+            assert isinstance(u, pb.UnregisterCradleServerResponse)
+            left = (f"; {u.live_objects} PENDING or COMMITTED objects still name it"
+                    if u.live_objects else "")
+            print(f"unregistered cradle server {u.address} ({u.cradle_server_id}){left}")
         else:
             r = _admin_call(ns, "TransferLeadership",
                             pb.TransferLeadershipRequest(raft_addr=ns.raft_addr or ""))
             assert isinstance(r, pb.TransferLeadershipResponse)
             print(f"leader is now {r.new_leader_raft_addr}")
     except grpc.RpcError as e:
-        print(f"gantry: {e.code().name}: {e.details()}", file=sys.stderr)
+        print(f"gantry: {e.code().name}: {e.details()}{_hint(e)}", file=sys.stderr)
         if e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (e.details() or ""):
             print(f"gantry: is a node running at {ns.addr}? A node serving TLS needs --tls-ca; "
                   "one with --tls-client-ca also --tls-cert and --tls-key", file=sys.stderr)
         return 1
     return 0
+
+
+def _hint(err: object) -> str:
+    """What to do about a refused ``unregister-cradle``, from the status's ErrorInfo."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for d in st.details if st is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info) and info.reason == "CRADLE_SERVER_HAS_LIVE_OBJECTS":
+            return (" (PENDING or COMMITTED objects are placed on it, listed by the live_objects "
+                    "view: delete or abort them first, or pass --force to unregister it anyway)")
+    return ""
 
 
 class _Version(argparse.Action):
@@ -353,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin_parser("remove-node", "remove a member by Raft address").add_argument("raft_addr")
     admin_parser("transfer-leader", "hand leadership to a caught-up follower").add_argument(
         "raft_addr", nargs="?", default="", help="target (default: the most caught-up follower)")
+    unreg = admin_parser("unregister-cradle",
+                         "unregister a storage server: PlanWrite and heartbeats stop using it")
+    unreg.add_argument("address", help="the cradle server's HOST:PORT, as registered")
+    unreg.add_argument("--force", action="store_true",
+                       help="even while PENDING or COMMITTED objects are placed on it (they stay "
+                            "as they are, naming this address)")
     return parser
 
 

@@ -124,7 +124,8 @@ class Node:
         auth = admin_interceptor(cfg)
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler(),
-                                 backup.generic_handler()], self.health,
+                                 backup.generic_handler(), service.admin_handler()],
+            self.health,
             cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
             (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
         )

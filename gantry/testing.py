@@ -1,7 +1,8 @@
 """The in-process test tier (hashicorp/raft's ``testing.go``): the real API and the real writer
 on a real SQLite file, with consensus replaced by :class:`InlineConsensus`.
 
-What is real: ``gantry/api`` (GantryService and its RPC wrapper, behind
+What is real: ``gantry/api`` (GantryService — with its ClusterService write,
+UnregisterCradleServer — and its RPC wrapper, behind
 :class:`~gantry.actors.frontdoor.FrontDoorActor` on 127.0.0.1, port 0), ``ReadIndex``, the
 ``Proposals`` registry, :class:`~gantry.actors.writer.WriterActor` with its ``EntryQueue``,
 ``Watermark`` and ``ReadPool``, the state machine and the migrations. What is fake: the Raft
@@ -133,8 +134,9 @@ class InProcessNode:
         service = GantryService(self._reads, self.consensus.propose, self.app_env,
                                 self.watermark, read_index)
         health_servicer = health.HealthServicer()
-        self._frontdoor = FrontDoorActor.start("127.0.0.1", 0, [service.generic_handler()],
-                                               health_servicer, False)
+        self._frontdoor = FrontDoorActor.start(
+            "127.0.0.1", 0, [service.generic_handler(), service.admin_handler()],
+            health_servicer, False)
         err = self._frontdoor.proxy().get_start_error().get(timeout=10)
         if err:
             raise RuntimeError(err)

@@ -172,6 +172,13 @@ def _bucket_not_empty(r: ApplyResult, call: Call) -> tuple[Message, ...]:
     return (error_info("BucketNotEmpty", bucket=r.bucket),)
 
 
+def _cradle_info(reason: str) -> DetailBuilder:
+    def build(r: ApplyResult, call: Call) -> tuple[Message, ...]:
+        return (error_info(reason, address=r.cradle_address),)
+
+    return build
+
+
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 _PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -201,6 +208,10 @@ STATUSES: dict[Outcome | tuple[Kind, type[BaseException]], Rule] = {
     Outcome.VALUE_OUT_OF_RANGE: Rule(grpc.StatusCode.INVALID_ARGUMENT, "value out of range"),
     Outcome.REQUEST_ID_REUSED: Rule(grpc.StatusCode.INVALID_ARGUMENT,
                                     "x-request-id reused for a different request"),
+    Outcome.CRADLE_NOT_FOUND: Rule(grpc.StatusCode.NOT_FOUND, "cradle server not found",
+                                   _cradle_info("CRADLE_SERVER_NOT_FOUND")),
+    Outcome.CRADLE_HAS_LIVE_OBJECTS: Rule(_PRECONDITION, "cradle server has live objects",
+                                          _cradle_info("CRADLE_SERVER_HAS_LIVE_OBJECTS")),
     # A write: its proposal failed, or it was not applied here before the deadline.
     (Kind.WRITE, NoLeader): Rule(_UNAVAILABLE, MSG_NO_LEADER, _consensus_info),
     (Kind.WRITE, NotLeader): Rule(_UNAVAILABLE, MSG_LEADER_CHANGED, _consensus_info),

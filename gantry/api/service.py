@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from gantry import validation
+from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.errors import (
     Call,
     Kind,
@@ -36,6 +37,7 @@ from gantry.consensus.errors import ConsensusError
 from gantry.consensus.readindex import ReadIndex
 from gantry.db import ReadPool, Watermark
 from gantry.ids import rfc3339_us
+from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.bucket.v1 import bucket_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
@@ -67,10 +69,10 @@ class Proposer(Protocol):
 
 def placeable_where(heartbeats: bool) -> str:
     """SQL condition on ``cradle_servers`` for "PlanWrite may place an object of ``?`` bytes
-    here": HEALTHY with room for it; with heartbeats off, also a server whose free space is not
-    known (never reported)."""
+    here": registered, HEALTHY with room for it; with heartbeats off, also a server whose free
+    space is not known (never reported)."""
     unknown_ok = "" if heartbeats else "available_bytes < 0 OR "
-    return f"status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
+    return f"unregistered_at IS NULL AND status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
 
 
 class GantryService:
@@ -111,6 +113,17 @@ class GantryService:
                                   svc.ListCradleServersResponse),
         }
         return build_handler(SERVICE_NAME, methods)
+
+    def admin_handler(self) -> grpc.GenericRpcHandler:
+        """The ``gantry.admin.v1.ClusterService`` methods that are metadata writes: served here,
+        beside the other writes (gRPC finds a method handler by handler, so the membership
+        methods in :mod:`gantry.api.admin` keep their own)."""
+        methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]] = {
+            "UnregisterCradleServer": (self.unregister_cradle_server,
+                                       admin_pb2.UnregisterCradleServerRequest,
+                                       admin_pb2.UnregisterCradleServerResponse),
+        }
+        return build_handler(ADMIN_SERVICE_NAME, methods)
 
     # -- helpers --
     def _call(self, kind: Kind, method: str = "") -> Call:
@@ -327,7 +340,7 @@ class GantryService:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
         res = self._write(context, commands.register_cradle_server(address, request_id(context)),
                           "RegisterCradleServer")
-        row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
+        row = self._reads.conn().execute(_CRADLE_SQL + " AND id = ?",
                                          (res.cradle_server_id,)).fetchone()
         return svc.RegisterCradleServerResponse(cradle_server=_cradle(row))
 
@@ -337,7 +350,24 @@ class GantryService:
         return svc.ListCradleServersResponse(cradle_servers=[_cradle(r) for r in rows])
 
 
-_CRADLE_SQL = "SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+    def unregister_cradle_server(self, req: Any, context: grpc.ServicerContext
+                                 ) -> admin_pb2.UnregisterCradleServerResponse:
+        try:
+            address = validation.normalize_address(req.address)
+        except ValueError:
+            raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
+        res = self._write(context, commands.unregister_cradle_server(address, req.force,
+                                                                    request_id(context)),
+                          "UnregisterCradleServer")
+        live = self._reads.conn().execute(
+            "SELECT COUNT(*) FROM objects WHERE cradle_server_id = ?"
+            " AND state IN ('PENDING', 'COMMITTED')", (res.cradle_server_id,)).fetchone()[0]
+        return admin_pb2.UnregisterCradleServerResponse(
+            cradle_server_id=res.cradle_server_id, address=address, live_objects=live)
+
+
+_CRADLE_SQL = ("SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+               " WHERE unregistered_at IS NULL")
 
 
 def _cradle(row: Any) -> svc.CradleServer:

@@ -224,6 +224,12 @@ OUTCOME_CASES: list[tuple[ApplyResult, str, tuple[grpc.StatusCode, str, tuple[Me
      (grpc.StatusCode.INVALID_ARGUMENT, "value out of range", ())),
     (ApplyResult(Outcome.REQUEST_ID_REUSED), "DeleteBucket",
      (grpc.StatusCode.INVALID_ARGUMENT, "x-request-id reused for a different request", ())),
+    (ApplyResult(Outcome.CRADLE_NOT_FOUND, cradle_address="h:1"), "UnregisterCradleServer",
+     (grpc.StatusCode.NOT_FOUND, "cradle server not found",
+      (info("CRADLE_SERVER_NOT_FOUND", address="h:1"),))),
+    (ApplyResult(Outcome.CRADLE_HAS_LIVE_OBJECTS, cradle_address="h:1"), "UnregisterCradleServer",
+     (P, "cradle server has live objects",
+      (info("CRADLE_SERVER_HAS_LIVE_OBJECTS", address="h:1"),))),
 ]
 
 

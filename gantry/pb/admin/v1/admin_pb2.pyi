@@ -131,3 +131,21 @@ class BackupChunk(_message.Message):
     data: bytes
     trailer: BackupTrailer
     def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[BackupTrailer, _Mapping]] = ...) -> None: ...
+
+class UnregisterCradleServerRequest(_message.Message):
+    __slots__ = ("address", "force")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    force: bool
+    def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class UnregisterCradleServerResponse(_message.Message):
+    __slots__ = ("cradle_server_id", "address", "live_objects")
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    cradle_server_id: str
+    address: str
+    live_objects: int
+    def __init__(self, cradle_server_id: _Optional[str] = ..., address: _Optional[str] = ..., live_objects: _Optional[int] = ...) -> None: ...

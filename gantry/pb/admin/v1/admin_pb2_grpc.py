@@ -59,6 +59,11 @@ class ClusterServiceStub:
                 request_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
                 response_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.FromString,
                 _registered_method=True)
+        self.UnregisterCradleServer = channel.unary_unary(
+                '/gantry.admin.v1.ClusterService/UnregisterCradleServer',
+                request_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -103,6 +108,16 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnregisterCradleServer(self, request, context):
+        """Unregister a storage server (by the address it was registered with), through the log:
+        PlanWrite, heartbeats and ListCradleServers stop using it. Refused (FAILED_PRECONDITION
+        "cradle server has live objects") while PENDING or COMMITTED objects are placed on it,
+        unless `force`. Registering the address again brings it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +145,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.Backup,
                     request_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.FromString,
                     response_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.SerializeToString,
+            ),
+            'UnregisterCradleServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterCradleServer,
+                    request_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +287,33 @@ class ClusterService:
             '/gantry.admin.v1.ClusterService/Backup',
             gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
             gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterCradleServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.admin.v1.ClusterService/UnregisterCradleServer',
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.SerializeToString,
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.FromString,
             options,
             channel_credentials,
             insecure,
