@@ -31,7 +31,7 @@ import structlog
 
 from gantry import db
 from gantry.consensus.proposals import Proposals
-from gantry.state import snapshot, statemachine
+from gantry.state import migrate, snapshot, statemachine
 
 log = structlog.get_logger("gantry.writer")
 
@@ -299,6 +299,12 @@ class WriterActor(pykka.ThreadingActor):
         restored = snapshot.restore(path, self._conn)
         # The backup went through the WAL: fold it back so the disk holds one copy, not two.
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A snapshot from a leader on an older build carries the older schema (a rolling
+        # upgrade): bring it to this build's, as a start-up would, before the next entry
+        # applies. One from a newer build raises SchemaError: the node stops and says to upgrade.
+        upgraded = migrate.upgrade(self._db_path)
+        if upgraded:
+            log.info("snapshot_schema_upgraded", migrations=upgraded)
         self._watermark.reset(restored)
         log.info(
             "snapshot_restored",
