@@ -64,6 +64,8 @@ class Config:
     # Log compaction: a snapshot after this many entries or seconds, whichever first.
     snapshot_entries: int = 20000
     snapshot_interval_s: float = 3600.0
+    # Prometheus /metrics and the /livez, /readyz probes (gantry/metrics.py); "" (or "off"): none.
+    metrics_addr: str = "127.0.0.1:9081"
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -72,6 +74,8 @@ class Config:
             self.db_path = self.data_dir / DB_FILE
         self.log_format = self.log_format.lower()
         self.log_level = self.log_level.lower()
+        if self.metrics_addr.strip().lower() == "off":
+            self.metrics_addr = ""
         if self.cradle_addr:
             try:
                 self.cradle_addr = normalize_address(self.cradle_addr)
@@ -102,6 +106,8 @@ class Config:
                 normalize_address(self.cradle_addr)
             except ValueError:
                 raise ConfigError(f"--cradle-addr {self.cradle_addr!r}: expected HOST:PORT") from None
+        if self.metrics_addr:
+            check_addr(self.metrics_addr, "--metrics-addr")
         host = self.raft_addr.rpartition(":")[0].strip("[]")
         if not self.raft_password and not _is_loopback(host):
             raise ConfigError(
@@ -273,6 +279,9 @@ SETTINGS: tuple[Setting, ...] = (
             "--no-raft-fsync", flag_const=False),
     Setting("raft_tick_s", ("GANTRY_RAFT_TICK",), FLOAT, "Raft tick period in seconds",
             "--raft-tick"),
+    Setting("metrics_addr", ("GANTRY_METRICS_ADDR",), STR,
+            "serve Prometheus /metrics and the /livez, /readyz probes on HOST:PORT; '' or off: "
+            "disabled", "--metrics-addr"),
     # Environment only.
     Setting("app_env", ("APP_ENV",), STR, "development turns on reflection and canned errors"),
     Setting("log_format", ("LOG_FORMAT",), STR, "json or pretty",
