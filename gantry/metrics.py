@@ -179,7 +179,7 @@ class NodeCollector(Collector):
         self._conn_lock = threading.Lock()
 
     def describe(self) -> Iterable[Metric]:
-        return []  # nothing to check at registration; collect() must not run before start
+        return []  # registration must not collect: that would ask the node for its status
 
     def collect(self) -> Iterator[Metric]:
         node = self._node
@@ -244,7 +244,7 @@ class NodeCollector(Collector):
         size = GaugeMetricFamily("gantry_filesystem_size_bytes",
                                  "Size of the filesystem of the node's data (and database) "
                                  "directory (bytes).", labels=["path"])
-        for d in dict.fromkeys([data, db.parent]):
+        for d in dict.fromkeys([data.resolve(), db.parent.resolve()]):
             try:
                 vfs = os.statvfs(d)
             except OSError:
