@@ -54,7 +54,8 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with single_node(tmp_path_factory.mktemp("metrics"), ["--cradle-addr", "127.0.0.1:9"]) as nd:
+    args = ["--cradle-addr", "127.0.0.1:9", "--snapshot-entries", str(WRITES // 2)]
+    with single_node(tmp_path_factory.mktemp("metrics"), args) as nd:
         stub = nd.stub()
         for i in range(WRITES):
             stub.CreateBucket(svc.CreateBucketRequest(name=f"m-{i}"), timeout=5)
@@ -104,6 +105,17 @@ def test_metrics_scraped_and_parsed(node: NodeProcess) -> None:
     assert value(m["gantry_filesystem_avail_bytes"], "gantry_filesystem_avail_bytes") > 0
     assert value(m["gantry_proposals_in_flight"], "gantry_proposals_in_flight") == 0
     assert value(m["gantry_build_info"], "gantry_build_info") == 1
+    # A snapshot every WRITES / 2 entries: taken (off the tick thread) soon after the writes.
+    def snapshotted() -> bool:
+        m = scrape(node)
+        return (value(m["gantry_snapshot_duration_seconds"],
+                      "gantry_snapshot_duration_seconds_count") >= 1
+                and value(m["gantry_snapshot_size_bytes"], "gantry_snapshot_size_bytes") > 0
+                and value(m["gantry_raft_last_snapshot_index"],
+                          "gantry_raft_last_snapshot_index") > 0)
+
+    wait_until(snapshotted, 20, what="a snapshot counted")
+    assert value(scrape(node)["gantry_snapshot_written_bytes"], "gantry_snapshot_written_bytes") > 0
     # The --cradle-addr server, registered through the log (heartbeats off: HEALTHY).
     wait_until(lambda: value(scrape(node)["gantry_cradle_servers"], "gantry_cradle_servers",
                              status="HEALTHY") == 1, 10, what="the cradle server counted")
