@@ -11,6 +11,7 @@ held by a slow or waiting call (issue 7 item 11: it queued behind 300 calls and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
@@ -34,7 +35,9 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 class FrontDoorActor(pykka.ThreadingActor):
     """Starts a grpc.Server on ``host:port`` (port 0 = any free port) serving ``handlers``,
-    the health service and, when ``reflection`` is set, server reflection."""
+    the health service and, when ``reflection`` is set, server reflection. ``credentials``:
+    TLS (:mod:`gantry.tlsconfig`), else plaintext; ``interceptors`` run before every handler
+    (:mod:`gantry.api.auth`)."""
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class FrontDoorActor(pykka.ThreadingActor):
         health_servicer: health.HealthServicer,
         reflection_enabled: bool,
         extra_service_names: tuple[str, ...] = (),
+        credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> None:
         super().__init__()
         self._host = host
@@ -52,6 +57,8 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._health = health_servicer
         self._reflection = reflection_enabled
         self._extra = extra_service_names
+        self._credentials = credentials
+        self._interceptors = tuple(interceptors)
         self._server: grpc.Server | None = None
         self._health_pool: futures.ThreadPoolExecutor | None = None
         self._bound_port = 0
@@ -62,6 +69,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
             handlers=self._handlers,
+            interceptors=self._interceptors,
             maximum_concurrent_rpcs=MAX_WORKERS * 8,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -80,8 +88,12 @@ class FrontDoorActor(pykka.ThreadingActor):
                 reflection.SERVICE_NAME,
             )
             reflection.enable_server_reflection(names, server)
+        addr = f"{self._host}:{self._port}"
         try:
-            self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
+            if self._credentials is not None:
+                self._bound_port = server.add_secure_port(addr, self._credentials)
+            else:
+                self._bound_port = server.add_insecure_port(addr)
         except RuntimeError:
             self._bound_port = 0
         if self._bound_port == 0:
@@ -91,7 +103,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         server.start()
         self._server = server
         log.info("grpc_started", host=self._host, port=self._bound_port,
-                 reflection=self._reflection)
+                 reflection=self._reflection, tls=self._credentials is not None)
 
     def get_start_error(self) -> str:
         """"" when serving; otherwise why the server could not start."""

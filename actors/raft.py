@@ -41,13 +41,21 @@ from typing import Any
 
 import pykka
 import structlog
-from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObjConf, replicated
+from pysyncobj import SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from gantry import metrics
 from gantry.config import Config
+from gantry.consensus.errors import (
+    ConsensusError,
+    LeaderChanged,
+    RequestDenied,
+    Stopping,
+    failure,
+    membership_failure,
+)
 from gantry.consensus.journal import DurableJournal
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
     SafeSyncObj,
     align_journal_to_dump,
@@ -61,21 +69,22 @@ from .writer import DRAIN, EntryQueue, PendingSnapshot, Restore, SnapshotRequest
 
 log = structlog.get_logger("gantry.raft")
 
-_FAIL_NAMES = {
-    v: k for k, v in vars(FAIL_REASON).items() if k.isupper() and isinstance(v, int)
-}
-
 #: How long the actor's thread waits for the tick thread to answer an ask (seconds).
 ASK_TIMEOUT_S = 5.0
 
 
-def _reason_future() -> tuple[Future[int], Callable[[Any, int], None]]:
-    """A Future of a pysyncobj FAIL_REASON and the ``callback(result, err)`` that resolves it."""
-    fut: Future[int] = Future()
+Outcome = Future["ConsensusError | None"]
+
+
+def _outcome_future(decode: Callable[[int], ConsensusError | None] = failure
+                    ) -> tuple[Outcome, Callable[[Any, int], None]]:
+    """A Future of an engine request's outcome (None: success, else its typed error, decoded by
+    :mod:`gantry.consensus.errors`) and the engine ``callback(result, err)`` that resolves it."""
+    fut: Outcome = Future()
 
     def done(_res: Any, err: int) -> None:
         if not fut.done():
-            fut.set_result(err)
+            fut.set_result(decode(err))
 
     return fut, done
 
@@ -139,7 +148,7 @@ class Proposer:
     pysyncobj's locked command queue; the outcome reaches the proposal's Future in
     :class:`~gantry.consensus.proposals.Proposals` (resolved by the writer after apply, or failed
     on the tick thread). After :meth:`close` (the node is stopping) a proposal fails at once with
-    ``ProposalError("NODE_STOPPING")``.
+    ``Stopping``.
     """
 
     def __init__(self, sync: GantrySyncObj, proposals: Proposals,
@@ -151,7 +160,7 @@ class Proposer:
 
     def propose(self, proposal_id: str, data: bytes) -> None:
         if self._closed:
-            self._proposals.fail(proposal_id, ProposalError("NODE_STOPPING"))
+            self._proposals.fail(proposal_id, Stopping())
             return
         self._sync.apply_entry(data, callback=functools.partial(self._on_result, proposal_id))
 
@@ -162,7 +171,7 @@ class Proposer:
 class _TickAsks:
     """Functions queued by other threads to run on the tick thread with the engine as argument;
     each caller waits on its own Future. Closed when the engine stops: pending and later asks
-    fail with ``ProposalError("NODE_STOPPING")``."""
+    fail with ``Stopping``."""
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self._queue: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]]] = (
@@ -201,7 +210,7 @@ class _TickAsks:
             except queue.Empty:
                 return
             if not fut.done():
-                fut.set_exception(ProposalError("NODE_STOPPING"))
+                fut.set_exception(Stopping())
 
 
 @dataclass(frozen=True)
@@ -374,7 +383,7 @@ class RaftActor(pykka.ThreadingActor):
         for stale in data_dir.glob("raft.snapshot.*"):
             if stale.name != "raft.snapshot.meta":
                 stale.unlink(missing_ok=True)
-        self._proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self._proposals.fail_all(Stopping())
         log.info("raft_stopped")
 
     # -- public API --
@@ -390,18 +399,22 @@ class RaftActor(pykka.ThreadingActor):
     def status(self) -> RaftStatus:
         """This node's role, leader, term and log indexes, as of the tick thread's next tick.
         Raises ``concurrent.futures.TimeoutError`` if the tick thread does not answer within
-        ASK_TIMEOUT_S, ProposalError("NODE_STOPPING") once the engine stopped."""
+        ASK_TIMEOUT_S, ``Stopping`` once the engine stopped."""
         status: RaftStatus = self._asks.ask(self._status_now)
         return status
 
-    def change_membership(self, op: str, raft_addr: str) -> Future[int]:
+    def change_membership(self, op: str, raft_addr: str) -> Outcome:
         """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
-        The future resolves with pysyncobj's FAIL_REASON (0 = SUCCESS) once this node applied
-        the change (or it failed)."""
-        fut, done = _reason_future()
+        The future resolves with None once this node applied the change, or its typed error (a
+        refusal of the strict reconfig check is RequestDenied with the reason, read on the tick
+        thread when the engine refused)."""
         if self._sync is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+            fut: Outcome = Future()
+            fut.set_result(RequestDenied(why="node stopping"))
             return fut
+        sync = self._sync
+        fut, done = _outcome_future(
+            lambda err: membership_failure(err, lambda: sync.change_refusal))
 
         def change(s: GantrySyncObj) -> None:
             if op == "add":
@@ -413,13 +426,13 @@ class RaftActor(pykka.ThreadingActor):
         log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
         return fut
 
-    def transfer_leadership(self, raft_addr: str | None) -> Future[int]:
+    def transfer_leadership(self, raft_addr: str | None) -> Outcome:
         """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
-        most caught-up connected follower). Resolves with FAIL_REASON once the request is sent;
-        the new leader shows in :meth:`leader` a moment later."""
-        fut, done = _reason_future()
+        most caught-up connected follower). Resolves with None once the request is sent (or its
+        typed error); the new leader shows in :meth:`leader` a moment later."""
+        fut, done = _outcome_future()
         if self._sync is None:
-            fut.set_result(FAIL_REASON.REQUEST_DENIED)
+            fut.set_result(Stopping())
         else:  # pysyncobj reads Raft state and sends right here: only on the tick thread
             self._asks.ask(lambda s: s.transferLeadership(raft_addr or None, callback=done))
         return fut
@@ -468,10 +481,9 @@ class RaftActor(pykka.ThreadingActor):
     def _on_result(self, proposal_id: str, result: Any, err: int) -> None:
         # Tick thread (or the proposing thread when pysyncobj's queue is full). Success is
         # resolved by the writer after apply; only failures land here.
-        if err != FAIL_REASON.SUCCESS:
-            self._proposals.fail(
-                proposal_id, ProposalError(_FAIL_NAMES.get(err, str(err)), self._view.leader)
-            )
+        error = failure(err, self._view.leader)
+        if error is not None:
+            self._proposals.fail(proposal_id, error)
 
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
         if self._queue.put(index, data, term):
@@ -518,7 +530,7 @@ class RaftActor(pykka.ThreadingActor):
             if previous is not None:
                 # Proposals sent to (or accepted by) the old leader may be lost or may still
                 # commit: answer now rather than at the deadline; retries carry request ids.
-                self._proposals.fail_all(ProposalError("LEADER_CHANGED", leader))
+                self._proposals.fail_all(LeaderChanged(leader))
         serving = leader is not None and self._caught_up_now(s, leader)
         if serving != self._serving:
             self._serving = serving
@@ -544,13 +556,6 @@ class RaftActor(pykka.ThreadingActor):
         else:
             self._lagging_since = None
         return self._caught_up
-
-    def last_change_refusal(self) -> str:
-        """Why the last membership change was refused by the strict reconfig check ("" if not)."""
-        if self._sync is None:
-            return ""
-        why: str = self._asks.ask(lambda s: s.change_refusal)
-        return why
 
     # -- snapshots (all on the tick thread, except PendingSnapshot.build) --
     #

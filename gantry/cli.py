@@ -1,11 +1,16 @@
 """The ``gantry`` command: ``serve`` runs a node; ``migrate`` manages the schema; ``repair-log``
-cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node`` and
-``transfer-leader`` talk to a running node's ClusterService; ``status --cluster`` asks every
-member (:mod:`gantry.clusterview`); ``--version`` prints the package version.
+cuts a damaged Raft log (node stopped); ``status``, ``add-node``, ``remove-node``,
+``transfer-leader`` and ``unregister-cradle`` talk to a running node's ClusterService;
+``status --cluster`` asks every member (:mod:`gantry.clusterview`); ``--version`` prints the
+package version; ``backup`` streams a copy of a node's database and ``restore`` seeds a new data
+directory from one (:mod:`gantry.backup`).
 
 Exit codes: 0 clean stop or success; 1 fatal error while running, or the asked node's admin call
-failed; 2 bad configuration or schema; 3 (``status --cluster`` only) a member is unreachable or
-not SERVING.
+failed; 2 bad configuration or schema (for the admin commands: unusable ``--tls-*`` files); 3
+(``status --cluster`` only) a member is unreachable or not SERVING.
+
+The admin commands reach a TLS node with ``--tls-ca`` (and ``--tls-cert``/``--tls-key`` for
+mTLS), and send ``--admin-token``/``GANTRY_ADMIN_TOKEN`` (:mod:`gantry.tlsconfig`).
 """
 
 from __future__ import annotations
@@ -222,13 +227,13 @@ def _repair_db_check(data_dir: pathlib.Path, log_end: int) -> tuple[int, int]:
 
 
 def _admin_call(ns: argparse.Namespace, method: str, request: object) -> object:
-    import grpc
-
+    from gantry import tlsconfig
     from gantry.pb.admin.v1 import admin_pb2_grpc
 
-    with grpc.insecure_channel(ns.addr) as ch:
+    client = getattr(ns, "client", None) or tlsconfig.client_from_args(ns)
+    with client.channel(ns.addr) as ch:
         stub = admin_pb2_grpc.ClusterServiceStub(ch)
-        return getattr(stub, method)(request, timeout=ns.timeout)
+        return getattr(stub, method)(request, timeout=ns.timeout, metadata=client.metadata())
 
 
 def _admin(ns: argparse.Namespace) -> int:
@@ -236,12 +241,17 @@ def _admin(ns: argparse.Namespace) -> int:
 
     import grpc
 
-    from gantry import clusterview
+    from gantry import clusterview, tlsconfig
     from gantry.pb.admin.v1 import admin_pb2 as pb
 
     try:
+        ns.client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    try:
         if ns.command == "status" and ns.cluster:
-            view = clusterview.collect(ns.addr, ns.timeout)
+            view = clusterview.collect(ns.addr, ns.timeout, client=ns.client)
             print(json.dumps(view.to_dict(), indent=2) if ns.json else view.table())
             return view.exit_code()
         if ns.command == "status":
@@ -268,15 +278,39 @@ def _admin(ns: argparse.Namespace) -> int:
         elif ns.command == "remove-node":
             _admin_call(ns, "RemoveNode", pb.RemoveNodeRequest(raft_addr=ns.raft_addr))
             print(f"removed {ns.raft_addr}")
+        elif ns.command == "unregister-cradle":
+            u = _admin_call(ns, "UnregisterCradleServer", pb.UnregisterCradleServerRequest(
+                address=ns.address, force=ns.force))
+            assert isinstance(u, pb.UnregisterCradleServerResponse)
+            left = (f"; {u.live_objects} PENDING or COMMITTED objects still name it"
+                    if u.live_objects else "")
+            print(f"unregistered cradle server {u.address} ({u.cradle_server_id}){left}")
         else:
             r = _admin_call(ns, "TransferLeadership",
                             pb.TransferLeadershipRequest(raft_addr=ns.raft_addr or ""))
             assert isinstance(r, pb.TransferLeadershipResponse)
             print(f"leader is now {r.new_leader_raft_addr}")
     except grpc.RpcError as e:
-        print(f"gantry: {e.code().name}: {e.details()}", file=sys.stderr)
+        print(f"gantry: {e.code().name}: {e.details()}{_hint(e)}", file=sys.stderr)
+        if e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (e.details() or ""):
+            print(f"gantry: is a node running at {ns.addr}? A node serving TLS needs --tls-ca; "
+                  "one with --tls-client-ca also --tls-cert and --tls-key", file=sys.stderr)
         return 1
     return 0
+
+
+def _hint(err: object) -> str:
+    """What to do about a refused ``unregister-cradle``, from the status's ErrorInfo."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for d in st.details if st is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info) and info.reason == "CRADLE_SERVER_HAS_LIVE_OBJECTS":
+            return (" (PENDING or COMMITTED objects are placed on it, listed by the live_objects "
+                    "view: delete or abort them first, or pass --force to unregister it anyway)")
+    return ""
 
 
 class _Version(argparse.Action):
@@ -295,6 +329,8 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gantry import tlsconfig
+
     parser = argparse.ArgumentParser(prog="gantry", description="Gantry metadata node")
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "bad record and print what was dropped. Refused while a node runs on DIR.")
     rep.add_argument("--data-dir", required=True, help="the node's data directory")
     rep.set_defaults(func=_repair_log)
+    from gantry.backup import add_subcommands as add_backup_commands
+
+    add_backup_commands(sub)  # backup, restore
 
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
@@ -321,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gRPC address of any node (env GANTRY_ADDR; default "
                             f"{config_mod.DEFAULT_ADDR})")
         a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+        tlsconfig.add_client_arguments(a, admin_token=True)
         a.set_defaults(func=_admin)
         return a
 
@@ -334,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin_parser("remove-node", "remove a member by Raft address").add_argument("raft_addr")
     admin_parser("transfer-leader", "hand leadership to a caught-up follower").add_argument(
         "raft_addr", nargs="?", default="", help="target (default: the most caught-up follower)")
+    unreg = admin_parser("unregister-cradle",
+                         "unregister a storage server: PlanWrite and heartbeats stop using it")
+    unreg.add_argument("address", help="the cradle server's HOST:PORT, as registered")
+    unreg.add_argument("--force", action="store_true",
+                       help="even while PENDING or COMMITTED objects are placed on it (they stay "
+                            "as they are, naming this address)")
     return parser
 
 

@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
+from gantry.tlsconfig import PLAINTEXT, ClientConfig
 
 #: The longest (seconds) a member gets to answer before it shows as unreachable.
 MEMBER_TIMEOUT_S = 2.0
@@ -138,9 +139,10 @@ def _yes_no(v: bool | None) -> str:
     return "-" if v is None else ("yes" if v else "no")
 
 
-def ask_status(addr: str, timeout_s: float) -> pb.StatusResponse:
-    """``ClusterService.Status`` of the node at gRPC ``addr`` (raises ``grpc.RpcError``)."""
-    with grpc.insecure_channel(addr) as ch:
+def ask_status(addr: str, timeout_s: float, client: ClientConfig = PLAINTEXT) -> pb.StatusResponse:
+    """``ClusterService.Status`` of the node at gRPC ``addr`` (raises ``grpc.RpcError``), over
+    ``client``'s TLS settings (Status needs no admin credentials)."""
+    with client.channel(addr) as ch:
         resp = admin_pb2_grpc.ClusterServiceStub(ch).Status(pb.StatusRequest(), timeout=timeout_s)
     assert isinstance(resp, pb.StatusResponse)
     return resp
@@ -158,11 +160,12 @@ def _row(m: pb.Member, st: pb.StatusResponse | None, error: str) -> MemberRow:
                      serving=st.serving)
 
 
-def _ask_member(m: pb.Member, timeout_s: float) -> tuple[pb.StatusResponse | None, str]:
+def _ask_member(m: pb.Member, timeout_s: float,
+                client: ClientConfig = PLAINTEXT) -> tuple[pb.StatusResponse | None, str]:
     if not m.grpc_addr:
         return None, "unreachable: gRPC address unknown (not announced through the log yet)"
     try:
-        return ask_status(m.grpc_addr, timeout_s), ""
+        return ask_status(m.grpc_addr, timeout_s, client), ""
     except grpc.RpcError as e:
         code = e.code()
         return None, f"unreachable: {code.name if code else 'UNKNOWN'}: {e.details()}"
@@ -187,16 +190,18 @@ def build(asked: str, seed: pb.StatusResponse,
     return ClusterView(asked, rows, leader.raft_addr if leader else None, commit)
 
 
-def collect(addr: str, timeout_s: float, member_timeout_s: float = MEMBER_TIMEOUT_S) -> ClusterView:
+def collect(addr: str, timeout_s: float, member_timeout_s: float = MEMBER_TIMEOUT_S,
+            client: ClientConfig = PLAINTEXT) -> ClusterView:
     """Ask the node at ``addr`` for the members (raises ``grpc.RpcError`` if it does not answer
-    within ``timeout_s``), then every other member in parallel, each within ``member_timeout_s``."""
-    seed = ask_status(addr, timeout_s)
+    within ``timeout_s``), then every other member in parallel, each within ``member_timeout_s``,
+    all over ``client``'s TLS settings."""
+    seed = ask_status(addr, timeout_s, client)
     others = [m for m in seed.members if not m.is_self]
     each = min(timeout_s, member_timeout_s)
     answers: dict[str, tuple[pb.StatusResponse | None, str]] = {}
     if others:
         with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="status") as pool:
-            for m, answer in zip(others, pool.map(lambda m: _ask_member(m, each), others),
+            for m, answer in zip(others, pool.map(lambda m: _ask_member(m, each, client), others),
                                  strict=True):
                 answers[m.raft_addr] = answer
     return build(addr, seed, answers)

@@ -48,6 +48,13 @@ class Config:
     peers: list[str] = field(default_factory=list)
     cradle_addr: str = ""
     raft_password: str = ""
+    # gRPC TLS (gantry/tlsconfig.py) and ClusterService authorization (gantry/api/auth.py).
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    tls_client_ca: pathlib.Path | None = None  # set: clients must present a certificate (mTLS)
+    tls_ca: pathlib.Path | None = None  # None: tls_client_ca, else the public roots
+    insecure: bool = False  # plaintext gRPC beyond loopback, explicitly
+    admin_token: str = ""
     app_env: str = "production"
     log_format: str = ""  # "json" | "pretty" | "" (auto: pretty on a terminal, else json)
     log_level: str = "info"
@@ -93,41 +100,105 @@ class Config:
             return self.app_env == "development"
         return self.enable_reflection
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` with a fix-it message for unusable values. Changes nothing."""
+    @property
+    def grpc_beyond_loopback(self) -> bool:
+        """The gRPC server listens on more than loopback (``--host`` 0.0.0.0, a LAN address, …)."""
+        return not _is_loopback(self.host.strip("[]"))
+
+    def validate(self, given: Mapping[str, str] | None = None) -> None:
+        """Raise :class:`ConfigError` with a fix-it message for unusable values. Changes nothing.
+
+        ``given`` maps a field set from the environment to the variable's name and text as
+        written (``{"port": "GANTRY_PORT=99999"}``, as :func:`from_args` passes it), so the
+        message names what the operator wrote; any other field is named by its flag."""
+        def said(name: str) -> str:  # the setting as written: GANTRY_PORT=99999 / --port 99999
+            return (given or {}).get(name) or f"{_flag(name)} {_show(getattr(self, name))}"
+
+        def called(name: str) -> str:  # the setting's name: GANTRY_PEERS / --peers
+            return (given or {}).get(name, "").partition("=")[0] or _flag(name)
+
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port {self.port}: must be 0–65535")
-        for addr in [self.raft_addr, *self.peers]:
-            check_addr(addr)
+            raise ConfigError(f"{said('port')}: must be 0–65535")
+        try:
+            check_addr(self.raft_addr)
+        except ConfigError:
+            raise ConfigError(f"{said('raft_addr')}: expected HOST:PORT") from None
+        seen: set[str] = set()
+        for addr in self.peers:
+            try:
+                check_addr(addr)
+            except ConfigError:
+                raise ConfigError(f"{called('peers')} entry {addr!r}: expected HOST:PORT") from None
+            if addr in seen:
+                raise ConfigError(f"{called('peers')} lists {addr} twice: give each other node "
+                                  "once")
+            seen.add(addr)
         if self.raft_addr in self.peers:
-            raise ConfigError(f"--peers must not include this node's own --raft-addr {self.raft_addr}")
+            raise ConfigError(f"{called('peers')} must not include this node's own "
+                              f"{called('raft_addr')} {self.raft_addr}")
         if self.cradle_addr:
             try:
                 normalize_address(self.cradle_addr)
             except ValueError:
-                raise ConfigError(f"--cradle-addr {self.cradle_addr!r}: expected HOST:PORT") from None
+                where = (given or {}).get("cradle_addr") or f"--cradle-addr {self.cradle_addr!r}"
+                raise ConfigError(f"{where}: expected HOST:PORT") from None
         if self.metrics_addr:
-            check_addr(self.metrics_addr, "--metrics-addr")
+            try:
+                check_addr(self.metrics_addr)
+            except ConfigError:
+                raise ConfigError(f"{said('metrics_addr')}: expected HOST:PORT, or off") from None
         host = self.raft_addr.rpartition(":")[0].strip("[]")
         if not self.raft_password and not _is_loopback(host):
             raise ConfigError(
-                f"--raft-addr {self.raft_addr} is not a loopback address and no --raft-password "
+                f"{said('raft_addr')} is not a loopback address and no --raft-password "
                 "(GANTRY_RAFT_PASSWORD) is set: Raft traffic would be unauthenticated pickles "
                 "anyone on the network could use to run code on this node. Set the same password "
                 "on every node.")
+        self._validate_tls()
         if self.log_format not in ("", "json", "pretty"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if not math.isfinite(self.grace_s) or self.grace_s < 0:
-            raise ConfigError("--grace must be a number of seconds ≥ 0")
+            raise ConfigError(f"{said('grace_s')}: must be a number of seconds ≥ 0")
+        if not math.isfinite(self.heartbeat_interval_s) or self.heartbeat_interval_s < 0:
+            raise ConfigError(f"{said('heartbeat_interval_s')}: must be a duration ≥ 0")
         if self.snapshot_entries < 2:
-            raise ConfigError("--snapshot-entries must be ≥ 2")
+            raise ConfigError(f"{said('snapshot_entries')}: must be ≥ 2")
         if not math.isfinite(self.snapshot_interval_s) or self.snapshot_interval_s <= 0:
-            raise ConfigError("--snapshot-interval must be > 0 seconds")
+            raise ConfigError(f"{said('snapshot_interval_s')}: must be > 0 seconds")
         if not 0 < self.raft_tick_s <= 0.1:
-            raise ConfigError("--raft-tick must be > 0 and ≤ 0.1 seconds")
+            raise ConfigError(f"{said('raft_tick_s')}: must be > 0 and ≤ 0.1 seconds")
         if self.log_level not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use debug, info, warning, error "
                               "or critical")
+
+    def _validate_tls(self) -> None:
+        """TLS files usable, and no plaintext gRPC beyond loopback unless ``--insecure``."""
+        if self.tls_cert or self.tls_key or self.tls_client_ca or self.tls_ca:
+            from gantry import tlsconfig
+
+            try:
+                tlsconfig.check_server(self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_ca)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if self.grpc_beyond_loopback and not self.tls_cert and not self.insecure:
+            raise ConfigError(
+                f"--host {self.host or '(every interface)'} is not a loopback address and no "
+                "--tls-cert/--tls-key (GANTRY_TLS_CERT, GANTRY_TLS_KEY) is set: metadata, admin "
+                "calls and tokens would cross the network in plaintext. Serve TLS, or pass "
+                "--insecure (GANTRY_INSECURE=true) on a network you trust.")
+        if self.admin_token and (len(self.admin_token) < MIN_ADMIN_TOKEN
+                                 or not _printable_ascii(self.admin_token)):
+            raise ConfigError(
+                f"GANTRY_ADMIN_TOKEN: use at least {MIN_ADMIN_TOKEN} printable ASCII characters "
+                "without spaces (e.g. `openssl rand -hex 32`)")
+
+
+#: Shortest admin token accepted (characters).
+MIN_ADMIN_TOKEN = 16
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(33 <= ord(c) <= 126 for c in text)
 
 
 def default(name: str) -> Any:
@@ -222,7 +293,16 @@ def _optional_path(text: str) -> pathlib.Path | None:
 
 
 def _no_flag(text: str) -> Any:
-    raise ValueError(text)  # booleans and durations have no valued flag
+    raise ValueError(text)  # booleans have no valued flag
+
+
+def _duration_flag(text: str) -> float:
+    """A duration flag's value (argparse ``type``): its usage error says what is expected."""
+    try:
+        return parse_duration(text, "value")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a duration ≥ 0 like 30s, 500ms or 2m (0 = off)") from None
 
 
 STR = _total(str)
@@ -232,7 +312,7 @@ LIST = _total(_peers)
 INT = _number(int, "an integer")
 FLOAT = _number(float, "a number")
 BOOL = Kind(_no_flag, parse_bool)
-DURATION = Kind(_no_flag, parse_duration)
+DURATION = Kind(_duration_flag, parse_duration)
 
 
 @dataclass(frozen=True)
@@ -268,6 +348,18 @@ SETTINGS: tuple[Setting, ...] = (
             "register this storage server HOST:PORT at start-up", "--cradle-addr"),
     Setting("raft_password", ("GANTRY_RAFT_PASSWORD",), STR,
             "encrypts and authenticates Raft traffic", "--raft-password"),
+    Setting("tls_cert", ("GANTRY_TLS_CERT",), OPTIONAL_PATH,
+            "PEM certificate (chain) the gRPC server presents; with --tls-key, serve TLS",
+            "--tls-cert"),
+    Setting("tls_key", ("GANTRY_TLS_KEY",), OPTIONAL_PATH, "PEM private key of --tls-cert",
+            "--tls-key"),
+    Setting("tls_client_ca", ("GANTRY_TLS_CLIENT_CA",), OPTIONAL_PATH,
+            "require client certificates signed by this PEM CA bundle (mTLS)", "--tls-client-ca"),
+    Setting("tls_ca", ("GANTRY_TLS_CA",), OPTIONAL_PATH,
+            "PEM CA bundle for other nodes' certificates when this node calls them", "--tls-ca",
+            default_text="--tls-client-ca, else the public roots"),
+    Setting("insecure", ("GANTRY_INSECURE",), BOOL,
+            "allow plaintext gRPC on a --host beyond loopback", "--insecure", flag_const=True),
     Setting("grace_s", ("GANTRY_GRACE",), FLOAT, "seconds in-flight RPCs get to finish on SIGTERM",
             "--grace"),
     Setting("snapshot_entries", ("GANTRY_SNAPSHOT_ENTRIES",), INT,
@@ -279,6 +371,8 @@ SETTINGS: tuple[Setting, ...] = (
             "--no-raft-fsync", flag_const=False),
     Setting("raft_tick_s", ("GANTRY_RAFT_TICK",), FLOAT, "Raft tick period in seconds",
             "--raft-tick"),
+    Setting("heartbeat_interval_s", ("GANTRY_HEARTBEAT_INTERVAL",), DURATION,
+            "cradle server heartbeat period (30s, 500ms, 2m), 0 = off", "--heartbeat-interval"),
     Setting("metrics_addr", ("GANTRY_METRICS_ADDR",), STR,
             "serve Prometheus /metrics and the /livez, /readyz probes on HOST:PORT; '' or off: "
             "disabled", "--metrics-addr"),
@@ -289,13 +383,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", ("LOG_LEVEL",), STR, "debug, info, warning, error or critical"),
     Setting("enable_reflection", ("ENABLE_REFLECTION",), BOOL, "gRPC server reflection",
             default_text="on with APP_ENV=development"),
-    Setting("heartbeat_interval_s", ("GANTRY_HEARTBEAT_INTERVAL",), DURATION,
-            "cradle server heartbeat period, 0 = off"),
+    Setting("admin_token", ("GANTRY_ADMIN_TOKEN",), STR,
+            "bearer token for ClusterService changes when --host is beyond loopback",
+            default_text="none"),
     # Timer experiments (docs/BENCHMARKS.md); the defaults are the measured choice.
     Setting("raft_batch", ("GANTRY_RAFT_BATCH",), BOOL, "batch Raft appends"),
     Setting("raft_append_period_s", ("GANTRY_RAFT_APPEND_PERIOD",), FLOAT,
             "Raft append period in seconds"),
 )
+
+
+def _flag(name: str) -> str:
+    """The ``serve`` flag of :class:`Config` field ``name`` (its variable when it has none)."""
+    s = next(s for s in SETTINGS if s.field == name)
+    return s.flag or s.env[0]
 
 
 def env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -355,6 +456,7 @@ def from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     (``os.environ`` unless ``environ`` is given). A setting neither flagged nor in the
     environment is left to the :class:`Config` default."""
     values: dict[str, Any] = {}
+    given: dict[str, str] = {}  # field → "VARIABLE=text", for validate()'s messages
     for s in SETTINGS:
         if s.flag and hasattr(ns, s.field):
             values[s.field] = getattr(ns, s.field)
@@ -363,7 +465,8 @@ def from_args(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) 
             text = env(name, environ)
             if text is not None:
                 values[s.field] = s.kind.parse(text, name)
+                given[s.field] = f"{name}={text}"
                 break
     cfg = Config(**values)
-    cfg.validate()
+    cfg.validate(given)
     return cfg

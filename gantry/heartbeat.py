@@ -97,10 +97,10 @@ class CradleMonitor:
     def round(self, only_new: bool = False) -> int:
         """Heartbeat every registered server once (``only_new``: only those never heartbeated);
         returns how many updates were proposed."""
-        where = " WHERE last_heartbeat_at = 0 AND consecutive_misses = 0" if only_new else ""
+        where = " AND last_heartbeat_at = 0 AND consecutive_misses = 0" if only_new else ""
         rows = self._reads.conn().execute(
             "SELECT id, address, status, available_bytes, consecutive_misses, last_heartbeat_at"
-            " FROM cradle_servers" + where).fetchall()
+            " FROM cradle_servers WHERE unregistered_at IS NULL" + where).fetchall()
         if not rows:
             return 0
         timeout = max(0.2, min(self._interval * 0.5, 5.0))

@@ -19,21 +19,26 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import metrics, preflight
+from gantry import metrics, preflight, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
-from gantry.api.service import GantryService, placeable_where
+from gantry.api.auth import admin_interceptor
+from gantry.api.backup import BackupService
+from gantry.api.service import GantryService
+from gantry.backup import CopyTaker
 from gantry.config import Config
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
 from gantry.db import ReadPool, Watermark
 from gantry.heartbeat import CradleMonitor
 from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.command.v1 import command_pb2
+from gantry.registration import Registrar
 from gantry.state import commands, migrate
 from gantry.state.statemachine import ApplyResult
 
@@ -78,6 +83,7 @@ class Node:
         self._monitor: CradleMonitor | None = None
         self._lock = DataDirLock(config.data_dir)
         self._db_lock: DataDirLock | None = None
+        self._registrar = Registrar(self.propose, lambda: self._raft_serving, self._stopping)
         self._metrics: tuple[metrics.MetricsServer, metrics.NodeCollector] | None = None
 
     # -- lifecycle --
@@ -121,22 +127,30 @@ class Node:
         read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
                                 heartbeats=cfg.heartbeat_interval_s > 0)
-        admin = AdminService(self)
+        admin = AdminService(self, tlsconfig.node_client(cfg))
+        backup = BackupService(CopyTaker(cfg.database, cfg.data_dir), cfg.node_id, cfg.raft_addr)
+        auth = admin_interceptor(cfg)
         self._frontdoor = FrontDoorActor.start(
-            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler()], self.health,
-            cfg.reflection, (ADMIN_SERVICE_NAME,)
+            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler(),
+                                 backup.generic_handler(), service.admin_handler()],
+            self.health,
+            cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
+            (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
-        self.port = self._frontdoor.proxy().port().get()
+        self.port = self._frontdoor.proxy().port().get(timeout=30)
         self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
         self._monitor = CradleMonitor(self._reads, self._is_leader, self.propose,
                                       cfg.heartbeat_interval_s)
         self._monitor.start()
-        log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr)
+        log.info("node_started", grpc_port=self.port, raft_addr=cfg.raft_addr,
+                 tls=tlsconfig.mode(cfg), admin_auth=auth.mode)
+        if cfg.grpc_beyond_loopback and cfg.tls_cert is None:  # --insecure
+            log.warning("grpc_plaintext_beyond_loopback", host=cfg.host)
 
     def stop(self) -> None:
         """Graceful stop; safe to call more than once and after a failed start."""
@@ -181,11 +195,11 @@ class Node:
     def propose(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
         """Propose ``command`` and wait up to ``timeout_s`` seconds until this node applied it.
 
-        Raises ProposalError (consensus failed / node stopping) or
+        Raises ConsensusError (consensus failed / node stopping) or
         ``concurrent.futures.TimeoutError``.
         """
         if self._stopping.is_set() or self._raft is None:
-            raise ProposalError("NODE_STOPPING")
+            raise Stopping()
         fut = self.propose_async(command)
         try:
             result: tuple[ApplyResult, int] = fut.result(timeout=timeout_s)
@@ -196,12 +210,12 @@ class Node:
 
     def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
         """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
-        node applied it, or fails with ProposalError. Raises ProposalError at once when the node
-        is stopping or knows no reachable leader."""
+        node applied it, or fails with ConsensusError. Raises Stopping / NoLeader at once when the
+        node is stopping or knows no reachable leader."""
         if self._stopping.is_set() or self._proposer is None:
-            raise ProposalError("NODE_STOPPING")
+            raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
-            raise ProposalError("MISSING_LEADER")
+            raise NoLeader()
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
@@ -246,21 +260,18 @@ class Node:
             last_applied=st.last_applied, last_snapshot_index=st.last_snapshot_index,
             members=members, serving=self._serving, log_entries=st.log_size)
 
-    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int:
-        """Add or remove a member through the log; returns pysyncobj's FAIL_REASON.
-        Raises ``concurrent.futures.TimeoutError`` after ``timeout_s`` seconds."""
+    def change_membership(self, op: str, raft_addr: str,
+                          timeout_s: float) -> ConsensusError | None:
+        """Add or remove a member through the log: None once this node applied the change, else
+        its typed error (:class:`~gantry.consensus.errors.RequestDenied` with the strict
+        reconfig check's reason when refused). Raises ``concurrent.futures.TimeoutError`` after
+        ``timeout_s`` seconds."""
         assert self._raft is not None
         fut = self._raft.proxy().change_membership(op, raft_addr).get(timeout=5)
-        err: int = fut.result(timeout=timeout_s)
-        if err == 0:
+        error: ConsensusError | None = fut.result(timeout=timeout_s)
+        if error is None:
             log.info("membership_changed", op=op, raft_addr=raft_addr)
-        return err
-
-    def membership_refusal(self) -> str:
-        """Why the strict reconfig check refused the last membership change ("" if it did not)."""
-        assert self._raft is not None
-        why: str = self._raft.proxy().last_change_refusal().get(timeout=5)
-        return why
+        return error
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
         """Hand leadership to ``raft_addr`` (empty: the most caught-up follower) and wait up to
@@ -277,8 +288,8 @@ class Node:
                 log.info("leadership_transferred", new_leader=leader)
                 return str(leader)
             if time.monotonic() - asked_at > 0.5:  # re-ask: denied, or the election failed
-                err = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
-                asked_at = time.monotonic() if err == 0 else 0.0
+                error = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
+                asked_at = time.monotonic() if error is None else 0.0
             time.sleep(0.01)
         return ""
 
@@ -328,7 +339,7 @@ class Node:
         if not self.watermark.closed:
             log.info("ending_waiting_calls")
         self.watermark.close()
-        self.proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self.proposals.fail_all(Stopping())
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal_reason = reason
@@ -347,60 +358,17 @@ class Node:
             host = self.config.raft_addr.rpartition(":")[0]
         return f"{host}:{self.port}"
 
-    def _propose_until_applied(self, make: Any, what: str) -> tuple[ApplyResult, int] | None:
-        """Propose ``make()`` once a leader is known, retrying until it is applied or the node
-        stops (for idempotent start-up registrations)."""
-        while not self._stopping.wait(0.05):
-            if not self._raft_serving:
-                continue
-            try:
-                return self.propose(make(), 5.0)
-            except (ProposalError, FutureTimeout) as e:
-                log.warning("registration_retrying", what=what, error=repr(e))
-                self._stopping.wait(0.5)
-        return None
-
     def _register_self(self) -> None:
         cfg = self.config
-        out = self._propose_until_applied(
-            lambda: commands.register_node(cfg.raft_addr, cfg.node_id, self.advertised_addr),
-            "node")
-        if out is not None:
-            log.info("node_registered", grpc_addr=self.advertised_addr, index=out[1])
+        self._registrar.register_node(cfg.raft_addr, cfg.node_id, self.advertised_addr)
 
     def _register_cradle(self) -> None:
-        """Register ``--cradle-addr`` through the log once a leader exists (idempotent: the
-        address is unique, re-registering returns the existing row)."""
-        addr = self.config.cradle_addr
-        out = self._propose_until_applied(lambda: commands.register_cradle_server(addr), "cradle")
-        if out is None:
-            return
-        log.info("cradle_registered", address=addr, cradle_server_id=out[0].cradle_server_id,
-                 index=out[1])
-        self._wait_cradle_placeable(out[0].cradle_server_id)
-
-    def _wait_cradle_placeable(self, cradle_id: str) -> None:
-        """Readiness: health turns SERVING only once PlanWrite on this node would choose the
-        configured server (with heartbeats on, once a heartbeat reported its room — on a
-        follower, once the leader's record of it was applied here). Set once: a server that
-        fails later makes PlanWrite answer "no cradle servers available", not health flap."""
+        """Register ``--cradle-addr`` once a leader exists, then hold health NOT_SERVING until
+        that server is placeable here (see :mod:`gantry.registration`)."""
         assert self._reads is not None
-        where = placeable_where(self.config.heartbeat_interval_s > 0)
-        sql = f"SELECT 1 FROM cradle_servers WHERE id = ? AND {where}"
-        next_note = time.monotonic() + 10.0
-        while not self._stopping.wait(0.01):
-            try:
-                placeable = self._reads.conn().execute(sql, (cradle_id, 1)).fetchone()
-            except Exception as e:  # e.g. busy during a restore: look again
-                log.warning("cradle_readiness_check_failed", error=repr(e))
-                continue
-            if placeable:
-                log.info("cradle_placeable", address=self.config.cradle_addr)
-                self._cradle_ready = True
-                self._publish_health()
-                return
-            if time.monotonic() >= next_note:
-                next_note = time.monotonic() + 30.0
-                log.warning("health_waiting_for_cradle", address=self.config.cradle_addr,
-                            hint="NOT_SERVING until this storage server answers a heartbeat "
-                                 "with free space")
+        addr = self.config.cradle_addr
+        cradle_id = self._registrar.register_cradle(addr)
+        if cradle_id is not None and self._registrar.wait_cradle_placeable(
+                self._reads, cradle_id, addr, self.config.heartbeat_interval_s > 0):
+            self._cradle_ready = True
+            self._publish_health()

@@ -20,6 +20,8 @@ do. What it checks:
    exist only in ``raft.snapshot``, and pysyncobj cannot apply anything without loading it. A
    missing, unreadable or truncated snapshot then means the node can never catch up: refused,
    naming what is damaged and the database's applied index.
+5. No ``RESTORING`` marker: ``gantry restore`` keeps one in the directory while it writes the
+   files (:mod:`gantry.backup`); one left behind means the restore was interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pathlib
 import sqlite3
 import struct
 
+from gantry.backup import RESTORING_MARKER
 from gantry.config import Config
 from gantry.consensus import journal
 from gantry.state import snapshot, statemachine
@@ -123,6 +126,11 @@ def check(config: Config) -> None:
     docstring for what is checked). Reads only; call it holding the data directory's lock,
     before migrations, the writer or Raft open anything."""
     data_dir = pathlib.Path(config.data_dir)
+    if (data_dir / RESTORING_MARKER).exists():
+        raise PreflightError(
+            f"data directory {data_dir} holds an unfinished `gantry restore` (its "
+            f"{RESTORING_MARKER} file is there: the restore was interrupted): empty the directory "
+            "and run the restore again")
     log_path = str(data_dir / "raft.log")
     try:
         scan = journal.scan_log(log_path)

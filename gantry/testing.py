@@ -1,7 +1,8 @@
 """The in-process test tier (hashicorp/raft's ``testing.go``): the real API and the real writer
 on a real SQLite file, with consensus replaced by :class:`InlineConsensus`.
 
-What is real: ``gantry/api`` (GantryService and its RPC wrapper, behind
+What is real: ``gantry/api`` (GantryService — with its ClusterService write,
+UnregisterCradleServer — and its RPC wrapper, behind
 :class:`~gantry.actors.frontdoor.FrontDoorActor` on 127.0.0.1, port 0), ``ReadIndex``, the
 ``Proposals`` registry, :class:`~gantry.actors.writer.WriterActor` with its ``EntryQueue``,
 ``Watermark`` and ``ReadPool``, the state machine and the migrations. What is fake: the Raft
@@ -30,7 +31,8 @@ from grpc_health.v1 import health
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.writer import DRAIN, EntryQueue, WriterActor
 from gantry.api.service import GantryService
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.errors import ConsensusError, Stopping
+from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.db import ReadPool, Watermark
 from gantry.pb.command.v1 import command_pb2
@@ -44,8 +46,8 @@ class InlineConsensus:
 
     ``propose_async(command)`` gives the command the next log index (term 1), queues it to the
     writer and returns the Future that the writer resolves with ``(ApplyResult, log index)`` after
-    apply, like the real node's ``Node.propose_async``. ``fail_next(reason)`` makes the next
-    proposal fail with ``ProposalError(reason)`` instead (an error path without a cluster).
+    apply, like the real node's ``Node.propose_async``. ``fail_next(error)`` makes the next
+    proposal fail with ``error`` instead (an error path without a cluster).
     """
 
     def __init__(self, queue: EntryQueue, writer: pykka.ActorRef[Any], proposals: Proposals,
@@ -55,20 +57,21 @@ class InlineConsensus:
         self._proposals = proposals
         self._lock = threading.Lock()
         self._index = first_index
-        self._fail: list[str] = []
+        self._fail: list[ConsensusError] = []
         self.proposed = 0
 
-    def fail_next(self, reason: str) -> None:
-        """The next proposal fails with ``ProposalError(reason)`` (e.g. ``"MISSING_LEADER"``)."""
+    def fail_next(self, error: ConsensusError) -> None:
+        """The next proposal fails with ``error`` (e.g. ``NoLeader()``), as the consensus layer
+        would fail it (:mod:`gantry.consensus.errors`)."""
         with self._lock:
-            self._fail.append(reason)
+            self._fail.append(error)
 
     def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
         fut: Future[tuple[ApplyResult, int]] = self._proposals.register(command.proposal_id)
         data = commands.encode(command)
         with self._lock:  # one lock: indexes and queue order agree
             if self._fail:
-                self._proposals.fail(command.proposal_id, ProposalError(self._fail.pop(0)))
+                self._proposals.fail(command.proposal_id, self._fail.pop(0))
                 return fut
             self._index += 1
             self.proposed += 1
@@ -78,7 +81,7 @@ class InlineConsensus:
         return fut
 
     def propose(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
-        """``propose_async`` and wait up to ``timeout_s`` seconds; raises ProposalError or
+        """``propose_async`` and wait up to ``timeout_s`` seconds; raises ConsensusError or
         ``concurrent.futures.TimeoutError`` (the proposal is then forgotten), like the node."""
         fut = self.propose_async(command)
         try:
@@ -131,8 +134,9 @@ class InProcessNode:
         service = GantryService(self._reads, self.consensus.propose, self.app_env,
                                 self.watermark, read_index)
         health_servicer = health.HealthServicer()
-        self._frontdoor = FrontDoorActor.start("127.0.0.1", 0, [service.generic_handler()],
-                                               health_servicer, False)
+        self._frontdoor = FrontDoorActor.start(
+            "127.0.0.1", 0, [service.generic_handler(), service.admin_handler()],
+            health_servicer, False)
         err = self._frontdoor.proxy().get_start_error().get(timeout=10)
         if err:
             raise RuntimeError(err)
@@ -150,7 +154,7 @@ class InProcessNode:
             self._frontdoor.stop()
             self._frontdoor = None
         self.watermark.close()
-        self.proposals.fail_all(ProposalError("NODE_STOPPING"))
+        self.proposals.fail_all(Stopping())
         if self._writer is not None:
             self._writer.stop()
             self._writer = None

@@ -7,7 +7,8 @@ Usage::
         --concurrency 16 --duration 10 [--warmup 2] [--json] [--timeout 5] [--size 4096] \\
         [--bucket NAME] [--request-id] [--processes N] \\
         [--consistency stale|linearizable|min-index] [--buckets 100] [--objects 1000] \\
-        [--page-size 1000] [--prefix P] [--delimiter D]
+        [--page-size 1000] [--prefix P] [--delimiter D] \\
+        [--tls-ca CA.pem [--tls-cert C.pem --tls-key C.key]]
 
 Exit status 0 when every measured op succeeded, 1 when any failed, 2 on bad flags.
 
@@ -84,6 +85,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 
+from gantry import tlsconfig  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
 
@@ -137,6 +139,7 @@ class RunSpec:
     buckets: list[str] = field(default_factory=list)  # get-bucket: names to read (set by setup)
     keys: list[str] = field(default_factory=list)  # head-object: keys to read (set by setup)
     setup_s: float = 0.0
+    client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT  # --tls-ca/--tls-cert/--tls-key
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -305,7 +308,7 @@ async def prepare(spec: RunSpec) -> RunSpec:
     Raises SystemExit with a message when setup fails."""
     t0 = time.perf_counter()
     try:
-        async with grpc.aio.insecure_channel(spec.targets[0]) as ch:
+        async with spec.client.aio_channel(spec.targets[0]) as ch:
             try:
                 await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
             except TimeoutError:
@@ -358,7 +361,7 @@ async def _setup(stub: service_pb2_grpc.GantryServiceStub, spec: RunSpec) -> Run
 async def _sync_targets(spec: RunSpec) -> None:
     """Wait until every target applied log index ``spec.min_index`` (a min-index read each)."""
     for t in spec.targets:
-        async with grpc.aio.insecure_channel(t) as ch:
+        async with spec.client.aio_channel(t) as ch:
             await service_pb2_grpc.GantryServiceStub(ch).GetBucket(
                 svc.GetBucketRequest(name=f"bench-{spec.run_id}-idx"), timeout=spec.timeout_s,
                 metadata=consistency_metadata("min-index", spec.min_index))
@@ -366,7 +369,7 @@ async def _sync_targets(spec: RunSpec) -> None:
 
 async def run_async(spec: RunSpec) -> dict[str, Any]:
     """Run ``spec`` in this process's event loop; return raw latencies, errors and timings."""
-    channels = [grpc.aio.insecure_channel(t) for t in spec.targets]
+    channels = [spec.client.aio_channel(t) for t in spec.targets]
     try:
         for t, ch in zip(spec.targets, channels, strict=True):
             try:
@@ -555,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="client processes sharing the workers, for when one client core is the "
                         "bottleneck (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    tlsconfig.add_client_arguments(p)
     return p
 
 
@@ -572,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     if ns.buckets < 1 or ns.objects < 1 or not 1 <= ns.page_size <= 1000:
         print("bench: need --buckets ≥ 1, --objects ≥ 1, 1 ≤ --page-size ≤ 1000", file=sys.stderr)
         return 2
+    try:
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
     processes = max(1, min(ns.processes, ns.concurrency))
     run_id = secrets.token_hex(4)
     spec = RunSpec(targets=targets, workload=ns.workload, concurrency=ns.concurrency,
@@ -579,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                    run_id=run_id, bucket=ns.bucket or f"bench-{run_id}", request_ids=ns.request_id,
                    consistency=ns.consistency, setup_buckets=ns.buckets, setup_objects=ns.objects,
                    reuse_bucket=bool(ns.bucket), page_size=ns.page_size, prefix=ns.prefix,
-                   delimiter=ns.delimiter)
+                   delimiter=ns.delimiter, client=client)
     spec = asyncio.run(prepare(spec))
     if processes == 1:
         parts = [_run_in_process(spec)]

@@ -5,15 +5,18 @@ Usage::
 
     python ops/bench_matrix.py --nodes 1,3 --workloads create-bucket,plan-commit \\
         --concurrency 1,16,64 --runs 3 --duration 5 [--serve-arg=--no-raft-fsync] \\
-        [--consistency stale,linearizable,min-index] [--scrape 1] [--serve-arg=--metrics-addr=off]
+        [--consistency stale,linearizable,min-index] [--scrape 1] [--serve-arg=--metrics-addr=off] \\
+        [--tls-ca ca.pem --serve-arg=--tls-cert=node.pem --serve-arg=--tls-key=node.key]
 
 It starts its own nodes (``gantry serve`` on free 127.0.0.1 ports, fresh data directories under a
 temporary directory) and a fake storage node (``ops/fake_cradle.py``) so PlanWrite has a HEALTHY
 server; a fresh cluster per cluster size, reused across that size's runs. Every process it starts
-is stopped on exit. Read workloads take ``--consistency`` (one row per level). Every node serves
-its metrics on a free port of its own (``--serve-arg=--metrics-addr=off`` turns them off);
-``--scrape S`` fetches every node's ``/metrics`` every ``S`` seconds while the cluster runs, as
-Prometheus would (to measure what metrics cost, scrapes included).
+is stopped on exit. Read workloads take ``--consistency`` (one row per level). ``--tls-ca``,
+``--tls-cert``, ``--tls-key`` are the client side (health checks and ``ops/bench.py``); the nodes'
+TLS flags go in ``--serve-arg``. Every node serves its metrics on a free port of its own
+(``--serve-arg=--metrics-addr=off`` turns them off); ``--scrape S`` fetches every node's
+``/metrics`` every ``S`` seconds while the cluster runs, as Prometheus would (to measure what
+metrics cost, scrapes included).
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from gantry import tlsconfig  # noqa: E402
+
 READS = {"get-bucket", "head-object", "list-objects"}
 
 
@@ -53,8 +60,8 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _serving(addr: str) -> bool:
-    with grpc.insecure_channel(addr) as ch:
+def _serving(addr: str, client: tlsconfig.ClientConfig) -> bool:
+    with client.channel(addr) as ch:
         try:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -64,7 +71,9 @@ def _serving(addr: str) -> bool:
 
 @contextlib.contextmanager
 def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path,
-                    log_level: str = "warning", scrape_s: float = 0.0) -> Iterator[list[str]]:
+                    log_level: str = "warning",
+                    client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT,
+                    scrape_s: float = 0.0) -> Iterator[list[str]]:
     """Start a fake cradle and ``n`` peered nodes (logs in ``workdir/n{n}-{i}.log`` at
     ``log_level``); yield their gRPC addresses; stop them all. With ``scrape_s``, a thread
     fetches every node's ``/metrics`` that often while the nodes run."""
@@ -95,7 +104,7 @@ def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path,
             log.close()
         addrs = [f"127.0.0.1:{p}" for p in grpc_ports]
         deadline = time.monotonic() + 60
-        while not all(_serving(a) for a in addrs):
+        while not all(_serving(a, client) for a in addrs):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster of {n} did not become SERVING; logs in {workdir}")
             time.sleep(0.1)
@@ -139,10 +148,11 @@ def _scrape(urls: list[str], every_s: float, stop: threading.Event) -> None:
 
 
 def bench(targets: list[str], workload: str, c: int, duration: float, warmup: float,
-          consistency: str | None) -> dict[str, Any]:
+          consistency: str | None,
+          client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> dict[str, Any]:
     args = [sys.executable, str(REPO / "ops" / "bench.py"), "--targets", ",".join(targets),
             "--workload", workload, "--concurrency", str(c), "--duration", str(duration),
-            "--warmup", str(warmup), "--json"]
+            "--warmup", str(warmup), "--json", *client.args()]
     if consistency:
         args += ["--consistency", consistency]
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -166,16 +176,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra flag for every node, e.g. --serve-arg=--no-raft-fsync")
     p.add_argument("--scrape", type=float, default=0.0,
                    help="fetch every node's /metrics every this many seconds (default 0: never)")
+    tlsconfig.add_client_arguments(p)
     ns = p.parse_args(argv)
+    try:
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"bench_matrix: {e}", file=sys.stderr)
+        return 2
     rows = []
     with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
         for n in [int(x) for x in ns.nodes.split(",")]:
-            with running_cluster(n, ns.serve_arg, pathlib.Path(tmp), scrape_s=ns.scrape) as targets:
+            with running_cluster(n, ns.serve_arg, pathlib.Path(tmp), client=client,
+                                 scrape_s=ns.scrape) as targets:
                 for workload in ns.workloads.split(","):
                     levels = ns.consistency.split(",") if workload in READS else [None]
                     for level in levels:
                         for c in [int(x) for x in ns.concurrency.split(",")]:
-                            runs = [bench(targets, workload, c, ns.duration, ns.warmup, level)
+                            runs = [bench(targets, workload, c, ns.duration, ns.warmup, level, client)
                                     for _ in range(ns.runs)]
                             row = {
                                 "nodes": n, "workload": workload, "consistency": level or "",

@@ -4,7 +4,8 @@ Usage::
 
     python ops/cluster.py [--nodes 3] [--base-dir ./data/cluster] [--grpc-base 8081 --raft-base 7081]
         [--metrics-base 9081] [--ports-free] [--cradle-addr 127.0.0.1:9100] [--log-level info]
-        [--ready-timeout 60] [--stop-timeout 20] [-- EXTRA SERVE FLAGS...]
+        [--ready-timeout 60] [--stop-timeout 20] [--tls-ca CA.pem [--tls-cert C.pem --tls-key C.key]]
+        [-- EXTRA SERVE FLAGS...]
 
 Starts N ``gantry serve`` processes (``sys.executable -m gantry.cli serve``), node *i* (1-based)
 with gRPC port ``grpc-base + i - 1``, Raft port ``raft-base + i - 1``, metrics port
@@ -12,7 +13,9 @@ with gRPC port ``grpc-base + i - 1``, Raft port ``raft-base + i - 1``, metrics p
 under ``BASE/node<i>/`` and its JSON log in ``BASE/node<i>.log``; every node lists the others as
 ``--peers``. ``--ports-free`` asks the OS for free ports instead of using the bases;
 ``--metrics-base 0`` turns the metrics endpoints off. Anything after ``--`` is appended to every
-node's ``serve`` command line.
+node's ``serve`` command line: a TLS cluster is
+``--tls-ca ca.pem -- --tls-cert node.pem --tls-key node.key`` (``--tls-*`` before ``--`` are the
+launcher's own client settings for its health checks, :mod:`gantry.tlsconfig`).
 
 The launcher prints the nodes' gRPC addresses and a ``targets=`` line ready for ``ops/bench.py``,
 writes the same to ``BASE/cluster.json``, then waits until every node reports SERVING through the
@@ -40,10 +43,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from gantry import tlsconfig  # noqa: E402
 
 
 @dataclass
@@ -53,9 +59,9 @@ class Node:
     name: str
     grpc_port: int
     raft_port: int
-    metrics_port: int  # 0: metrics off
     data_dir: pathlib.Path
     log_path: pathlib.Path
+    metrics_port: int = 0  # 0: metrics off
     proc: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None
 
@@ -140,10 +146,10 @@ def start_node(node: Node, args: list[str], log_level: str) -> None:
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def is_serving(node: Node) -> bool:
+def is_serving(node: Node, client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> bool:
     """One health check (overall service ``""``) with a one-second deadline."""
     if node.channel is None:
-        node.channel = grpc.insecure_channel(node.addr)
+        node.channel = client.channel(node.addr)
     try:
         r = health_pb2_grpc.HealthStub(node.channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=1.0)
@@ -170,7 +176,8 @@ def tail(path: pathlib.Path, n: int = 20) -> str:
         return ""
 
 
-def wait_serving(nodes: list[Node], timeout_s: float, stop: threading.Event) -> str | None:
+def wait_serving(nodes: list[Node], timeout_s: float, stop: threading.Event,
+                 client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> str | None:
     """Poll health until every node is SERVING. Returns None on success, else what went wrong."""
     deadline = time.monotonic() + timeout_s
     pending = list(nodes)
@@ -180,7 +187,7 @@ def wait_serving(nodes: list[Node], timeout_s: float, stop: threading.Event) -> 
             if nd.proc.poll() is not None:
                 return (f"{nd.name} exited ({describe_exit(nd.proc.returncode)}) before serving; "
                         f"last log lines:\n{tail(nd.log_path)}")
-            if is_serving(nd):
+            if is_serving(nd, client):
                 print(f"{nd.name} SERVING at {nd.addr}", flush=True)
                 pending.remove(nd)
         if not pending:
@@ -253,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for every node to be SERVING (default 60)")
     p.add_argument("--stop-timeout", type=float, default=20.0,
                    help="seconds between SIGTERM and SIGKILL on shutdown (default 20)")
+    tlsconfig.add_client_arguments(p)
     return p
 
 
@@ -264,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     ns = build_parser().parse_args(argv)
+    try:
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"cluster: {e}", file=sys.stderr)
+        return 2
     n = ns.nodes
     if n < 1:
         print("cluster: --nodes must be ≥ 1", file=sys.stderr)
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = write_manifest(base_dir, nodes)
         print(f"targets={','.join(nd.addr for nd in nodes)}", flush=True)
         print(f"manifest {manifest}", flush=True)
-        problem = wait_serving(nodes, ns.ready_timeout, stop)
+        problem = wait_serving(nodes, ns.ready_timeout, stop, client)
         if problem is not None:
             print(f"cluster: {problem}", file=sys.stderr, flush=True)
             status = 1 if not stop.is_set() else 0

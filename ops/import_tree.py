@@ -2,9 +2,9 @@
 
 Usage::
 
-    python ops/import_tree.py [PATH] [--target 127.0.0.1:8081] [--bucket NAME] \\
+    python ops/import_tree.py [PATH] [--target HOST:PORT[,HOST:PORT...]]... [--bucket NAME] \\
         [--concurrency 32] [--timeout 10] [--retry-for 30] [--progress-every 1000] \\
-        [--progress-interval 5] [--limit N] [--json]
+        [--progress-interval 5] [--limit N] [--json] [--tls-ca CA.pem [--tls-cert C --tls-key K]]
 
 PATH defaults to this interpreter's standard library (``sysconfig.get_paths()["stdlib"]``), a
 real tree of tens of thousands of files. The bucket defaults to ``import-<basename of PATH>``
@@ -21,8 +21,14 @@ and directories, empty files (PlanWrite rejects size ≤ 0 with ``InvalidSize``)
 5 GiB (``EntityTooLarge``), keys Gantry would refuse (over 1024 bytes of UTF-8, control bytes,
 undecodable names), and mtimes at or before the Unix epoch (``InvalidLastModifiedMs``).
 
-Every call carries a fresh ``x-request-id`` (kept across its retries), so a node that already
-applied an attempt answers the retry with the original outcome instead of applying it twice (no
+``--target`` names the nodes to talk to (default 127.0.0.1:8081): repeat it or give a comma
+list, e.g. the ``targets=`` line ``ops/cluster.py`` prints. Calls go to one node at a time; on
+UNAVAILABLE (the node died, stopped, or knows no leader) or DEADLINE_EXCEEDED the importer fails
+over to the next target, in order, and stays there. Start-up needs any one target reachable.
+
+Every call carries a fresh ``x-request-id`` (kept across its retries, on whichever node), so a
+cluster that already applied an attempt answers the retry with the original outcome instead of
+applying it twice (the request ids are remembered in the replicated state, so on every node: no
 duplicate PENDING objects, no failed re-commit). Transient errors (UNAVAILABLE — e.g. "no leader"
 during an election —, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered back-off
 for up to ``--retry-for`` seconds per call. Should a retried CommitObject still answer
@@ -51,17 +57,22 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 
-from gantry import validation  # noqa: E402
+from gantry import tlsconfig, validation  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
 
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                        grpc.StatusCode.RESOURCE_EXHAUSTED})
+#: Seconds the other targets get to connect once one has, so the first in order is preferred.
+READY_GRACE_S = 0.5
+#: Codes after which the next call goes to the next target (this one may be gone or cut off).
+FAIL_OVER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class Tally:
     failures: Counter[str] = field(default_factory=Counter)
     first_failures: list[str] = field(default_factory=list)
     bytes_imported: int = 0
+    failovers: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -94,6 +106,60 @@ class Tally:
     def seen(self) -> int:
         """Files with an outcome so far (imported, failed or skipped)."""
         return self.imported + self.failed + self.skipped_total
+
+
+def parse_targets(values: list[str] | None) -> list[str]:
+    """``--target`` values (each one address or a comma list) as one list, in order, without
+    repeats; ``["127.0.0.1:8081"]`` when none was given."""
+    out: list[str] = []
+    for v in values or ["127.0.0.1:8081"]:
+        for addr in (a.strip() for a in v.split(",")):
+            if addr and addr not in out:
+                out.append(addr)
+    return out
+
+
+class Targets:
+    """The nodes to talk to and which one is current. All workers share it (one event loop):
+    a worker whose call failed on target ``i`` moves everyone to the next one, unless another
+    worker already moved on."""
+
+    def __init__(self, addrs: list[str], tally: Tally,
+                 client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> None:
+        self.addrs = addrs
+        self.channels = [client.aio_channel(a) for a in addrs]
+        self.stubs = [service_pb2_grpc.GantryServiceStub(ch) for ch in self.channels]
+        self.current = 0
+        self._tally = tally
+
+    async def first_ready(self, timeout_s: float) -> bool:
+        """Make the first target in order that connects current: once one connects within
+        ``timeout_s``, the others get ``READY_GRACE_S`` more to connect too."""
+        waits = {asyncio.ensure_future(ch.channel_ready()): i for i, ch in enumerate(self.channels)}
+        done, pending = await asyncio.wait(waits, timeout=timeout_s,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        if done and pending:
+            more, pending = await asyncio.wait(pending, timeout=READY_GRACE_S)
+            done |= more
+        for t in pending:
+            t.cancel()
+        if not done:
+            return False
+        self.current = min(waits[t] for t in done)
+        return True
+
+    def fail_over(self, failed: int, err: grpc.aio.AioRpcError) -> None:
+        """Target ``failed`` answered ``err``: move on to the next one (once per failure)."""
+        if len(self.addrs) < 2 or self.current != failed:
+            return
+        self.current = (failed + 1) % len(self.addrs)
+        self._tally.failovers += 1
+        print(f"import_tree: {self.addrs[failed]} answered {err.code().name}; failing over to "
+              f"{self.addrs[self.current]}", file=sys.stderr, flush=True)
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            await ch.close()
 
 
 def derive_bucket_name(root: pathlib.Path) -> str:
@@ -156,20 +222,26 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
         stack.extend(reversed(subdirs))
 
 
-async def call_with_retries(fn: Callable[..., Awaitable[object]], request: object, timeout_s: float,
+async def call_with_retries(targets: Targets, method: str, request: object, timeout_s: float,
                             retry_for_s: float, tally: Tally
                             ) -> tuple[object | None, grpc.aio.AioRpcError | None, int]:
-    """Call ``fn(request)`` with one ``x-request-id`` for every attempt; retry transient codes
-    with jittered exponential back-off (0.1 s doubling to 2 s) until ``retry_for_s`` seconds have
-    passed. Returns (response or None, last error or None, attempts made)."""
+    """Call ``method`` (a GantryService RPC name) on the current target with one
+    ``x-request-id`` for every attempt; after UNAVAILABLE or DEADLINE_EXCEEDED fail over to the
+    next target; retry transient codes with jittered exponential back-off (0.1 s doubling to
+    2 s) until ``retry_for_s`` seconds have passed. Returns (response or None, last error or
+    None, attempts made)."""
     metadata = (("x-request-id", uuid.uuid4().hex),)
     give_up = time.monotonic() + retry_for_s
     attempt = 0
     while True:
         attempt += 1
+        at = targets.current
+        fn: Callable[..., Awaitable[object]] = getattr(targets.stubs[at], method)
         try:
             return await fn(request, timeout=timeout_s, metadata=metadata), None, attempt
         except grpc.aio.AioRpcError as e:
+            if e.code() in FAIL_OVER:
+                targets.fail_over(at, e)
             pause = min(2.0, 0.1 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             if e.code() not in TRANSIENT or time.monotonic() + pause > give_up:
                 return None, e, attempt
@@ -177,11 +249,11 @@ async def call_with_retries(fn: Callable[..., Awaitable[object]], request: objec
             await asyncio.sleep(pause)
 
 
-async def import_one(stub: service_pb2_grpc.GantryServiceStub, bucket: str, item: FileItem,
+async def import_one(targets: Targets, bucket: str, item: FileItem,
                      timeout_s: float, retry_for_s: float, tally: Tally) -> None:
     """PlanWrite + CommitObject for one file, recording the outcome in ``tally``."""
     plan, err, _ = await call_with_retries(
-        stub.PlanWrite, svc.PlanWriteRequest(bucket=bucket, key=item.key, size=item.size),
+        targets, "PlanWrite", svc.PlanWriteRequest(bucket=bucket, key=item.key, size=item.size),
         timeout_s, retry_for_s, tally)
     if err is not None:
         _fail(tally, "PlanWrite", err, item.key)
@@ -189,8 +261,8 @@ async def import_one(stub: service_pb2_grpc.GantryServiceStub, bucket: str, item
     assert isinstance(plan, svc.PlanWriteResponse)
     commit = svc.CommitObjectRequest(object_id=plan.write_plan.object_id, size=item.size,
                                      last_modified_ms=item.last_modified_ms)
-    _, err, attempts = await call_with_retries(stub.CommitObject, commit, timeout_s, retry_for_s,
-                                               tally)
+    _, err, attempts = await call_with_retries(targets, "CommitObject", commit, timeout_s,
+                                               retry_for_s, tally)
     if err is not None and not (attempts > 1 and err.code() == grpc.StatusCode.FAILED_PRECONDITION):
         _fail(tally, "CommitObject", err, item.key)
         return
@@ -205,15 +277,17 @@ def _fail(tally: Tally, method: str, err: grpc.aio.AioRpcError, key: str) -> Non
         tally.first_failures.append(f"{method} {key!r}: {err.code().name} {err.details()}")
 
 
-async def ensure_bucket(stub: service_pb2_grpc.GantryServiceStub, bucket: str, timeout_s: float) -> str:
-    """Create ``bucket``; return ``"created"`` or ``"reused"`` (ALREADY_EXISTS)."""
-    try:
-        await stub.CreateBucket(svc.CreateBucketRequest(name=bucket), timeout=timeout_s)
+async def ensure_bucket(targets: Targets, bucket: str, timeout_s: float, retry_for_s: float,
+                        tally: Tally) -> str:
+    """Create ``bucket`` (retried and failed over like every call); return ``"created"`` or
+    ``"reused"`` (ALREADY_EXISTS). Raises the last ``grpc.aio.AioRpcError`` otherwise."""
+    _, err, _ = await call_with_retries(targets, "CreateBucket", svc.CreateBucketRequest(name=bucket),
+                                        timeout_s, retry_for_s, tally)
+    if err is None:
         return "created"
-    except grpc.aio.AioRpcError as e:
-        if e.code() == grpc.StatusCode.ALREADY_EXISTS:
-            return "reused"
-        raise
+    if err.code() == grpc.StatusCode.ALREADY_EXISTS:
+        return "reused"
+    raise err
 
 
 def _progress(tally: Tally, t0: float, final: bool = False) -> str:
@@ -225,7 +299,7 @@ def _progress(tally: Tally, t0: float, final: bool = False) -> str:
 
 
 async def run(ns: argparse.Namespace) -> int:
-    """Import ``ns.path`` into ``ns.bucket`` on ``ns.target``; print progress and the summary."""
+    """Import ``ns.path`` into ``ns.bucket`` through ``ns.target``; print progress and the summary."""
     root = pathlib.Path(ns.path)
     if not root.is_dir():
         print(f"import_tree: {root} is not a directory", file=sys.stderr)
@@ -234,21 +308,26 @@ async def run(ns: argparse.Namespace) -> int:
     if validation.bucket_name_error(bucket):
         print(f"import_tree: bucket name {bucket!r} is not a valid S3 bucket name", file=sys.stderr)
         return 2
+    try:
+        client = tlsconfig.client_from_args(ns)
+    except ValueError as e:
+        print(f"import_tree: {e}", file=sys.stderr)
+        return 2
     tally = Tally()
-    async with grpc.aio.insecure_channel(ns.target) as channel:
-        try:
-            await asyncio.wait_for(channel.channel_ready(), timeout=ns.timeout)
-        except TimeoutError:
-            print(f"import_tree: cannot connect to {ns.target} within {ns.timeout}s", file=sys.stderr)
+    addrs = parse_targets(ns.target)
+    targets = Targets(addrs, tally, client)
+    try:
+        if not await targets.first_ready(ns.timeout):
+            print(f"import_tree: cannot connect to {', '.join(addrs)} within {ns.timeout}s",
+                  file=sys.stderr)
             return 2
-        stub = service_pb2_grpc.GantryServiceStub(channel)
         try:
-            how = await ensure_bucket(stub, bucket, ns.timeout)
+            how = await ensure_bucket(targets, bucket, ns.timeout, ns.retry_for, tally)
         except grpc.aio.AioRpcError as e:
             print(f"import_tree: CreateBucket {bucket!r}: {e.code().name} {e.details()}", file=sys.stderr)
             return 2
-        print(f"importing {root} into bucket {bucket!r} ({how}) via {ns.target}, "
-              f"concurrency {ns.concurrency}", file=sys.stderr)
+        print(f"importing {root} into bucket {bucket!r} ({how}) via {addrs[targets.current]} "
+              f"(targets: {', '.join(addrs)}), concurrency {ns.concurrency}", file=sys.stderr)
         t0 = time.monotonic()
         queue: asyncio.Queue[FileItem | None] = asyncio.Queue(maxsize=ns.concurrency * 4)
         last_print = [t0, 0]
@@ -265,7 +344,7 @@ async def run(ns: argparse.Namespace) -> int:
                 item = await queue.get()
                 if item is None:
                     return
-                await import_one(stub, bucket, item, ns.timeout, ns.retry_for, tally)
+                await import_one(targets, bucket, item, ns.timeout, ns.retry_for, tally)
                 maybe_progress()
 
         workers = [asyncio.create_task(worker()) for _ in range(ns.concurrency)]
@@ -281,8 +360,11 @@ async def run(ns: argparse.Namespace) -> int:
             await queue.put(None)
         await asyncio.gather(*workers)
         elapsed = time.monotonic() - t0
-    summary = {
-        "root": str(root), "bucket": bucket, "bucket_was": how, "target": ns.target,
+    finally:
+        await targets.close()
+    summary: dict[str, Any] = {
+        "root": str(root), "bucket": bucket, "bucket_was": how, "targets": addrs,
+        "failovers": tally.failovers,
         "imported": tally.imported, "skipped": tally.skipped_total, "failed": tally.failed,
         "skipped_by_reason": dict(sorted(tally.skipped.items())),
         "failed_by_code": dict(sorted(tally.failures.items())),
@@ -297,7 +379,8 @@ async def run(ns: argparse.Namespace) -> int:
     else:
         reasons = ", ".join(f"{k}={v}" for k, v in summary["skipped_by_reason"].items()) or "-"
         codes = ", ".join(f"{k}={v}" for k, v in summary["failed_by_code"].items()) or "-"
-        print(f"skipped by reason: {reasons}; failed by code: {codes}; retries: {tally.retries}")
+        print(f"skipped by reason: {reasons}; failed by code: {codes}; retries: {tally.retries}; "
+              f"failovers: {tally.failovers}")
         print(f"imported={tally.imported} skipped={tally.skipped_total} failed={tally.failed} "
               f"elapsed_s={summary['elapsed_s']} files_per_s={summary['files_per_s']}")
     return 1 if tally.failed else 0
@@ -308,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Import a directory tree's file metadata into Gantry.")
     p.add_argument("path", nargs="?", default=sysconfig.get_paths()["stdlib"],
                    help="directory to import (default: the Python standard library)")
-    p.add_argument("--target", default="127.0.0.1:8081", help="node HOST:PORT (default 127.0.0.1:8081)")
+    p.add_argument("--target", action="append", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="a node to talk to; repeat it or give a comma list to fail over to the "
+                        "next one when a node is unavailable (default 127.0.0.1:8081)")
     p.add_argument("--bucket", default="", help="bucket name (default import-<basename of PATH>)")
     p.add_argument("--concurrency", type=int, default=32, help="files in flight (default 32)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds (default 10)")
@@ -320,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="…or after this many seconds (default 5)")
     p.add_argument("--limit", type=int, default=0, help="import at most N files (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    tlsconfig.add_client_arguments(p)
     return p
 
 

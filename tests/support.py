@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gantry.pb.service.v1 import service_pb2_grpc
+from gantry.tlsconfig import PLAINTEXT, ClientConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -55,11 +56,12 @@ def wait_until(pred: Callable[[], Any], timeout_s: float = 20.0, interval_s: flo
 
 class NodeProcess:
     """One ``gantry serve`` process. ``start()`` spawns it; ``wait_serving()`` polls health;
-    ``stop()`` sends SIGTERM (then SIGKILL after a deadline); ``kill()`` sends SIGKILL."""
+    ``stop()`` sends SIGTERM (then SIGKILL after a deadline); ``kill()`` sends SIGKILL.
+    ``tls``: how the harness's own channel (health, stubs) reaches a node that serves TLS."""
 
     def __init__(self, data_dir: pathlib.Path, port: int, raft_port: int, peers: list[int] = (),  # type: ignore[assignment]
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 node_id: str = "") -> None:
+                 node_id: str = "", tls: ClientConfig = PLAINTEXT) -> None:
         self.data_dir = data_dir
         self.port = port
         self.raft_port = raft_port
@@ -70,6 +72,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{self.node_id}.log"
         self._channel: grpc.Channel | None = None
+        self.tls = tls
         #: Its --metrics-addr port: a free one chosen by the first args() (start), then kept.
         self.metrics_port = 0
 
@@ -109,7 +112,7 @@ class NodeProcess:
 
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.addr)
+            self._channel = self.tls.channel(self.addr)
         return self._channel
 
     def stub(self) -> service_pb2_grpc.GantryServiceStub:
@@ -172,13 +175,14 @@ class NodeProcess:
 
 @contextlib.contextmanager
 def cluster(tmp: pathlib.Path, n: int, extra_args: list[str] | None = None,
-            wait: bool = True) -> Iterator[list[NodeProcess]]:
+            wait: bool = True, tls: ClientConfig = PLAINTEXT) -> Iterator[list[NodeProcess]]:
     """``n`` nodes peered with each other on 127.0.0.1, stopped (SIGTERM, then SIGKILL) on exit."""
     ports = free_ports(2 * n)
     grpc_ports, raft_ports = ports[:n], ports[n:]
     nodes = [
         NodeProcess(tmp / f"node{i}", grpc_ports[i], raft_ports[i],
-                    [p for j, p in enumerate(raft_ports) if j != i], extra_args, node_id=f"node{i}")
+                    [p for j, p in enumerate(raft_ports) if j != i], extra_args, node_id=f"node{i}",
+                    tls=tls)
         for i in range(n)
     ]
     try:
@@ -195,10 +199,11 @@ def cluster(tmp: pathlib.Path, n: int, extra_args: list[str] | None = None,
 
 @contextlib.contextmanager
 def single_node(tmp: pathlib.Path, extra_args: list[str] | None = None,
-                env: dict[str, str] | None = None) -> Iterator[NodeProcess]:
+                env: dict[str, str] | None = None,
+                tls: ClientConfig = PLAINTEXT) -> Iterator[NodeProcess]:
     """One single-node-cluster process on free ports; stopped on exit."""
     port, raft = free_ports(2)
-    nd = NodeProcess(tmp / "node", port, raft, [], extra_args, env, node_id="solo")
+    nd = NodeProcess(tmp / "node", port, raft, [], extra_args, env, node_id="solo", tls=tls)
     try:
         nd.start().wait_serving()
         yield nd

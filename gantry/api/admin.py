@@ -2,26 +2,29 @@
 
 Membership changes go through the Raft log one at a time (pysyncobj's dynamic membership); a call
 returns once this node applied the change. Removing the leader is refused (transfer first), as is
-a change while another is still in flight.
+a change while another is still in flight. The preconditions checked here (member or not,
+reachable, the leader, a leader to pass a transfer to) are request checks and raise their status
+where they are decided; a change's consensus outcome or deadline takes its status from
+:data:`gantry.api.errors.STATUSES`.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
-from pysyncobj import FAIL_REASON
 
-from gantry.api.errors import RpcError, invalid_argument
+from gantry.api.errors import MSG_NO_LEADER, Call, Kind, RpcError, error_status, invalid_argument
 from gantry.api.reads import timeout_of
 from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
+from gantry.consensus.errors import ConsensusError
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
+from gantry.tlsconfig import PLAINTEXT, ClientConfig
 
 SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
@@ -34,8 +37,11 @@ class ClusterControl(Protocol):
 
     def cluster_status(self) -> pb.StatusResponse: ...
 
-    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int: ...
-    def membership_refusal(self) -> str: ...
+    def change_membership(self, op: str, raft_addr: str,
+                          timeout_s: float) -> ConsensusError | None:
+        """Propose the change: None once applied here, else its typed error (a refusal is
+        RequestDenied with the reason). Raises TimeoutError."""
+        ...
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
 
@@ -65,10 +71,13 @@ def _reachable(raft_addr: str, timeout_s: float = 1.0) -> bool:
 
 
 class AdminService:
-    """Handlers for ClusterService over a :class:`ClusterControl`."""
+    """Handlers for ClusterService over a :class:`ClusterControl`. ``peer``: how this node
+    calls another one (a follower passing TransferLeadership to the leader): TLS with the node's
+    own certificate and its admin token when configured (:func:`gantry.tlsconfig.node_client`)."""
 
-    def __init__(self, node: ClusterControl) -> None:
+    def __init__(self, node: ClusterControl, peer: ClientConfig = PLAINTEXT) -> None:
         self._node = node
+        self._peer = peer
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         methods: dict[str, tuple[Any, type[Message], type[Message]]] = {
@@ -101,20 +110,14 @@ class AdminService:
             if addr == st.leader_raft_addr:
                 raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                                "cannot remove the leader: transfer leadership first")
+        call = Call(Kind.MEMBERSHIP, "AddNode" if op == "add" else "RemoveNode")
         try:
-            err = self._node.change_membership(op, addr, _timeout(context))
-        except FutureTimeout:
-            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                           "membership change not applied before the deadline") from None
-        if err == FAIL_REASON.REQUEST_DENIED:
-            why = self._node.membership_refusal()
-            if why:  # the strict reconfig check (gantry.consensus.pysyncobj_compat)
-                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"membership change refused: {why}")
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
-                           "membership change refused: another change is in progress")
-        if err != FAIL_REASON.SUCCESS:
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, "membership change not committed")
+            failure = self._node.change_membership(op, addr, _timeout(context))
+        except TimeoutError as e:
+            raise error_status(e, call) from None
+        # A refusal says why: the strict reconfig check (gantry.consensus.pysyncobj_compat).
+        if failure is not None:
+            raise error_status(failure, call)
 
     def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
         self._change("add", req, context)
@@ -150,12 +153,13 @@ class AdminService:
                 return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
         if st.role != "leader":
             # Any node takes the request: a follower passes it to the leader.
-            if not st.leader_grpc_addr:
-                raise RpcError(grpc.StatusCode.UNAVAILABLE, "no leader")
-            with grpc.insecure_channel(st.leader_grpc_addr) as ch:
+            if not st.leader_grpc_addr:  # seen in the status: no consensus error, no ErrorInfo
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, MSG_NO_LEADER)
+            with self._peer.channel(st.leader_grpc_addr) as ch:
                 try:
                     resp: pb.TransferLeadershipResponse = admin_pb2_grpc.ClusterServiceStub(
-                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()))
+                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()),
+                                               metadata=self._peer.metadata())
                     return resp
                 except grpc.RpcError as e:
                     raise RpcError(e.code(), e.details() or "transfer failed") from None

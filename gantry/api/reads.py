@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import grpc
 
-from gantry.api.errors import RpcError, invalid_argument
-from gantry.consensus.proposals import ProposalError
+from gantry.api.errors import IndexNotApplied, RpcError, invalid_argument
+from gantry.consensus.errors import Stopping
 from gantry.consensus.readindex import ReadIndex
 from gantry.db import Watermark
 
@@ -73,22 +73,21 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
                   read_index: ReadIndex, on_error: Callable[[BaseException], RpcError]) -> int:
     """Block until this node may serve the call's read; returns the applied index to report.
 
-    Raises RpcError: INVALID_ARGUMENT for bad metadata, UNAVAILABLE when no read index can be
-    had (no leader) or the node is stopping (``on_error(ProposalError("NODE_STOPPING"))``),
-    DEADLINE_EXCEEDED when the index is not reached in time."""
+    Raises RpcError: INVALID_ARGUMENT for bad metadata; otherwise ``on_error(e)`` — the call's
+    status for ``e`` (:data:`~gantry.api.errors.STATUSES`, kind READ) — for the read index's
+    failure (a :class:`~gantry.consensus.errors.ConsensusError`: no leader, lost leadership,
+    stopping; or ``TimeoutError``), for :class:`~gantry.api.errors.IndexNotApplied` when the
+    index is not applied here in time, and for :class:`~gantry.consensus.errors.Stopping` when
+    the node closed the watermark."""
     level, min_index = parse(context)
     timeout = timeout_of(context)
     if level is Consistency.LINEARIZABLE:
         try:
             min_index = max(min_index, read_index.get().result(timeout=timeout))
-        except TimeoutError:
-            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                           "read index not reached before the deadline") from None
-        except Exception as e:  # consensus failed: no leader, lost leadership, stopping
+        except Exception as e:  # consensus failed (no leader, lost leadership, stopping), deadline
             raise on_error(e) from None
     if min_index and not watermark.wait_for(min_index, timeout):
-        if watermark.closed:
-            raise on_error(ProposalError("NODE_STOPPING"))
-        raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                       f"log index {min_index} not applied on this node before the deadline")
+        if watermark.closed:  # the node is stopping: what its proposals get too
+            raise on_error(Stopping())
+        raise on_error(IndexNotApplied(min_index))
     return watermark.value

@@ -19,7 +19,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from gantry import metrics
-from gantry.api.errors import RpcError, invalid_argument
+from gantry.api.errors import INTERNAL, RpcError, invalid_argument
 
 log = structlog.get_logger("gantry.rpc")
 
@@ -112,9 +112,9 @@ def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerConte
                                  tuple(status.trailing_metadata) + already)
             context.abort_with_status(status)
         except Exception:
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            code, message = INTERNAL.code, INTERNAL.message
             log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            context.abort(INTERNAL.code, INTERNAL.message)
         finally:
             elapsed = time.perf_counter() - t0
             observe(code, elapsed)

@@ -3,7 +3,9 @@
 Upstream BlockCloset behaviour is kept: the order of checks, status codes, messages and error
 details (``BucketOwnershipConflict``, ``PlanWriteError``) are stable API (see DESIGN.md §1).
 Writes return after the entry is committed and applied on this node; the log index of the write
-travels back in the ``x-gantry-log-index`` trailing metadata.
+travels back in the ``x-gantry-log-index`` trailing metadata. Handlers decide request checks
+(validation) themselves; every status for a domain outcome, a consensus error or a deadline comes
+from :data:`gantry.api.errors.STATUSES`.
 """
 
 from __future__ import annotations
@@ -13,33 +15,35 @@ import json
 import random
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
 from gantry import validation
-from gantry.api.errors import RpcError, error_info, invalid_argument
+from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
+from gantry.api.errors import (
+    Call,
+    Kind,
+    RpcError,
+    error_status,
+    invalid_argument,
+    outcome_error,
+    outcome_status,
+)
 from gantry.api.reads import LOG_INDEX_KEY, timeout_of, wait_for_read
 from gantry.api.rpc import build_handler, request_id
-from gantry.consensus.proposals import ProposalError
+from gantry.consensus.errors import ConsensusError
 from gantry.consensus.readindex import ReadIndex
 from gantry.db import ReadPool, Watermark
 from gantry.ids import rfc3339_us
+from gantry.pb.admin.v1 import admin_pb2
 from gantry.pb.bucket.v1 import bucket_pb2
 from gantry.pb.command.v1 import command_pb2
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.pb.write_plan.v1 import write_plan_pb2
 from gantry.state import commands, listing
-from gantry.state.statemachine import (
-    MSG_BUCKET_EXISTS,
-    MSG_BUCKET_NOT_FOUND,
-    MSG_NO_CRADLES,
-    MSG_OBJECT_NOT_FOUND,
-    ApplyResult,
-    Code,
-)
+from gantry.state.statemachine import ApplyResult, Outcome
 
 SERVICE_NAME = "gantry.service.v1.GantryService"
 #: ListBuckets page size cap (S3's max-buckets limit); also the default.
@@ -55,8 +59,8 @@ MAX_OBJECT_ID_LEN = 64
 class Proposer(Protocol):
     """Proposes a Command through Raft and waits until this node applied it.
 
-    Returns ``(ApplyResult, log index)``. Raises :class:`~gantry.consensus.proposals.ProposalError` when
-    consensus failed and ``concurrent.futures.TimeoutError`` after ``timeout_s`` seconds.
+    Returns ``(ApplyResult, log index)``. Raises a :class:`~gantry.consensus.errors.ConsensusError`
+    when consensus failed and ``TimeoutError`` after ``timeout_s`` seconds.
     """
 
     def __call__(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
@@ -65,10 +69,10 @@ class Proposer(Protocol):
 
 def placeable_where(heartbeats: bool) -> str:
     """SQL condition on ``cradle_servers`` for "PlanWrite may place an object of ``?`` bytes
-    here": HEALTHY with room for it; with heartbeats off, also a server whose free space is not
-    known (never reported)."""
+    here": registered, HEALTHY with room for it; with heartbeats off, also a server whose free
+    space is not known (never reported)."""
     unknown_ok = "" if heartbeats else "available_bytes < 0 OR "
-    return f"status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
+    return f"unregistered_at IS NULL AND status = 'HEALTHY' AND ({unknown_ok}available_bytes >= ?)"
 
 
 class GantryService:
@@ -110,44 +114,44 @@ class GantryService:
         }
         return build_handler(SERVICE_NAME, methods)
 
+    def admin_handler(self) -> grpc.GenericRpcHandler:
+        """The ``gantry.admin.v1.ClusterService`` methods that are metadata writes: served here,
+        beside the other writes (gRPC finds a method handler by handler, so the membership
+        methods in :mod:`gantry.api.admin` keep their own)."""
+        methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]] = {
+            "UnregisterCradleServer": (self.unregister_cradle_server,
+                                       admin_pb2.UnregisterCradleServerRequest,
+                                       admin_pb2.UnregisterCradleServerResponse),
+        }
+        return build_handler(ADMIN_SERVICE_NAME, methods)
+
     # -- helpers --
-    def _write(self, context: grpc.ServicerContext, cmd: command_pb2.Command) -> ApplyResult:
+    def _call(self, kind: Kind, method: str = "") -> Call:
+        return Call(kind, method, self._leader_grpc_addr)
+
+    def _write(self, context: grpc.ServicerContext, cmd: command_pb2.Command,
+               method: str) -> ApplyResult:
+        """Propose ``cmd`` and wait until it applied here; report its log index. Returns an OK
+        result; raises RpcError (:data:`~gantry.api.errors.STATUSES`) for any other outcome,
+        a consensus error or the deadline."""
+        call = self._call(Kind.WRITE, method)
         try:
             result, index = self._propose(cmd, timeout_of(context, DEFAULT_WRITE_TIMEOUT_S))
-        except FutureTimeout:
-            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                           "write not applied before the deadline; outcome unknown") from None
-        except ProposalError as e:
-            raise self._unavailable(e) from None
+        except (TimeoutError, ConsensusError) as e:
+            raise error_status(e, call) from None
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
+        if not result.ok:
+            raise outcome_error(result, call)
         return result
-
-    def _unavailable(self, e: BaseException) -> RpcError:
-        if not isinstance(e, ProposalError):
-            return RpcError(grpc.StatusCode.UNAVAILABLE, MSG_OUTCOME_UNKNOWN)
-        meta = {}
-        if e.leader:
-            meta["leader_raft_addr"] = e.leader
-            grpc_addr = self._leader_grpc_addr(e.leader)
-            if grpc_addr:
-                meta["leader"] = grpc_addr
-        return RpcError(grpc.StatusCode.UNAVAILABLE, unavailable_message(e.reason),
-                        error_info(e.reason, **meta))
-
-    def _read_unavailable(self, e: BaseException) -> RpcError:
-        """A linearizable read whose read index could not be had: no write is involved."""
-        err = self._unavailable(e)
-        if err.message not in ("no leader", "node stopping"):
-            err = RpcError(grpc.StatusCode.UNAVAILABLE, MSG_READ_RETRY, *err.details)
-        return err
 
     def _read(self, context: grpc.ServicerContext) -> sqlite3.Connection:
         """Wait for the call's consistency level, report the index, return a read connection."""
         if self._read_index is None:
             index = self._watermark.value
         else:
+            call = self._call(Kind.READ)
             index = wait_for_read(context, self._watermark, self._read_index,
-                                  self._read_unavailable)
+                                  lambda e: error_status(e, call))
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
         return self._reads.conn()
 
@@ -165,27 +169,23 @@ class GantryService:
             return
         if name == "bad":
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
-        if name == "taken":
-            raise RpcError(grpc.StatusCode.ALREADY_EXISTS, MSG_BUCKET_EXISTS,
-                           svc.BucketOwnershipConflict(
-                               reason=svc.BucketOwnershipConflict.REASON_BUCKET_ALREADY_EXISTS,
-                               bucket=name))
-        if name == "forbidden":
+        if name == "taken":  # upstream's fixture says "exists", not "owned by you"
+            raise outcome_status(Outcome.BUCKET_EXISTS, bucket=name,
+                                 reason=svc.BucketOwnershipConflict.REASON_BUCKET_ALREADY_EXISTS)
+        if name == "forbidden":  # no such outcome here: upstream's fixture, verbatim
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "access denied",
                            svc.PlanWriteError(reason=svc.PlanWriteError.REASON_BUCKET_ACCESS_DENIED,
                                               bucket=name))
         if name == "no-cradles":
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, MSG_NO_CRADLES,
-                           svc.PlanWriteError(reason=svc.PlanWriteError.REASON_NO_CRADLE_SERVERS,
-                                              bucket=name))
+            raise outcome_status(Outcome.NO_CRADLES, bucket=name,
+                                 reason=svc.PlanWriteError.REASON_NO_CRADLE_SERVERS)
         raise RuntimeError("intentional test panic (APP_ENV=development bucket 'panic')")
 
     def _bucket_id(self, conn: sqlite3.Connection, name: str) -> str:
         row = conn.execute("SELECT id FROM buckets WHERE name = ? AND deleted_at IS NULL",
                            (name,)).fetchone()
         if row is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND,
-                           error_info("BUCKET_NOT_FOUND", bucket=name))
+            raise outcome_status(Outcome.BUCKET_NOT_FOUND, bucket=name)
         return str(row[0])
 
     # -- upstream RPCs --
@@ -194,14 +194,8 @@ class GantryService:
         if err:
             raise invalid_argument(err, "name")
         self._dev_bucket(req.name)
-        res = self._write(context, commands.create_bucket(req.name, request_id(context)))
-        if res.code == Code.ALREADY_EXISTS:
-            raise RpcError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                res.message,
-                svc.BucketOwnershipConflict(reason=res.reason, bucket=res.bucket),  # type: ignore[arg-type]
-            )
-        _raise_unless_ok(res)
+        res = self._write(context, commands.create_bucket(req.name, request_id(context)),
+                          "CreateBucket")
         return svc.CreateBucketResponse(
             bucket=bucket_pb2.Bucket(name=res.name, created_at_rfc3339=rfc3339_us(res.created_at_us))
         )
@@ -244,13 +238,7 @@ class GantryService:
             (req.size,))]
         cradle = random.choice(ids) if ids else ""
         cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, request_id(context))
-        res = self._write(context, cmd)
-        if res.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION) and res.reason:
-            code = (grpc.StatusCode.NOT_FOUND if res.code == Code.NOT_FOUND
-                    else grpc.StatusCode.FAILED_PRECONDITION)
-            raise RpcError(code, res.message, svc.PlanWriteError(reason=res.reason,  # type: ignore[arg-type]
-                                                                 bucket=res.bucket))
-        _raise_unless_ok(res)
+        res = self._write(context, cmd, "PlanWrite")
         return svc.PlanWriteResponse(
             write_plan=write_plan_pb2.WritePlan(object_id=res.object_id,
                                                 cradle_address=res.cradle_address)
@@ -264,10 +252,10 @@ class GantryService:
         if validation.last_modified_error(req.last_modified_ms):
             raise invalid_argument(validation.INVALID_LAST_MODIFIED_MS, "last_modified_ms")
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+            raise outcome_status(Outcome.OBJECT_NOT_FOUND)
         cmd = commands.commit_object(req.object_id, req.size, req.last_modified_ms,
                                      request_id(context))
-        _raise_unless_ok(self._write(context, cmd))
+        self._write(context, cmd, "CommitObject")
         return svc.CommitObjectResponse()
 
     # -- Gantry additions --
@@ -278,19 +266,14 @@ class GantryService:
             "SELECT name, created_at FROM buckets WHERE name = ? AND deleted_at IS NULL",
             (req.name,)).fetchone()
         if row is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_BUCKET_NOT_FOUND,
-                           error_info("BUCKET_NOT_FOUND", bucket=req.name))
+            raise outcome_status(Outcome.BUCKET_NOT_FOUND, bucket=req.name)
         return svc.GetBucketResponse(
             bucket=bucket_pb2.Bucket(name=row[0], created_at_rfc3339=rfc3339_us(row[1])))
 
     def delete_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteBucketResponse:
         if validation.bucket_name_error(req.name):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
-        res = self._write(context, commands.delete_bucket(req.name, request_id(context)))
-        if res.code == Code.FAILED_PRECONDITION:
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, res.message,
-                           error_info(res.message, bucket=req.name))
-        _raise_unless_ok(res)
+        self._write(context, commands.delete_bucket(req.name, request_id(context)), "DeleteBucket")
         return svc.DeleteBucketResponse()
 
     def head_object(self, req: Any, context: grpc.ServicerContext) -> svc.HeadObjectResponse:
@@ -306,7 +289,7 @@ class GantryService:
             " WHERE o.bucket_id = ? AND o.key = ? AND o.state = 'COMMITTED'",
             (bucket_id, req.key)).fetchone()
         if row is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+            raise outcome_status(Outcome.OBJECT_NOT_FOUND)
         return svc.HeadObjectResponse(object_id=row[0], size=int(row[1] or 0),
                                       last_modified_ms=int(row[2] or 0) // 1000,
                                       cradle_address=row[3])
@@ -336,17 +319,17 @@ class GantryService:
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if validation.key_error(req.key):
             raise invalid_argument(validation.INVALID_KEY_NAME, "key")
-        res = self._write(context, commands.delete_object(req.bucket, req.key, request_id(context)))
-        _raise_unless_ok(res)
+        self._write(context, commands.delete_object(req.bucket, req.key, request_id(context)),
+                    "DeleteObject")
         return svc.DeleteObjectResponse()
 
     def abort_object(self, req: Any, context: grpc.ServicerContext) -> svc.AbortObjectResponse:
         if not req.object_id:
             raise invalid_argument(validation.INVALID_OBJECT_ID, "object_id")
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
-        _raise_unless_ok(self._write(context, commands.abort_object(req.object_id,
-                                                                    request_id(context))))
+            raise outcome_status(Outcome.OBJECT_NOT_FOUND)
+        self._write(context, commands.abort_object(req.object_id, request_id(context)),
+                    "AbortObject")
         return svc.AbortObjectResponse()
 
     def register_cradle_server(self, req: Any, context: grpc.ServicerContext
@@ -355,9 +338,9 @@ class GantryService:
             address = validation.normalize_address(req.address)
         except ValueError:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
-        res = self._write(context, commands.register_cradle_server(address, request_id(context)))
-        _raise_unless_ok(res)
-        row = self._reads.conn().execute(_CRADLE_SQL + " WHERE id = ?",
+        res = self._write(context, commands.register_cradle_server(address, request_id(context)),
+                          "RegisterCradleServer")
+        row = self._reads.conn().execute(_CRADLE_SQL + " AND id = ?",
                                          (res.cradle_server_id,)).fetchone()
         return svc.RegisterCradleServerResponse(cradle_server=_cradle(row))
 
@@ -367,7 +350,24 @@ class GantryService:
         return svc.ListCradleServersResponse(cradle_servers=[_cradle(r) for r in rows])
 
 
-_CRADLE_SQL = "SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+    def unregister_cradle_server(self, req: Any, context: grpc.ServicerContext
+                                 ) -> admin_pb2.UnregisterCradleServerResponse:
+        try:
+            address = validation.normalize_address(req.address)
+        except ValueError:
+            raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
+        res = self._write(context, commands.unregister_cradle_server(address, req.force,
+                                                                    request_id(context)),
+                          "UnregisterCradleServer")
+        live = self._reads.conn().execute(
+            "SELECT COUNT(*) FROM objects WHERE cradle_server_id = ?"
+            " AND state IN ('PENDING', 'COMMITTED')", (res.cradle_server_id,)).fetchone()[0]
+        return admin_pb2.UnregisterCradleServerResponse(
+            cradle_server_id=res.cradle_server_id, address=address, live_objects=live)
+
+
+_CRADLE_SQL = ("SELECT id, address, status, available_bytes, last_heartbeat_at FROM cradle_servers"
+               " WHERE unregistered_at IS NULL")
 
 
 def _cradle(row: Any) -> svc.CradleServer:
@@ -394,36 +394,3 @@ def _decode_bucket_token(token: str) -> tuple[int, str]:
     except UnicodeEncodeError:
         raise ValueError("not a continuation token") from None
     return d[0], d[1]
-
-
-#: Stable UNAVAILABLE messages by pysyncobj failure reason. "Not committed" reasons are safe to
-#: retry blindly; "outcome unknown" ones are safe to retry with the same x-request-id.
-_UNAVAILABLE = {
-    "MISSING_LEADER": "no leader",
-    "NOT_LEADER": "write not committed: leader changed",
-    "DISCARDED": "write not committed: leader changed",
-    "QUEUE_FULL": "write not committed: node overloaded",
-    "REQUEST_DENIED": "write not committed: request denied",
-    "NODE_STOPPING": "node stopping",
-}
-MSG_OUTCOME_UNKNOWN = "write outcome unknown: retry with the same x-request-id"
-MSG_READ_RETRY = "read not confirmed by a leader (leader changed): retry"
-
-
-def unavailable_message(reason: str) -> str:
-    """The stable UNAVAILABLE message for a pysyncobj failure reason."""
-    return _UNAVAILABLE.get(reason, MSG_OUTCOME_UNKNOWN)
-
-
-def _raise_unless_ok(res: ApplyResult) -> None:
-    if res.code == Code.OK:
-        return
-    code = {
-        Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-        Code.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
-        Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
-        Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    }.get(res.code, grpc.StatusCode.INTERNAL)
-    if res.message == MSG_BUCKET_NOT_FOUND:  # same detail as every read's bucket NOT_FOUND
-        raise RpcError(code, res.message, error_info("BUCKET_NOT_FOUND", bucket=res.bucket))
-    raise RpcError(code, res.message)

@@ -1,9 +1,10 @@
 """Futures of in-flight proposals on this node, keyed by the Command's ``proposal_id``.
 
 The front door registers a future before proposing; the writer resolves it with
-``(ApplyResult, log index)`` once the entry is applied here; the Raft node fails it when
-pysyncobj reports the proposal lost (not leader, discarded, queue full). Only the proposing node
-has a future for an entry; every other node applies it without anyone waiting.
+``(ApplyResult, log index)`` once the entry is applied here; the Raft node fails it with a typed
+:class:`~gantry.consensus.errors.ConsensusError` when pysyncobj reports the proposal lost (not
+leader, discarded, queue full), when leadership changes, or when the node stops. Only the
+proposing node has a future for an entry; every other node applies it without anyone waiting.
 """
 
 from __future__ import annotations
@@ -11,17 +12,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from typing import Any
-
-
-class ProposalError(Exception):
-    """Consensus failed for a proposal: ``reason`` is pysyncobj's FAIL_REASON name
-    (QUEUE_FULL, MISSING_LEADER, DISCARDED, NOT_LEADER, LEADER_CHANGED, REQUEST_DENIED,
-    UNKNOWN_OUTCOME) or NODE_STOPPING."""
-
-    def __init__(self, reason: str, leader: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.leader = leader
 
 
 class Proposals:

@@ -37,6 +37,13 @@ Invariants this module protects:
    snapshot sent by the leader is being loaded (it replaces this node's log: the state machine must
    be restored unless it is exactly at the snapshot's entry), False while this node's own dump is
    loaded at start-up.
+5. **A follower receiving a snapshot still answers its leader** (CheckQuorum keeps a leader
+   whose followers are alive). pysyncobj's follower answers only after the last chunk; when the
+   leader needs it for quorum (a restored one-member cluster growing to two) and the snapshot
+   takes longer than ``leaderFallbackTimeout`` to stream, the leader stepped down and the
+   transfer restarted in every new term. Here a chunk is answered with a keep-alive
+   (``next_node_idx`` with neither success nor reset), at most every
+   :data:`SNAPSHOT_KEEPALIVE_S`.
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
@@ -75,7 +82,17 @@ _log = structlog.get_logger("gantry.raft")
 RECONFIG_MAX_LAG = 1000
 
 _TRANSMISSION_PARTIAL = ("start", "process")
+#: Least time (seconds) between two keep-alives of a follower receiving a snapshot (override 5).
+SNAPSHOT_KEEPALIVE_S = 0.1
 _MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
+_NO_OP = b"\x01"  # pysyncobj's _COMMAND_TYPE.NO_OP prefix byte
+
+
+def no_op_entry(index: int, term: int) -> tuple[bytes, int, int]:
+    """A pysyncobj no-op log entry ``(command bytes, log index, term)``: what ``gantry restore``
+    puts in the Raft log and snapshot metadata of a data directory seeded from a backup (the
+    entries at and before the snapshot's index are never applied, only compared)."""
+    return (_NO_OP, index, term)
 
 
 def is_membership_entry(command: bytes) -> bool:
@@ -101,6 +118,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self.change_refusal = ""
         #: Raft address → monotonic time (s) of the last message received from that member.
         self.last_contact: dict[str, float] = {}
+        self._snapshot_keepalive_at = 0.0  # monotonic time of the last keep-alive (override 5)
         super().__init__(*args, **kwargs)
 
     # -- helpers over pysyncobj's state (tick thread) --
@@ -167,6 +185,26 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if self._SyncObj__raftCommitIndex != target:
             self._SyncObj__raftCommitIndex = target
             self._SyncObj__raftLog.setRaftCommitIndex(target)
+        if snapshot_message and self._SyncObj__raftLastApplied == applied_before:
+            self._snapshot_chunk_received(node)
+
+    # -- override 5: a follower receiving a snapshot still answers its leader --
+    def _snapshot_chunk_received(self, node: Any) -> None:
+        """A chunk of the leader's snapshot arrived (not the last one). pysyncobj answers only
+        once the whole file is in, so a leader whose quorum needs this follower (a one-member
+        cluster growing to two: a restored backup) hears nothing while a large snapshot streams,
+        steps down after ``leaderFallbackTimeout`` (CheckQuorum), and the transfer restarts in
+        the next term, for ever. A keep-alive answer (``next_node_idx`` with neither success nor
+        reset: the leader only refreshes the follower's last response time), at most every
+        :data:`SNAPSHOT_KEEPALIVE_S`, tells it this follower is alive and follows it in this term.
+        """
+        now = time.monotonic()
+        if now - self._snapshot_keepalive_at < SNAPSHOT_KEEPALIVE_S:
+            return
+        self._snapshot_keepalive_at = now
+        self._SyncObj__transport.send(node, {
+            "type": "next_node_idx", "next_node_idx": self._SyncObj__raftLog[-1][1] + 1,
+            "reset": False, "success": False})
 
     def _SyncObj__sendNextNodeIdx(  # noqa: N802 - pysyncobj's name
         self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,  # noqa: N803

@@ -140,3 +140,13 @@ def update_cradle_status(cradle_server_id: str, status: str, available_bytes: in
     u.cradle_server_id, u.status, u.available_bytes = cradle_server_id, status, available_bytes
     u.consecutive_misses, u.last_heartbeat_us = consecutive_misses, last_heartbeat_us
     return cmd
+
+
+def unregister_cradle_server(address: str, force: bool = False,
+                             request_id: str = "") -> pb.Command:
+    """An UnregisterCradleServer entry (``address`` normalised ``host:port``); refused on apply
+    while live objects are placed on the server unless ``force``."""
+    cmd = _envelope(request_id)
+    cmd.unregister_cradle_server.address = address
+    cmd.unregister_cradle_server.force = force
+    return cmd

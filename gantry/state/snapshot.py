@@ -54,9 +54,11 @@ def decode_meta(text: str, node_factory: Any) -> tuple[Any, Any, Any]:
     return entry(d["last"]), entry(d["prev"]), {node_factory(a) for a in d["cluster"]}
 
 
-def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str) -> dict[str, int]:
+def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str | None) -> dict[str, int]:
     """Back up ``src`` (as its open read transaction sees it) into a new SQLite file, add the
     Raft metadata, fsync it and rename it to ``dest`` atomically (``dest`` is never partial).
+    With ``meta_json=None`` the copy is the plain database, without the metadata table (what
+    ``gantry backup`` streams and ``gantry restore`` installs as ``gantry.db``).
 
     The database's applied index may be lower than the snapshot's Raft index (the entries after it
     were Raft no-ops or membership changes) or higher (right after a restart the database already
@@ -70,8 +72,10 @@ def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str) -> dict[s
     try:
         src.backup(out)
         out.execute("PRAGMA journal_mode=DELETE")
-        out.execute(f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT)")
-        out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
+        if meta_json is not None:
+            out.execute(
+                f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT)")
+            out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
     finally:
         out.close()
     fd = os.open(building, os.O_RDONLY)

@@ -31,7 +31,9 @@ from gantry.state import commands
 
 
 class Code(enum.IntEnum):
-    """Result codes; the numbers equal the gRPC status codes they map to."""
+    """Result codes; the numbers equal the gRPC status codes of the outcomes that carry them
+    (the status itself is :data:`gantry.api.errors.STATUSES`'s). Stored with each remembered
+    result (``request_dedupe``)."""
 
     OK = 0
     NOT_FOUND = 5
@@ -40,31 +42,55 @@ class Code(enum.IntEnum):
     INVALID_ARGUMENT = 3
 
 
+class Outcome(enum.Enum):
+    """What applying an entry decided: its domain outcome, identical on every node.
+
+    Value: ``(Code, text)``. The text is stored with a remembered result (``request_dedupe``)
+    and is the outcome's stable message on the wire, so neither may ever change; a new outcome
+    needs a row in :data:`gantry.api.errors.STATUSES` (``tests/unit/test_errors.py`` checks both
+    agree). Only :attr:`CONSTRAINT_VIOLATED` carries a detail (SQLite's message).
+    """
+
+    OK = (Code.OK, "")
+    BUCKET_EXISTS = (Code.ALREADY_EXISTS, "bucket already exists")
+    BUCKET_NOT_FOUND = (Code.NOT_FOUND, "bucket not found")
+    NO_CRADLES = (Code.FAILED_PRECONDITION, "no cradle servers available")
+    OBJECT_NOT_FOUND = (Code.NOT_FOUND, "object not found")
+    OBJECT_NOT_PENDING = (Code.FAILED_PRECONDITION, "object is not pending")
+    BUCKET_NOT_EMPTY = (Code.FAILED_PRECONDITION, "BucketNotEmpty")
+    CONSTRAINT_VIOLATED = (Code.FAILED_PRECONDITION, "constraint violated")
+    VALUE_OUT_OF_RANGE = (Code.INVALID_ARGUMENT, "value out of range")
+    REQUEST_ID_REUSED = (Code.INVALID_ARGUMENT, "x-request-id reused for a different request")
+    CRADLE_NOT_FOUND = (Code.NOT_FOUND, "cradle server not found")
+    CRADLE_HAS_LIVE_OBJECTS = (Code.FAILED_PRECONDITION, "cradle server has live objects")
+
+    @property
+    def code(self) -> Code:
+        return self.value[0]  # type: ignore[no-any-return]
+
+    @property
+    def text(self) -> str:
+        return self.value[1]  # type: ignore[no-any-return]
+
+
 # Upstream detail reasons (gantry.service.v1 BucketOwnershipConflict / PlanWriteError).
 REASON_BUCKET_ALREADY_OWNED_BY_YOU = 1
 REASON_BUCKET_NOT_FOUND = 1
 REASON_NO_CRADLE_SERVERS = 3
-
-MSG_BUCKET_EXISTS = "bucket already exists"
-MSG_BUCKET_NOT_FOUND = "bucket not found"
-MSG_NO_CRADLES = "no cradle servers available"
-MSG_OBJECT_NOT_FOUND = "object not found"
-MSG_OBJECT_NOT_PENDING = "object is not pending"
-MSG_VALUE_OUT_OF_RANGE = "value out of range"
-MSG_BUCKET_NOT_EMPTY = "BucketNotEmpty"
-MSG_REQUEST_ID_REUSED = "x-request-id reused for a different request"
 
 
 @dataclass(frozen=True)
 class ApplyResult:
     """What applying one entry produced, returned to the proposer as a value.
 
-    ``code``/``message`` become the gRPC status; ``reason``/``bucket`` fill upstream's error detail;
-    the remaining fields carry success payloads (ids, addresses, timestamps in Unix µs).
+    ``outcome`` is the domain outcome (the API maps it to a status, never its text);
+    ``detail`` SQLite's message for :attr:`Outcome.CONSTRAINT_VIOLATED`; ``reason``/``bucket``
+    fill upstream's error detail; the remaining fields carry success payloads (ids, addresses,
+    timestamps in Unix µs). ``code`` and ``message`` are the stored form of the outcome.
     """
 
-    code: Code = Code.OK
-    message: str = ""
+    outcome: Outcome = Outcome.OK
+    detail: str = ""
     reason: int = 0
     bucket: str = ""
     name: str = ""
@@ -75,7 +101,18 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return self.code == Code.OK
+        return self.outcome is Outcome.OK
+
+    @property
+    def code(self) -> Code:
+        return self.outcome.code
+
+    @property
+    def message(self) -> str:
+        """The outcome's text (with SQLite's message after it for a constraint violation)."""
+        if self.outcome is Outcome.CONSTRAINT_VIOLATED:
+            return f"{self.outcome.text}: {self.detail}"
+        return self.outcome.text
 
 
 OK = ApplyResult()
@@ -106,16 +143,32 @@ def request_fingerprint(command: pb.Command) -> str:
     return hashlib.sha256(op.encode() + b"\0" + msg.SerializeToString(deterministic=True)).hexdigest()
 
 
+_BY_TEXT = {o.text: o for o in Outcome}
+
+
 def _result_to_json(r: ApplyResult) -> str:
-    d = dataclasses.asdict(r)
-    d["code"] = int(r.code)
+    """The stored form of a result (``request_dedupe.result``): ``code`` and ``message`` first,
+    then the other fields; the same JSON every earlier build wrote."""
+    d: dict[str, Any] = {"code": int(r.code), "message": r.message}
+    d.update((f.name, getattr(r, f.name)) for f in dataclasses.fields(r)
+             if f.name not in ("outcome", "detail"))
     return json.dumps(d, separators=(",", ":"))
 
 
 def _result_from_json(text: str) -> ApplyResult:
+    """Read a stored result back; its outcome comes from the stored ``(code, message)``, whose
+    texts never change. Raises ValueError for a result no build of Gantry stored."""
     d = json.loads(text)
-    d["code"] = Code(d["code"])
-    return ApplyResult(**d)
+    code, message = d.pop("code"), d.pop("message")
+    outcome, detail = _BY_TEXT.get(message), ""
+    if outcome is None:
+        head, sep, detail = message.partition(": ")
+        outcome = _BY_TEXT.get(head) if sep else None
+        if outcome is not Outcome.CONSTRAINT_VIOLATED:
+            outcome = None
+    if outcome is None or outcome.code != code:
+        raise ValueError(f"stored result not understood: code {code}, message {message!r}")
+    return ApplyResult(outcome, detail, **d)
 
 
 def applied_index(conn: sqlite3.Connection) -> int:
@@ -145,8 +198,7 @@ class DivergenceError(RuntimeError):
 def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> ApplyResult:
     if _live_bucket_id(conn, op.name) is not None:
         return ApplyResult(
-            Code.ALREADY_EXISTS,
-            MSG_BUCKET_EXISTS,
+            Outcome.BUCKET_EXISTS,
             reason=REASON_BUCKET_ALREADY_OWNED_BY_YOU,
             bucket=op.name,
         )
@@ -159,8 +211,13 @@ def _create_bucket(conn: sqlite3.Connection, ts: int, op: pb.CreateBucket) -> Ap
 
 def _register_cradle(conn: sqlite3.Connection, ts: int, op: pb.RegisterCradleServer) -> ApplyResult:
     row = conn.execute(
-        "SELECT id FROM cradle_servers WHERE address = ?", (op.address,)
+        "SELECT id, unregistered_at FROM cradle_servers WHERE address = ?", (op.address,)
     ).fetchone()
+    if row and row[1] is not None:  # registered again after UnregisterCradleServer: as new
+        conn.execute(
+            "UPDATE cradle_servers SET unregistered_at = NULL, status = 'HEALTHY',"
+            " available_bytes = -1, consecutive_misses = 0, last_heartbeat_at = 0,"
+            " updated_at = ? WHERE id = ?", (ts, row[0]))
     if row:
         return ApplyResult(cradle_server_id=row[0], cradle_address=op.address)
     conn.execute(
@@ -178,8 +235,7 @@ def _live_bucket_id(conn: sqlite3.Connection, name: str) -> str | None:
 
 
 def _bucket_not_found(name: str) -> ApplyResult:
-    return ApplyResult(Code.NOT_FOUND, MSG_BUCKET_NOT_FOUND, reason=REASON_BUCKET_NOT_FOUND,
-                       bucket=name)
+    return ApplyResult(Outcome.BUCKET_NOT_FOUND, reason=REASON_BUCKET_NOT_FOUND, bucket=name)
 
 
 def _plan_write(conn: sqlite3.Connection, ts: int, op: pb.PlanWrite) -> ApplyResult:
@@ -189,12 +245,11 @@ def _plan_write(conn: sqlite3.Connection, ts: int, op: pb.PlanWrite) -> ApplyRes
     cradle = None
     if op.cradle_server_id:
         cradle = conn.execute(
-            "SELECT address FROM cradle_servers WHERE id = ?", (op.cradle_server_id,)
-        ).fetchone()
+            "SELECT address FROM cradle_servers WHERE id = ? AND unregistered_at IS NULL",
+            (op.cradle_server_id,)).fetchone()
     if cradle is None:
         return ApplyResult(
-            Code.FAILED_PRECONDITION,
-            MSG_NO_CRADLES,
+            Outcome.NO_CRADLES,
             reason=REASON_NO_CRADLE_SERVERS,
             bucket=op.bucket,
         )
@@ -212,10 +267,10 @@ def _commit_object(conn: sqlite3.Connection, ts: int, op: pb.CommitObject) -> Ap
         "SELECT bucket_id, key, state FROM objects WHERE object_id = ?", (op.object_id,)
     ).fetchone()
     if row is None:
-        return ApplyResult(Code.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+        return ApplyResult(Outcome.OBJECT_NOT_FOUND)
     bucket_id, key, state = row
     if state != "PENDING":
-        return ApplyResult(Code.FAILED_PRECONDITION, MSG_OBJECT_NOT_PENDING)
+        return ApplyResult(Outcome.OBJECT_NOT_PENDING)
     # S3: the later write wins; under Raft "later" is later in the log, i.e. this entry.
     conn.execute(
         "UPDATE objects SET state = 'REPLACED', updated_at = ?"
@@ -238,7 +293,7 @@ def _delete_bucket(conn: sqlite3.Connection, ts: int, op: pb.DeleteBucket) -> Ap
         "SELECT 1 FROM objects WHERE bucket_id = ? AND state IN ('PENDING', 'COMMITTED') LIMIT 1",
         (bucket_id,)).fetchone()
     if busy:
-        return ApplyResult(Code.FAILED_PRECONDITION, MSG_BUCKET_NOT_EMPTY, bucket=op.name)
+        return ApplyResult(Outcome.BUCKET_NOT_EMPTY, bucket=op.name)
     conn.execute("UPDATE buckets SET deleted_at = ?, updated_at = ? WHERE id = ?",
                  (ts, ts, bucket_id))
     return OK
@@ -258,9 +313,9 @@ def _delete_object(conn: sqlite3.Connection, ts: int, op: pb.DeleteObject) -> Ap
 def _abort_object(conn: sqlite3.Connection, ts: int, op: pb.AbortObject) -> ApplyResult:
     row = conn.execute("SELECT state FROM objects WHERE object_id = ?", (op.object_id,)).fetchone()
     if row is None:
-        return ApplyResult(Code.NOT_FOUND, MSG_OBJECT_NOT_FOUND)
+        return ApplyResult(Outcome.OBJECT_NOT_FOUND)
     if row[0] != "PENDING":
-        return ApplyResult(Code.FAILED_PRECONDITION, MSG_OBJECT_NOT_PENDING)
+        return ApplyResult(Outcome.OBJECT_NOT_PENDING)
     conn.execute("UPDATE objects SET state = 'FAILED', updated_at = ? WHERE object_id = ?",
                  (ts, op.object_id))
     return OK
@@ -270,10 +325,31 @@ def _update_cradle_status(conn: sqlite3.Connection, ts: int,
                           op: pb.UpdateCradleStatus) -> ApplyResult:
     conn.execute(
         "UPDATE cradle_servers SET status = ?, available_bytes = ?, consecutive_misses = ?,"
-        " last_heartbeat_at = ?, updated_at = ? WHERE id = ?",
+        " last_heartbeat_at = ?, updated_at = ? WHERE id = ? AND unregistered_at IS NULL",
         (op.status, op.available_bytes, op.consecutive_misses, op.last_heartbeat_us, ts,
          op.cradle_server_id))
     return OK
+
+
+def _unregister_cradle(conn: sqlite3.Connection, ts: int,
+                       op: pb.UnregisterCradleServer) -> ApplyResult:
+    """PlanWrite and heartbeats stop using the server; its row stays (objects name it), marked
+    with the time. Refused while PENDING or COMMITTED objects are placed on it, unless forced:
+    those objects are left as they are and keep naming its address. The check scans ``objects``
+    when nothing live is on the server (no index on ``cradle_server_id``: ~0.16 s of apply at 1M
+    objects, for a rare admin call, where an index would cost every PlanWrite)."""
+    row = conn.execute("SELECT id FROM cradle_servers WHERE address = ? AND unregistered_at IS NULL",
+                       (op.address,)).fetchone()
+    if row is None:
+        return ApplyResult(Outcome.CRADLE_NOT_FOUND, cradle_address=op.address)
+    if not op.force and conn.execute(
+            "SELECT 1 FROM objects WHERE cradle_server_id = ? AND state IN ('PENDING', 'COMMITTED')"
+            " LIMIT 1", (row[0],)).fetchone():
+        return ApplyResult(Outcome.CRADLE_HAS_LIVE_OBJECTS, cradle_address=op.address,
+                           cradle_server_id=row[0])
+    conn.execute("UPDATE cradle_servers SET unregistered_at = ?, updated_at = ? WHERE id = ?",
+                 (ts, ts, row[0]))
+    return ApplyResult(cradle_server_id=row[0], cradle_address=op.address)
 
 
 def _register_node(conn: sqlite3.Connection, ts: int, op: pb.RegisterNode) -> ApplyResult:
@@ -300,6 +376,7 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, int, Any], ApplyResult]] = {
     "delete_object": _delete_object,
     "abort_object": _abort_object,
     "update_cradle_status": _update_cradle_status,
+    "unregister_cradle_server": _unregister_cradle,
     "register_node": _register_node,
     "barrier": _barrier,
 }
@@ -329,7 +406,7 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int =
             conn.execute("UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1",
                          (index, term))
             if row[1] != fingerprint:
-                return ApplyResult(Code.INVALID_ARGUMENT, MSG_REQUEST_ID_REUSED)
+                return ApplyResult(Outcome.REQUEST_ID_REUSED)
             return _result_from_json(row[0])
     conn.execute("SAVEPOINT entry")
     try:
@@ -340,11 +417,11 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int =
     except sqlite3.IntegrityError as e:
         # Same data + same entry → same constraint failure on every node: a result, not a crash.
         conn.execute("ROLLBACK TO entry")
-        result = ApplyResult(Code.FAILED_PRECONDITION, f"constraint violated: {e}")
+        result = ApplyResult(Outcome.CONSTRAINT_VIOLATED, str(e))
     except OverflowError:
         # A value in the entry does not fit SQLite's 64-bit INTEGER: deterministic, a result.
         conn.execute("ROLLBACK TO entry")
-        result = ApplyResult(Code.INVALID_ARGUMENT, MSG_VALUE_OUT_OF_RANGE)
+        result = ApplyResult(Outcome.VALUE_OUT_OF_RANGE)
     conn.execute("RELEASE entry")
     if rid and op != "barrier":
         conn.execute(

@@ -14,7 +14,8 @@ from pysyncobj import SERIALIZER_STATE
 from gantry.actors.raft import RaftActor, _TickAsks
 from gantry.actors.writer import DRAIN, EntryQueue, WriterActor
 from gantry.config import Config
-from gantry.consensus.proposals import ProposalError, Proposals
+from gantry.consensus.errors import Stopping
+from gantry.consensus.proposals import Proposals
 from gantry.db import Watermark
 from gantry.state import migrate, snapshot
 from tests.support import wait_until
@@ -120,5 +121,5 @@ def test_asks_run_on_the_tick_thread_and_fail_once_closed() -> None:
         stop.set()
         t.join()
     asks.close()
-    with pytest.raises(ProposalError):
+    with pytest.raises(Stopping):
         asks.ask(lambda e: e, timeout_s=1)

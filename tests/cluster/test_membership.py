@@ -87,6 +87,10 @@ def test_remove_and_readd_under_load_keeps_replicas_identical(tmp_path: pathlib.
                 admin(lead).AddNode(apb.AddNodeRequest(raft_addr=victim.raft_addr), timeout=15)
                 wait_until(lambda victim=victim: len(status(victim).members) == 3
                            and status(victim).leader_raft_addr != "", 30, what="re-added")
+                # The next removal needs the re-added node caught up (the strict reconfig check
+                # refuses it otherwise, correctly): as an operator would, wait for SERVING.
+                wait_until(lambda victim=victim: status(victim).serving, 60,
+                           what="re-added node caught up")
         finally:
             stop.set()
             t.join(60)

@@ -10,6 +10,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from gantry.consensus.errors import ConsensusError, LeaderChanged, NoLeader, Overloaded, Stopping
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.testing import InProcessNode
 
@@ -26,16 +27,17 @@ def _reason(err: grpc.RpcError) -> str:
     return ""
 
 
-@pytest.mark.parametrize(("reason", "message"), [
-    ("MISSING_LEADER", "no leader"),
-    ("QUEUE_FULL", "write not committed: node overloaded"),
-    ("LEADER_CHANGED", "write outcome unknown: retry with the same x-request-id"),
-    ("NODE_STOPPING", "node stopping"),
+@pytest.mark.parametrize(("error", "reason", "message"), [
+    (NoLeader(), "MISSING_LEADER", "no leader"),
+    (Overloaded(), "QUEUE_FULL", "write not committed: node overloaded"),
+    (LeaderChanged("127.0.0.1:2"), "LEADER_CHANGED",
+     "write outcome unknown: retry with the same x-request-id"),
+    (Stopping(), "NODE_STOPPING", "node stopping"),
 ])
 def test_a_failed_proposal_is_unavailable_with_a_stable_message(
-        node: InProcessNode, reason: str, message: str) -> None:
+        node: InProcessNode, error: ConsensusError, reason: str, message: str) -> None:
     assert node.consensus is not None
-    node.consensus.fail_next(reason)
+    node.consensus.fail_next(error)
     name = f"b-{uuid.uuid4().hex[:12]}"
     with pytest.raises(grpc.RpcError) as e:
         node.stub().CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
@@ -49,7 +51,7 @@ def test_a_failed_read_barrier_is_a_read_retry_not_a_write_error(node: InProcess
     assert node.consensus is not None
     name = f"b-{uuid.uuid4().hex[:12]}"
     node.stub().CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
-    node.consensus.fail_next("LEADER_CHANGED")
+    node.consensus.fail_next(LeaderChanged())
     with pytest.raises(grpc.RpcError) as e:
         node.stub().GetBucket(svc.GetBucketRequest(name=name), timeout=T)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -7,6 +7,7 @@ import pytest
 
 from gantry.api.admin import AdminService
 from gantry.api.errors import RpcError
+from gantry.consensus.errors import ConsensusError
 from gantry.pb.admin.v1 import admin_pb2 as pb
 
 SELF, LEADER = "127.0.0.1:7001", "127.0.0.1:7002"
@@ -32,13 +33,12 @@ class FakeNode:
         known = self.calls > self.unknown_for
         return pb.StatusResponse(
             raft_addr=SELF, role="follower", leader_raft_addr=LEADER if known else "",
+            leader_grpc_addr="127.0.0.1:8002" if known else "",
             members=[pb.Member(raft_addr=SELF), pb.Member(raft_addr=LEADER)])
 
-    def change_membership(self, op: str, raft_addr: str, timeout_s: float) -> int:
+    def change_membership(self, op: str, raft_addr: str,
+                          timeout_s: float) -> ConsensusError | None:
         raise AssertionError("not used")
-
-    def membership_refusal(self) -> str:
-        return ""
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
         raise AssertionError("a follower never transfers itself")

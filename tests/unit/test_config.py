@@ -96,7 +96,13 @@ def test_help_shows_the_dataclass_defaults() -> None:
     text = " ".join(p.format_help().split())
     assert "GANTRY_PORT; default 8081" in text
     assert "GANTRY_RAFT_ADDR; default 127.0.0.1:7081" in text
-    assert "GANTRY_HEARTBEAT_INTERVAL (cradle server heartbeat period, 0 = off; default 30s)" in text
+    assert ("--heartbeat-interval HEARTBEAT_INTERVAL cradle server heartbeat period (30s, 500ms, "
+            "2m), 0 = off (env GANTRY_HEARTBEAT_INTERVAL; default 30s)") in text
+    for flag, words in (("--grace", "GANTRY_GRACE; default 10"),
+                        ("--snapshot-entries", "GANTRY_SNAPSHOT_ENTRIES; default 20000"),
+                        ("--snapshot-interval", "GANTRY_SNAPSHOT_INTERVAL; default 3600"),
+                        ("--raft-tick", "GANTRY_RAFT_TICK; default 0.005")):
+        assert flag in text and words in text
     assert config.DEFAULT_ADDR == "127.0.0.1:8081"
 
 
@@ -151,3 +157,65 @@ def test_validate_only_checks() -> None:
     with pytest.raises(config.ConfigError, match="--cradle-addr 'x': expected HOST:PORT"):
         bad.validate()
     assert bad.cradle_addr == "x"
+
+
+def test_heartbeat_interval_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_settings_env(monkeypatch)
+    assert parse(["--heartbeat-interval", "250ms"]).heartbeat_interval_s == 0.25
+    assert parse(["--heartbeat-interval", "0"]).heartbeat_interval_s == 0
+    monkeypatch.setenv("GANTRY_HEARTBEAT_INTERVAL", "2m")
+    assert parse([]).heartbeat_interval_s == 120
+    assert parse(["--heartbeat-interval", "5s"]).heartbeat_interval_s == 5  # the flag wins
+    with pytest.raises(SystemExit):  # argparse's usage error
+        parse(["--heartbeat-interval", "soon"])
+    with pytest.raises(config.ConfigError, match="^--heartbeat-interval inf: must be a duration"):
+        parse(["--heartbeat-interval", "inf"])
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("GANTRY_PORT", "99999", "GANTRY_PORT=99999: must be 0–65535"),
+    ("GANTRY_GRACE", "-1", "GANTRY_GRACE=-1: must be a number of seconds ≥ 0"),
+    ("GANTRY_SNAPSHOT_ENTRIES", "1", "GANTRY_SNAPSHOT_ENTRIES=1: must be ≥ 2"),
+    ("GANTRY_SNAPSHOT_INTERVAL", "0", "GANTRY_SNAPSHOT_INTERVAL=0: must be > 0 seconds"),
+    ("GANTRY_RAFT_TICK", "1", "GANTRY_RAFT_TICK=1: must be > 0 and ≤ 0.1 seconds"),
+    ("GANTRY_HEARTBEAT_INTERVAL", "nan", "GANTRY_HEARTBEAT_INTERVAL=nan: must be a duration ≥ 0"),
+    ("GANTRY_RAFT_ADDR", "nohost", "GANTRY_RAFT_ADDR=nohost: expected HOST:PORT"),
+    ("GANTRY_RAFT_ADDR", "10.1.2.3:7081", "GANTRY_RAFT_ADDR=10.1.2.3:7081 is not a loopback"),
+    ("GANTRY_CRADLE_ADDR", "x", "GANTRY_CRADLE_ADDR=x: expected HOST:PORT"),
+    ("GANTRY_PEERS", "127.0.0.1:2,a:b", "GANTRY_PEERS entry 'a:b': expected HOST:PORT"),
+    ("GANTRY_PEERS", "127.0.0.1:7081", "GANTRY_PEERS must not include this node's own "
+                                       "--raft-addr 127.0.0.1:7081"),
+])
+def test_a_refused_variable_is_named_as_written(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                value: str, message: str) -> None:
+    _clear_settings_env(monkeypatch)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.ConfigError) as e:
+        parse([])
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--port", "99999"], "--port 99999: must be 0–65535"),
+    (["--grace", "-1"], "--grace -1: must be a number of seconds ≥ 0"),
+    (["--raft-addr", "nohost"], "--raft-addr nohost: expected HOST:PORT"),
+])
+def test_a_refused_flag_is_named_as_a_flag(monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                           message: str) -> None:
+    _clear_settings_env(monkeypatch)
+    for name, value in (("GANTRY_PORT", "8082"), ("GANTRY_GRACE", "1"),
+                        ("GANTRY_RAFT_ADDR", "127.0.0.1:7090")):
+        monkeypatch.setenv(name, value)  # usable, and beaten by the flag
+    with pytest.raises(config.ConfigError) as e:
+        parse(argv)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("peers", ["127.0.0.1:2,127.0.0.1:2", "127.0.0.1:2, 127.0.0.1:3,127.0.0.1:2"])
+def test_duplicate_peers_are_refused(monkeypatch: pytest.MonkeyPatch, peers: str) -> None:
+    _clear_settings_env(monkeypatch)
+    with pytest.raises(config.ConfigError, match="^--peers lists 127.0.0.1:2 twice"):
+        parse(["--peers", peers])
+    monkeypatch.setenv("GANTRY_PEERS", peers)
+    with pytest.raises(config.ConfigError, match="^GANTRY_PEERS lists 127.0.0.1:2 twice"):
+        parse([])

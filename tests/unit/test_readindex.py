@@ -7,7 +7,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from gantry.consensus.proposals import ProposalError
+from gantry.consensus.errors import ConsensusError, NoLeader, Overloaded
 from gantry.consensus.readindex import ReadIndex
 
 
@@ -20,7 +20,7 @@ def test_a_barrier_that_fails_before_propose_returns_does_not_deadlock() -> None
         calls.append(1)
         f: Future[int] = Future()
         if len(calls) == 1:
-            f.set_exception(ProposalError("QUEUE_FULL"))
+            f.set_exception(Overloaded())
         else:
             f.set_result(42)
         return f
@@ -33,7 +33,7 @@ def test_a_barrier_that_fails_before_propose_returns_does_not_deadlock() -> None
     assert not t.is_alive(), "ReadIndex.get deadlocked"
     first = result[0]
     assert isinstance(first, Future)
-    with pytest.raises(ProposalError):
+    with pytest.raises(ConsensusError):
         first.result(timeout=1)
     assert ri.get().result(timeout=1) == 42  # the next read gets a fresh barrier
 
@@ -63,12 +63,12 @@ def test_a_refused_barrier_fails_its_reads_and_the_next_read_tries_again() -> No
     def propose() -> Future[int]:
         n.append(1)
         if len(n) == 1:
-            raise ProposalError("MISSING_LEADER")
+            raise NoLeader()
         f: Future[int] = Future()
         f.set_result(7)
         return f
 
     ri = ReadIndex(propose)
-    with pytest.raises(ProposalError):
+    with pytest.raises(ConsensusError):
         ri.get().result(timeout=1)
     assert ri.get().result(timeout=1) == 7

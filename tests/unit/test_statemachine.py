@@ -200,3 +200,60 @@ def test_request_id_reused_for_another_operation_is_refused(db: sqlite3.Connecti
     assert a.result is not None and a.result.ok
     assert b.result is not None and b.result.code == Code.INVALID_ARGUMENT
     assert db.execute("SELECT deleted_at FROM buckets WHERE name = 'rid1'").fetchone() == (None,)
+
+
+def _results(out: list) -> list[tuple[Code, str]]:
+    return [(a.result.code, a.result.message) for a in out if a.result]
+
+
+def test_unregister_refuses_a_server_with_live_objects_unless_forced(db: sqlite3.Connection) -> None:
+    cradle = _setup(db)
+    p = commands.plan_write("photos", "k", 5, cradle)
+    _apply(db, (4, p))
+    out = _apply(db, (5, commands.unregister_cradle_server("10.0.0.1:9000")),
+                 (6, commands.unregister_cradle_server("10.9.9.9:1")))
+    assert _results(out) == [(Code.FAILED_PRECONDITION, "cradle server has live objects"),
+                             (Code.NOT_FOUND, "cradle server not found")]
+    # COMMITTED counts as live too; once the object is DELETED the server may go.
+    _apply(db, (7, commands.commit_object(p.plan_write.object_id, 5, 1000)))
+    [refused] = _apply(db, (8, commands.unregister_cradle_server("10.0.0.1:9000")))
+    assert refused.result is not None and refused.result.code == Code.FAILED_PRECONDITION
+    _apply(db, (9, commands.delete_object("photos", "k")))
+    [ok] = _apply(db, (10, commands.unregister_cradle_server("10.0.0.1:9000")))
+    assert ok.result is not None and ok.result.ok and ok.result.cradle_server_id == cradle
+    # The row stays (the DELETED object still references it), marked unregistered.
+    assert db.execute("SELECT unregistered_at IS NOT NULL FROM cradle_servers").fetchall() == [(1,)]
+    [again] = _apply(db, (11, commands.unregister_cradle_server("10.0.0.1:9000")))
+    assert again.result is not None and again.result.code == Code.NOT_FOUND
+
+    other = commands.register_cradle_server("10.0.0.2:9000")
+    _apply(db, (12, other))
+    o2 = other.register_cradle_server.cradle_server_id
+    _apply(db, (13, commands.plan_write("photos", "k2", 5, o2)))
+    [forced] = _apply(db, (14, commands.unregister_cradle_server("10.0.0.2:9000", force=True)))
+    assert forced.result is not None and forced.result.ok
+    # The forced server's live object is left as it was, still naming the server.
+    assert db.execute("SELECT state, cradle_server_id FROM objects WHERE key = 'k2'").fetchone() == (
+        "PENDING", o2)
+
+
+def test_an_unregistered_server_is_not_placed_on_nor_updated_until_registered_again(
+        db: sqlite3.Connection) -> None:
+    cradle = _setup(db)
+    _apply(db, (4, commands.update_cradle_status(cradle, "OFFLINE", 100, 7, 0)),
+           (5, commands.unregister_cradle_server("10.0.0.1:9000")))
+    # A PlanWrite proposed with the server chosen before the unregister applied after it.
+    out = _apply(db, (6, commands.plan_write("photos", "k", 5, cradle)),
+                 (7, commands.update_cradle_status(cradle, "HEALTHY", 999, 0, 1)))
+    assert _results(out) == [(Code.FAILED_PRECONDITION, "no cradle servers available"),
+                             (Code.OK, "")]
+    assert db.execute("SELECT status, available_bytes FROM cradle_servers").fetchone() == (
+        "OFFLINE", 100)
+    # Registering the address again revives the same row, as a new server.
+    again = commands.register_cradle_server("10.0.0.1:9000")
+    [r] = _apply(db, (8, again))
+    assert r.result is not None and r.result.cradle_server_id == cradle
+    assert db.execute("SELECT status, available_bytes, consecutive_misses, last_heartbeat_at,"
+                      " unregistered_at FROM cradle_servers").fetchone() == ("HEALTHY", -1, 0, 0, None)
+    [p] = _apply(db, (9, commands.plan_write("photos", "k", 5, cradle)))
+    assert p.result is not None and p.result.ok

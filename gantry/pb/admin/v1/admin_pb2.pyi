@@ -89,3 +89,63 @@ class TransferLeadershipResponse(_message.Message):
     NEW_LEADER_RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     new_leader_raft_addr: str
     def __init__(self, new_leader_raft_addr: _Optional[str] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ("chunk_bytes",)
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunk_bytes: int
+    def __init__(self, chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class BackupHeader(_message.Message):
+    __slots__ = ("size_bytes", "applied_index", "applied_term", "node_id", "raft_addr")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_TERM_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    applied_index: int
+    applied_term: int
+    node_id: str
+    raft_addr: str
+    def __init__(self, size_bytes: _Optional[int] = ..., applied_index: _Optional[int] = ..., applied_term: _Optional[int] = ..., node_id: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
+
+class BackupTrailer(_message.Message):
+    __slots__ = ("size_bytes", "applied_index", "applied_term", "sha256")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_TERM_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    applied_index: int
+    applied_term: int
+    sha256: bytes
+    def __init__(self, size_bytes: _Optional[int] = ..., applied_index: _Optional[int] = ..., applied_term: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("header", "data", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: BackupHeader
+    data: bytes
+    trailer: BackupTrailer
+    def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[BackupTrailer, _Mapping]] = ...) -> None: ...
+
+class UnregisterCradleServerRequest(_message.Message):
+    __slots__ = ("address", "force")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    force: bool
+    def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class UnregisterCradleServerResponse(_message.Message):
+    __slots__ = ("cradle_server_id", "address", "live_objects")
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    cradle_server_id: str
+    address: str
+    live_objects: int
+    def __init__(self, cradle_server_id: _Optional[str] = ..., address: _Optional[str] = ..., live_objects: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,16 @@ class ClusterServiceStub:
                 request_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipRequest.SerializeToString,
                 response_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipResponse.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/gantry.admin.v1.ClusterService/Backup',
+                request_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.FromString,
+                _registered_method=True)
+        self.UnregisterCradleServer = channel.unary_unary(
+                '/gantry.admin.v1.ClusterService/UnregisterCradleServer',
+                request_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -88,6 +98,26 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """A consistent copy of this node's SQLite database at one applied index (SQLite online backup
+        of one read transaction), streamed: one BackupChunk with `header`, then `data` chunks in
+        file order, then one with `trailer`. Any node (a follower too). One backup at a time per
+        node (RESOURCE_EXHAUSTED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterCradleServer(self, request, context):
+        """Unregister a storage server (by the address it was registered with), through the log:
+        PlanWrite, heartbeats and ListCradleServers stop using it. Refused (FAILED_PRECONDITION
+        "cradle server has live objects") while PENDING or COMMITTED objects are placed on it,
+        unless `force`. Registering the address again brings it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +140,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.TransferLeadership,
                     request_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipRequest.FromString,
                     response_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.SerializeToString,
+            ),
+            'UnregisterCradleServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterCradleServer,
+                    request_deserializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +260,60 @@ class ClusterService:
             '/gantry.admin.v1.ClusterService/TransferLeadership',
             gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipRequest.SerializeToString,
             gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gantry.admin.v1.ClusterService/Backup',
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupRequest.SerializeToString,
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterCradleServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.admin.v1.ClusterService/UnregisterCradleServer',
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerRequest.SerializeToString,
+            gantry_dot_pb_dot_admin_dot_v1_dot_admin__pb2.UnregisterCradleServerResponse.FromString,
             options,
             channel_credentials,
             insecure,

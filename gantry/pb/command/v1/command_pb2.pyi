@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node", "delete_bucket", "delete_object", "abort_object", "update_cradle_status")
+    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node", "delete_bucket", "delete_object", "abort_object", "update_cradle_status", "unregister_cradle_server")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class Command(_message.Message):
     DELETE_OBJECT_FIELD_NUMBER: _ClassVar[int]
     ABORT_OBJECT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_CRADLE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    UNREGISTER_CRADLE_SERVER_FIELD_NUMBER: _ClassVar[int]
     version: int
     proposal_id: str
     request_id: str
@@ -35,7 +36,8 @@ class Command(_message.Message):
     delete_object: DeleteObject
     abort_object: AbortObject
     update_cradle_status: UpdateCradleStatus
-    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ..., delete_bucket: _Optional[_Union[DeleteBucket, _Mapping]] = ..., delete_object: _Optional[_Union[DeleteObject, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., update_cradle_status: _Optional[_Union[UpdateCradleStatus, _Mapping]] = ...) -> None: ...
+    unregister_cradle_server: UnregisterCradleServer
+    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ..., delete_bucket: _Optional[_Union[DeleteBucket, _Mapping]] = ..., delete_object: _Optional[_Union[DeleteObject, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., update_cradle_status: _Optional[_Union[UpdateCradleStatus, _Mapping]] = ..., unregister_cradle_server: _Optional[_Union[UnregisterCradleServer, _Mapping]] = ...) -> None: ...
 
 class CreateBucket(_message.Message):
     __slots__ = ("bucket_id", "name")
@@ -124,3 +126,11 @@ class UpdateCradleStatus(_message.Message):
     consecutive_misses: int
     last_heartbeat_us: int
     def __init__(self, cradle_server_id: _Optional[str] = ..., status: _Optional[str] = ..., available_bytes: _Optional[int] = ..., consecutive_misses: _Optional[int] = ..., last_heartbeat_us: _Optional[int] = ...) -> None: ...
+
+class UnregisterCradleServer(_message.Message):
+    __slots__ = ("address", "force")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    force: bool
+    def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,58 @@
+"""The README's mistake undone on a real 3-node cluster: a dead storage address, registered,
+goes DEGRADED and then OFFLINE and costs a log entry per heartbeat; ``gantry unregister-cradle``
+through a follower removes it on every replica alike, and the leader stops heartbeating it."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+import subprocess
+import sys
+import time
+
+from gantry.pb.service.v1 import service_pb2 as svc
+from tests.cluster.helpers import leader_of
+from tests.support import REPO, cluster, wait_until
+
+DEAD = "127.0.0.1:9"
+
+
+def _row(db: pathlib.Path) -> tuple[object, ...] | None:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row: tuple[object, ...] | None = conn.execute(
+            "SELECT id, status, consecutive_misses, unregistered_at, updated_at FROM cradle_servers"
+            " WHERE address = ?", (DEAD,)).fetchone()
+        return row
+    finally:
+        conn.close()
+
+
+def test_unregister_a_dead_server_through_a_follower(tmp_path: pathlib.Path) -> None:
+    with cluster(tmp_path, 3, ["--heartbeat-interval", "100ms"]) as nodes:
+        leader = leader_of(nodes)
+        follower = next(nd for nd in nodes if nd is not leader)
+        follower.stub().RegisterCradleServer(svc.RegisterCradleServerRequest(address=DEAD),
+                                             timeout=10)
+        db = leader.data_dir / "gantry.db"
+
+        def misses() -> int:
+            row = _row(db)
+            return int(row[2]) if row else 0  # type: ignore[call-overload]
+
+        wait_until(lambda: misses() > 4, 20, what="the dead server OFFLINE, still heartbeated")
+        r = subprocess.run([sys.executable, "-m", "gantry.cli", "unregister-cradle", DEAD,
+                            "--addr", follower.addr], cwd=str(REPO), capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"unregistered cradle server {DEAD} (")
+        for nd in nodes:
+            listed = nd.stub().ListCradleServers(svc.ListCradleServersRequest(), timeout=10)
+            assert [c.address for c in listed.cradle_servers] == []
+        # Every replica holds the same row, marked unregistered; heartbeats no longer touch it.
+        wait_until(lambda: len({_row(nd.data_dir / "gantry.db") for nd in nodes}) == 1, 20,
+                   what="replicas agree")
+        before = _row(db)
+        assert before is not None and before[3] is not None
+        time.sleep(1.0)  # ten heartbeat intervals
+        assert _row(db) == before
