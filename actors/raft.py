@@ -44,6 +44,7 @@ import structlog
 from pysyncobj import SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
+from gantry import metrics
 from gantry.config import Config
 from gantry.consensus.errors import (
     ConsensusError,
@@ -524,6 +525,8 @@ class RaftActor(pykka.ThreadingActor):
             self._view = TickView(leader, self._serving)
             log.info("leader_changed", leader=leader, previous_leader=previous,
                      term=s.raftCurrentTerm)
+            if leader is not None:
+                metrics.LEADER_CHANGES.inc()
             if previous is not None:
                 # Proposals sent to (or accepted by) the old leader may be lost or may still
                 # commit: answer now rather than at the deadline; retries carry request ids.

@@ -29,7 +29,7 @@ from typing import Any
 import pykka
 import structlog
 
-from gantry import db
+from gantry import db, metrics
 from gantry.consensus.proposals import Proposals
 from gantry.state import migrate, snapshot, statemachine
 
@@ -192,6 +192,8 @@ class PendingSnapshot:
     def build(self, dest: pathlib.Path) -> dict[str, int]:
         try:
             self.figures = snapshot.write(self.conn, dest, self.meta_json)
+            metrics.SNAPSHOT_DURATION.observe(self.figures["duration_ms"] / 1000)
+            metrics.SNAPSHOT_WRITTEN_BYTES.set(self.figures["size_bytes"])
             log.info("snapshot_persisted", index=self.index, applied_index=self.applied_index,
                      **self.figures)
             return self.figures
@@ -296,6 +298,7 @@ class WriterActor(pykka.ThreadingActor):
         if keep:
             return current[0]
         t0 = time.monotonic()
+        size = path.stat().st_size
         restored = snapshot.restore(path, self._conn)
         # The backup went through the WAL: fold it back so the disk holds one copy, not two.
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -306,6 +309,8 @@ class WriterActor(pykka.ThreadingActor):
         if upgraded:
             log.info("snapshot_schema_upgraded", migrations=upgraded)
         self._watermark.reset(restored)
+        metrics.RESTORE_DURATION.observe(time.monotonic() - t0)
+        metrics.RESTORE_BYTES.set(size)
         log.info(
             "snapshot_restored",
             applied_index=restored,
@@ -417,6 +422,7 @@ class WriterActor(pykka.ThreadingActor):
 
     def _apply(self, batch: list[tuple[int, bytes, int]]) -> None:
         assert self._conn is not None
+        t0 = time.perf_counter()
         try:
             applied = statemachine.apply_batch(self._conn, batch)
         except Exception as e:  # non-deterministic (I/O, corruption) or undecodable entry
@@ -430,6 +436,8 @@ class WriterActor(pykka.ThreadingActor):
             )
             self._on_fatal(f"apply failed at log index {batch[0][0]}: {e!r}")
             return
+        metrics.APPLY_DURATION.observe(time.perf_counter() - t0)
+        metrics.APPLY_BATCH_ENTRIES.observe(len(batch))
         last = batch[-1][0]
         self._watermark.advance(last)
         for a in applied:

@@ -71,6 +71,8 @@ class Config:
     # Log compaction: a snapshot after this many entries or seconds, whichever first.
     snapshot_entries: int = 20000
     snapshot_interval_s: float = 3600.0
+    # Prometheus /metrics and the /livez, /readyz probes (gantry/metrics.py); "" (or "off"): none.
+    metrics_addr: str = "127.0.0.1:9081"
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -79,6 +81,8 @@ class Config:
             self.db_path = self.data_dir / DB_FILE
         self.log_format = self.log_format.lower()
         self.log_level = self.log_level.lower()
+        if self.metrics_addr.strip().lower() == "off":
+            self.metrics_addr = ""
         if self.cradle_addr:
             try:
                 self.cradle_addr = normalize_address(self.cradle_addr)
@@ -138,6 +142,11 @@ class Config:
             except ValueError:
                 where = (given or {}).get("cradle_addr") or f"--cradle-addr {self.cradle_addr!r}"
                 raise ConfigError(f"{where}: expected HOST:PORT") from None
+        if self.metrics_addr:
+            try:
+                check_addr(self.metrics_addr)
+            except ConfigError:
+                raise ConfigError(f"{said('metrics_addr')}: expected HOST:PORT, or off") from None
         host = self.raft_addr.rpartition(":")[0].strip("[]")
         if not self.raft_password and not _is_loopback(host):
             raise ConfigError(
@@ -364,6 +373,9 @@ SETTINGS: tuple[Setting, ...] = (
             "--raft-tick"),
     Setting("heartbeat_interval_s", ("GANTRY_HEARTBEAT_INTERVAL",), DURATION,
             "cradle server heartbeat period (30s, 500ms, 2m), 0 = off", "--heartbeat-interval"),
+    Setting("metrics_addr", ("GANTRY_METRICS_ADDR",), STR,
+            "serve Prometheus /metrics and the /livez, /readyz probes on HOST:PORT; '' or off: "
+            "disabled", "--metrics-addr"),
     # Environment only.
     Setting("app_env", ("APP_ENV",), STR, "development turns on reflection and canned errors"),
     Setting("log_format", ("LOG_FORMAT",), STR, "json or pretty",

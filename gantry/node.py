@@ -19,7 +19,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import preflight, tlsconfig
+from gantry import metrics, preflight, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -84,6 +84,7 @@ class Node:
         self._lock = DataDirLock(config.data_dir)
         self._db_lock: DataDirLock | None = None
         self._registrar = Registrar(self.propose, lambda: self._raft_serving, self._stopping)
+        self._metrics: tuple[metrics.MetricsServer, metrics.NodeCollector] | None = None
 
     # -- lifecycle --
     def start(self) -> None:
@@ -97,6 +98,13 @@ class Node:
                 self._db_lock.acquire()
         except DataDirInUse as e:
             raise StartError(str(e)) from None
+        if cfg.metrics_addr:  # first: /livez answers while the rest starts
+            try:
+                self._metrics = metrics.serve(cfg.metrics_addr, self)
+            except OSError as e:
+                raise StartError(f"cannot listen on metrics address {cfg.metrics_addr}: "
+                                 f"{e.strerror or e} (set --metrics-addr / GANTRY_METRICS_ADDR "
+                                 "to a free HOST:PORT, or off)") from None
         log.info("node_starting", data_dir=str(cfg.data_dir), db_path=str(cfg.database),
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
         try:  # damaged files: refuse in one line before anything writes to them
@@ -178,6 +186,8 @@ class Node:
             self._reads.close()
         if self._db_lock is not None:
             self._db_lock.release()
+        if self._metrics is not None:  # last: /readyz said 503 all through the stop
+            metrics.stop(*self._metrics)
         self._lock.release()
         log.info("node_stopped", applied_index=self.watermark.value)
 

@@ -3,15 +3,17 @@
 Usage::
 
     python ops/cluster.py [--nodes 3] [--base-dir ./data/cluster] [--grpc-base 8081 --raft-base 7081]
-        [--ports-free] [--cradle-addr 127.0.0.1:9100] [--log-level info] [--ready-timeout 60]
-        [--stop-timeout 20] [--tls-ca CA.pem [--tls-cert C.pem --tls-key C.key]]
+        [--metrics-base 9081] [--ports-free] [--cradle-addr 127.0.0.1:9100] [--log-level info]
+        [--ready-timeout 60] [--stop-timeout 20] [--tls-ca CA.pem [--tls-cert C.pem --tls-key C.key]]
         [-- EXTRA SERVE FLAGS...]
 
 Starts N ``gantry serve`` processes (``sys.executable -m gantry.cli serve``), node *i* (1-based)
-with gRPC port ``grpc-base + i - 1``, Raft port ``raft-base + i - 1``, node id ``node<i>``, data
+with gRPC port ``grpc-base + i - 1``, Raft port ``raft-base + i - 1``, metrics port
+(``/metrics``, ``/livez``, ``/readyz``) ``metrics-base + i - 1``, node id ``node<i>``, data
 under ``BASE/node<i>/`` and its JSON log in ``BASE/node<i>.log``; every node lists the others as
-``--peers``. ``--ports-free`` asks the OS for free ports instead of using the bases. Anything after
-``--`` is appended to every node's ``serve`` command line: a TLS cluster is
+``--peers``. ``--ports-free`` asks the OS for free ports instead of using the bases;
+``--metrics-base 0`` turns the metrics endpoints off. Anything after ``--`` is appended to every
+node's ``serve`` command line: a TLS cluster is
 ``--tls-ca ca.pem -- --tls-cert node.pem --tls-key node.key`` (``--tls-*`` before ``--`` are the
 launcher's own client settings for its health checks, :mod:`gantry.tlsconfig`).
 
@@ -59,6 +61,7 @@ class Node:
     raft_port: int
     data_dir: pathlib.Path
     log_path: pathlib.Path
+    metrics_port: int = 0  # 0: metrics off
     proc: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None
 
@@ -71,6 +74,11 @@ class Node:
     def raft_addr(self) -> str:
         """The node's Raft HOST:PORT."""
         return f"127.0.0.1:{self.raft_port}"
+
+    @property
+    def metrics_addr(self) -> str:
+        """The node's metrics HOST:PORT ("" when off)."""
+        return f"127.0.0.1:{self.metrics_port}" if self.metrics_port else ""
 
 
 def free_ports(n: int) -> list[int]:
@@ -99,11 +107,15 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def plan_nodes(n: int, base_dir: pathlib.Path, grpc_ports: list[int], raft_ports: list[int]) -> list[Node]:
-    """Describe ``n`` nodes (not yet started) under ``base_dir``."""
+def plan_nodes(n: int, base_dir: pathlib.Path, grpc_ports: list[int], raft_ports: list[int],
+               metrics_ports: list[int] | None = None) -> list[Node]:
+    """Describe ``n`` nodes (not yet started) under ``base_dir`` (no ``metrics_ports``: metrics
+    off)."""
+    metrics = metrics_ports or [0] * n
     return [
         Node(name=f"node{i + 1}", grpc_port=grpc_ports[i], raft_port=raft_ports[i],
-             data_dir=base_dir / f"node{i + 1}", log_path=base_dir / f"node{i + 1}.log")
+             metrics_port=metrics[i], data_dir=base_dir / f"node{i + 1}",
+             log_path=base_dir / f"node{i + 1}.log")
         for i in range(n)
     ]
 
@@ -112,7 +124,8 @@ def serve_args(node: Node, nodes: list[Node], cradle_addr: str, extra: list[str]
     """The ``gantry serve`` command line of ``node`` in the cluster ``nodes``."""
     peers = ",".join(o.raft_addr for o in nodes if o is not node)
     args = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(node.data_dir),
-            "--port", str(node.grpc_port), "--raft-addr", node.raft_addr, "--node-id", node.name]
+            "--port", str(node.grpc_port), "--raft-addr", node.raft_addr, "--node-id", node.name,
+            "--metrics-addr", node.metrics_addr or "off"]
     if peers:
         args += ["--peers", peers]
     if cradle_addr:
@@ -220,7 +233,7 @@ def write_manifest(base_dir: pathlib.Path, nodes: list[Node]) -> pathlib.Path:
     manifest: dict[str, Any] = {
         "targets": ",".join(n.addr for n in nodes),
         "nodes": [{"name": n.name, "grpc_addr": n.addr, "raft_addr": n.raft_addr,
-                   "data_dir": str(n.data_dir), "log": str(n.log_path),
+                   "metrics_addr": n.metrics_addr, "data_dir": str(n.data_dir), "log": str(n.log_path),
                    "pid": n.proc.pid if n.proc else None} for n in nodes],
     }
     path = base_dir / "cluster.json"
@@ -237,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data dirs and logs go here (default ./data/cluster)")
     p.add_argument("--grpc-base", type=int, default=8081, help="first gRPC port (default 8081)")
     p.add_argument("--raft-base", type=int, default=7081, help="first Raft port (default 7081)")
+    p.add_argument("--metrics-base", type=int, default=9081,
+                   help="first metrics port (/metrics, /livez, /readyz; default 9081, 0 = off)")
     p.add_argument("--ports-free", action="store_true", help="let the OS pick free ports instead")
     p.add_argument("--cradle-addr", default="",
                    help="storage server HOST:PORT every node registers (needed for PlanWrite)")
@@ -266,21 +281,28 @@ def main(argv: list[str] | None = None) -> int:
     if n < 1:
         print("cluster: --nodes must be ≥ 1", file=sys.stderr)
         return 2
+    metrics_ports: list[int] = []
     if ns.ports_free:
-        ports = free_ports(2 * n)
-        grpc_ports, raft_ports = ports[:n], ports[n:]
+        ports = free_ports(3 * n)
+        grpc_ports, raft_ports = ports[:n], ports[n:2 * n]
+        if ns.metrics_base:
+            metrics_ports = ports[2 * n:]
     else:
         grpc_ports = list(range(ns.grpc_base, ns.grpc_base + n))
         raft_ports = list(range(ns.raft_base, ns.raft_base + n))
-        clash = sorted(set(grpc_ports) & set(raft_ports))
-        busy = [p for p in grpc_ports + raft_ports if port_in_use(p)]
-        if clash or busy or max(grpc_ports + raft_ports) > 65535:
+        if ns.metrics_base:
+            metrics_ports = list(range(ns.metrics_base, ns.metrics_base + n))
+        every = grpc_ports + raft_ports + metrics_ports
+        clash = sorted({p for p in every if every.count(p) > 1})
+        busy = [p for p in every if port_in_use(p)]
+        if clash or busy or max(every) > 65535:
             print(f"cluster: ports unusable (overlapping {clash}, in use {busy}); "
-                  "choose other --grpc-base/--raft-base or use --ports-free", file=sys.stderr)
+                  "choose other --grpc-base/--raft-base/--metrics-base or use --ports-free",
+                  file=sys.stderr)
             return 2
     base_dir = pathlib.Path(ns.base_dir).resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
-    nodes = plan_nodes(n, base_dir, grpc_ports, raft_ports)
+    nodes = plan_nodes(n, base_dir, grpc_ports, raft_ports, metrics_ports)
 
     stop = threading.Event()
     force = threading.Event()
@@ -299,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             start_node(nd, serve_args(nd, nodes, ns.cradle_addr, extra), ns.log_level)
             assert nd.proc is not None
             print(f"{nd.name} pid={nd.proc.pid} grpc={nd.addr} raft={nd.raft_addr} "
-                  f"data={nd.data_dir} log={nd.log_path}", flush=True)
+                  f"metrics={nd.metrics_addr or 'off'} data={nd.data_dir} log={nd.log_path}",
+                  flush=True)
         manifest = write_manifest(base_dir, nodes)
         print(f"targets={','.join(nd.addr for nd in nodes)}", flush=True)
         print(f"manifest {manifest}", flush=True)

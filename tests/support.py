@@ -73,6 +73,8 @@ class NodeProcess:
         self.log_path = data_dir.parent / f"{self.node_id}.log"
         self._channel: grpc.Channel | None = None
         self.tls = tls
+        #: Its --metrics-addr port: a free one chosen by the first args() (start), then kept.
+        self.metrics_port = 0
 
     @property
     def addr(self) -> str:
@@ -82,10 +84,16 @@ class NodeProcess:
     def raft_addr(self) -> str:
         return f"127.0.0.1:{self.raft_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
     def args(self) -> list[str]:
+        if not self.metrics_port:  # parallel test nodes never share the default port
+            [self.metrics_port] = free_ports(1)
         a = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), "--raft-addr", self.raft_addr, "--node-id", self.node_id,
-             "--grace", "5"]
+             "--grace", "5", "--metrics-addr", f"127.0.0.1:{self.metrics_port}"]
         if self.peers:
             a += ["--peers", ",".join(f"127.0.0.1:{p}" for p in self.peers)]
         return a + self.extra_args

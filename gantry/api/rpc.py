@@ -18,6 +18,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
+from gantry import metrics
 from gantry.api.errors import INTERNAL, RpcError, invalid_argument
 
 log = structlog.get_logger("gantry.rpc")
@@ -93,7 +94,8 @@ def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerConte
                 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     """Wrap a handler: map :class:`RpcError` to the status, any other exception to INTERNAL,
     and log one ``rpc_finished`` line (grpc.service, grpc.method, grpc.code, duration_ms, peer,
-    request_id)."""
+    request_id) and counts it in the metrics (:func:`gantry.metrics.rpc_observer`)."""
+    observe = metrics.rpc_observer(service, method)
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         t0 = time.perf_counter()
@@ -114,11 +116,13 @@ def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerConte
             log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})
             context.abort(INTERNAL.code, INTERNAL.message)
         finally:
+            elapsed = time.perf_counter() - t0
+            observe(code, elapsed)
             fields = {
                 "grpc.service": service,
                 "grpc.method": method,
                 "grpc.code": code.name,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
                 "peer": context.peer(),
             }
             rid = request_id(context)

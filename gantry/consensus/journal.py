@@ -48,6 +48,7 @@ from typing import Any
 import structlog
 from pysyncobj.journal import Journal
 
+from gantry import metrics
 from gantry.consensus.pysyncobj_compat import is_membership_entry
 from gantry.db import fsync_dir, fsync_file
 
@@ -345,6 +346,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._offsets: list[int] = []  # file offset of each entry's record
         self._lock = threading.Lock()
         self._dirty = False
+        self._unsynced = 0  # entries appended since the last sync (for metrics)
         # Raft §5.3 truncates a follower's log only where an entry *conflicts* (same index,
         # different term). pysyncobj 0.3.17 truncates after prevLogIdx whenever later entries
         # exist and re-adds the batch, even when they match — which would shrink a durable log
@@ -409,9 +411,13 @@ class DurableJournal(Journal):  # type: ignore[misc]
             if not self._dirty:
                 return False
             self._dirty = False
+            entries, self._unsynced = self._unsynced, 0
             if not self._fsync:
                 return False
+            t0 = time.perf_counter()
             os.fdatasync(self._fd)
+            metrics.RAFT_FSYNC_DURATION.observe(time.perf_counter() - t0)
+            metrics.RAFT_FSYNC_ENTRIES.observe(entries)
             self.fsyncs += 1
             return True
 
@@ -457,6 +463,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._end += len(rec)
             self._entries.append((command, idx, term))
             self._dirty = True
+            self._unsynced += 1
 
     def clear(self) -> None:
         with self._lock:

@@ -50,3 +50,7 @@ class Proposals:
         for fut in futs:
             if not fut.done():
                 fut.set_exception(exc)
+
+    def __len__(self) -> int:
+        """Proposals waiting for their outcome (for metrics; a dict's size reads atomically)."""
+        return len(self._futures)

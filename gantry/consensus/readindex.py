@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from gantry import metrics
+
 
 class ReadIndex:
     """Coalesces linearizable reads onto shared barrier entries.
@@ -38,6 +40,7 @@ class ReadIndex:
 
     def get(self) -> Future[int]:
         """A future of a log index committed after this call began."""
+        metrics.READ_INDEX_WAITS.inc()
         launch = None
         with self._lock:
             if self._next is None:
@@ -65,6 +68,7 @@ class ReadIndex:
         # Never under self._lock: the barrier may fail (or succeed) before propose returns, and
         # its done-callback then runs right here and takes the lock (a proposal refused at once,
         # e.g. pysyncobj's QUEUE_FULL, deadlocked every later linearizable read).
+        t0 = time.perf_counter()
         try:
             barrier = self._propose()
         except BaseException as e:
@@ -74,13 +78,14 @@ class ReadIndex:
             if launch is not None:
                 self._launch(launch)
             return
-        barrier.add_done_callback(lambda f: self._done(f, waiting))
+        barrier.add_done_callback(lambda f: self._done(f, waiting, t0))
 
-    def _done(self, barrier: Future[int], waiting: Future[int]) -> None:
+    def _done(self, barrier: Future[int], waiting: Future[int], t0: float) -> None:
         exc = barrier.exception()
         if exc is not None:
             waiting.set_exception(exc)
         else:
+            metrics.READ_INDEX_DURATION.observe(time.perf_counter() - t0)
             waiting.set_result(barrier.result())
         with self._lock:
             launch = self._claim_locked()

@@ -106,7 +106,7 @@ class ChaosNode:
         """The node's ``gantry serve`` command line."""
         a = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), "--raft-addr", self.raft_addr, "--node-id", self.name,
-             "--grace", "2"]
+             "--grace", "2", "--metrics-addr", "off"]
         if self.peers:
             a += ["--peers", ",".join(self.peers)]
         return a + self.extra_args
