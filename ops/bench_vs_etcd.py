@@ -368,8 +368,10 @@ def plan_etcd(etcd_bin: str, workdir: pathlib.Path,
 def plan_gantry(workdir: pathlib.Path, extra: list[str]) -> list[tuple[cluster.Node, list[str]]]:
     """3 peered ``gantry serve`` nodes from this checkout (ops/cluster.py), no storage server:
     each node and its command."""
-    ports = cluster.free_ports(2 * MEMBERS)
-    nodes = cluster.plan_nodes(MEMBERS, workdir, ports[:MEMBERS], ports[MEMBERS:])
+    ports = cluster.free_ports(3 * MEMBERS)
+    # Metrics on, as by default (etcd always serves its own /metrics): like for like.
+    nodes = cluster.plan_nodes(MEMBERS, workdir, ports[:MEMBERS], ports[MEMBERS:2 * MEMBERS],
+                               ports[2 * MEMBERS:])
     return [(nd, cluster.serve_args(nd, nodes, "", extra)) for nd in nodes]
 
 
