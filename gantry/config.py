@@ -71,6 +71,9 @@ class Config:
     # Log compaction: a snapshot after this many entries or seconds, whichever first.
     snapshot_entries: int = 20000
     snapshot_interval_s: float = 3600.0
+    # `serve --force-new-cluster` only (never from the environment: a one-shot recovery that a
+    # unit file must not repeat at every restart); see gantry/recovery.py.
+    force_new_cluster: bool = False
 
     def __post_init__(self) -> None:
         if not self.node_id:

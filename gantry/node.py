@@ -19,7 +19,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import preflight, tlsconfig
+from gantry import preflight, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -101,9 +101,16 @@ class Node:
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
         try:  # damaged files: refuse in one line before anything writes to them
             preflight.check(cfg)
-        except preflight.PreflightError as e:
+            if cfg.force_new_cluster:
+                recovery.check(cfg)
+        except (preflight.PreflightError, recovery.RecoveryError) as e:
             raise StartError(str(e)) from None
         migrate.upgrade(cfg.database)
+        if cfg.force_new_cluster:  # before the writer and Raft open anything (gantry/recovery.py)
+            try:
+                recovery.force_new_cluster(cfg)
+            except recovery.RecoveryError as e:
+                raise StartError(str(e)) from None
         self._set_health(False)
         self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
                                          self.proposals, self._on_fatal)

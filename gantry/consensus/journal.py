@@ -269,6 +269,37 @@ def repair_log(path: str) -> Repair:
     return Repair(scan, backup, scan.size - keep)
 
 
+def _record(command: bytes, idx: int, term: int) -> bytes:
+    """One log record: ``<u32 length><u64 index><u64 term><command><u32 crc32>``."""
+    body = _HEAD.pack(16 + len(command), idx, term)[4:] + command
+    return struct.pack("<I", len(body)) + body + _CRC.pack(zlib.crc32(body))
+
+
+def write_log(path: str, entries: list[tuple[bytes, int, int]]) -> None:
+    """Replace the Raft log at ``path`` with exactly ``entries`` (command, log index, term):
+    written beside it, fsync'd, renamed over it, directory fsync'd, so a crash leaves the old log
+    or the new one, never a mix. Only with the data directory's lock held and no journal open on
+    it (``--force-new-cluster``). Raises ``OSError``."""
+    tmp = path + ".rewrite"
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + b"".join(_record(*e) for e in entries))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path)
+
+
+def store_meta(meta_path: str, meta: dict[str, Any]) -> None:
+    """Write ``raft.log.meta`` atomically (temporary file, fsync, rename, directory fsync)."""
+    tmp = meta_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_path)
+    fsync_dir(meta_path)
+
+
 def _lower_commit_hint(meta_path: str, last_index: int) -> None:
     """After a cut the persisted commit index (a hint pysyncobj recomputes) must not point past
     the log's new end, or the next start "clamps" it with a warning about lost entries. Term
@@ -280,13 +311,7 @@ def _lower_commit_hint(meta_path: str, last_index: int) -> None:
     if int(meta.get("raftCommitIndex", 0)) <= last_index:
         return
     meta["raftCommitIndex"] = last_index
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, meta_path)
-    fsync_dir(meta_path)
+    store_meta(meta_path, meta)
 
 
 def read_meta(path: str) -> dict[str, Any]:

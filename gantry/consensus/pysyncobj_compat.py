@@ -61,6 +61,8 @@ and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version
 from __future__ import annotations
 
 import contextlib
+import io
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -84,6 +86,7 @@ RECONFIG_MAX_LAG = 1000
 _TRANSMISSION_PARTIAL = ("start", "process")
 #: Least time (seconds) between two keep-alives of a follower receiving a snapshot (override 5).
 SNAPSHOT_KEEPALIVE_S = 0.1
+_REGULAR = b"\x00"  # pysyncobj's _COMMAND_TYPE.REGULAR prefix byte: a @replicated call
 _MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
 _NO_OP = b"\x01"  # pysyncobj's _COMMAND_TYPE.NO_OP prefix byte
 
@@ -99,6 +102,41 @@ def is_membership_entry(command: bytes) -> bool:
     """Whether a journal entry's command bytes are a pysyncobj membership change (as opposed to a
     Gantry entry or pysyncobj's no-op): pysyncobj prefixes each command with its type byte."""
     return command[:1] == _MEMBERSHIP
+
+
+class _CallUnpickler(pickle.Unpickler):
+    """Unpickles only what pysyncobj writes for a @replicated call with bytes arguments: tuples,
+    ints and bytes (protocol 2 spells bytes as ``_codecs.encode(text, "latin1")``). Any other
+    global is refused, so reading a journal offline never runs code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            import codecs
+
+            return codecs.encode
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a journal entry")
+
+
+def gantry_payload(command: bytes) -> bytes | None:
+    """The Gantry entry (an encoded ``gantry.command.v1.Command``) inside a journal entry's
+    command bytes, or None for pysyncobj's own entries (no-op, membership change, version).
+
+    pysyncobj 0.3.17 stores a call of a @replicated method as its REGULAR type byte, then
+    ``pickle.dumps((method id, args), protocol=2)``; Gantry's one replicated method
+    (``GantrySyncObj.apply_entry``) takes the entry bytes as its only argument. Used where the
+    engine does not run: ``--force-new-cluster`` applies committed entries before it starts, and
+    the Raft actor names the proposal a full disk refused. Raises ``ValueError`` for a REGULAR
+    entry of another shape."""
+    if command[:1] != _REGULAR:
+        return None
+    try:
+        call = _CallUnpickler(io.BytesIO(command[1:])).load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise ValueError(f"undecodable pysyncobj call entry: {e!r}") from None
+    if (isinstance(call, tuple) and len(call) == 2 and isinstance(call[1], tuple)
+            and len(call[1]) == 1 and isinstance(call[1][0], bytes)):
+        return call[1][0]
+    raise ValueError("a pysyncobj call entry that is not GantrySyncObj.apply_entry(bytes)")
 
 
 class SafeSyncObj(SyncObj):  # type: ignore[misc]

@@ -269,3 +269,30 @@ def test_a_new_leader_does_not_count_unheard_members_as_caught_up(
     _leader_view(node, peers, match=[10, 0], commit=10)
     node.last_contact = {peers[0].id: time.monotonic()}  # peers[1] never answered this leader
     assert "only 1 are reachable" in node._reconfig_refusal(("rem", peers[0].id))
+
+
+def test_gantry_payload_reads_what_pysyncobj_journals_for_apply_entry(
+        tmp_path: pathlib.Path) -> None:
+    """Pin: pysyncobj 0.3.17 journals a call of ``GantrySyncObj.apply_entry(data)`` as its
+    REGULAR type byte + ``pickle((method id, (data,)), protocol 2)``; ``--force-new-cluster``
+    and the disk-full refusal read entries back through :func:`gantry_payload`."""
+    import pickle
+
+    from gantry.actors.raft import GantrySyncObj
+    from gantry.consensus.pysyncobj_compat import gantry_payload
+
+    (port,) = free_ports(1)
+    node = GantrySyncObj(f"127.0.0.1:{port}", [], SyncObjConf(autoTick=False),
+                         lambda *_a: None)
+    try:
+        data = bytes(range(256))
+        node.apply_entry(data, callback=lambda *_a: None)
+        command, _callback = node._SyncObj__commandsQueue.get_nowait()
+        assert gantry_payload(command) == data
+    finally:
+        node._SyncObj__transport.destroy()
+    assert gantry_payload(b"\x01") is None  # pysyncobj's no-op
+    assert gantry_payload(b"\x02" + pickle.dumps(["add", "a:1", "a:1"])) is None
+    evil = b"\x00" + pickle.dumps((0, (TCPNode("a:1"),)), protocol=2)
+    with pytest.raises(ValueError, match="unexpected global"):
+        gantry_payload(evil)  # nothing but tuples, ints and bytes is ever unpickled
