@@ -49,7 +49,7 @@ from typing import Any
 import structlog
 from pysyncobj.node import TCPNode
 
-from gantry import db
+from gantry import db, preflight
 from gantry.config import Config
 from gantry.consensus import journal
 from gantry.consensus.pysyncobj_compat import gantry_payload
@@ -134,8 +134,6 @@ def check(cfg: Config) -> None:
 
 def preflight_applied(cfg: Config) -> int:
     """The database's applied index (0 when missing or fresh), read-only."""
-    from gantry import preflight
-
     return preflight.applied_index(pathlib.Path(cfg.database))
 
 
