@@ -19,7 +19,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import preflight, recovery, tlsconfig
+from gantry import diskspace, preflight, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -30,7 +30,7 @@ from gantry.api.backup import BackupService
 from gantry.api.service import GantryService
 from gantry.backup import CopyTaker
 from gantry.config import Config
-from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
+from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
@@ -63,6 +63,8 @@ class Node:
         self.proposals = Proposals()
         self.queue = EntryQueue()
         self.health = health.HealthServicer()
+        #: The disk-full alarm (gantry/diskspace.py): raised by the Raft log and the writer.
+        self.disk = diskspace.DiskSpace()
         self.fatal = threading.Event()
         self.fatal_reason = ""
         self.port = 0
@@ -113,17 +115,17 @@ class Node:
                 raise StartError(str(e)) from None
         self._set_health(False)
         self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
-                                         self.proposals, self._on_fatal)
+                                         self.proposals, self._on_fatal, self.disk)
         # Answered once the writer's on_start ran: the watermark holds the database's index.
         self._writer.proxy().applied_index().get(timeout=30)
         self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
-                                     self.watermark, self._set_health)
+                                     self.watermark, self._set_health, self.disk, self._on_fatal)
         err = self._raft.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
         self._proposer = self._raft.proxy().proposer().get(timeout=30)
         self._reads = ReadPool(cfg.database)
-        read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
+        read_index = ReadIndex(self._read_barrier)
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
                                 heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self, tlsconfig.node_client(cfg))
@@ -213,10 +215,32 @@ class Node:
             raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
             raise NoLeader()
+        if self.disk.full:  # etcd's NOSPACE alarm: refused until the write that failed fits
+            raise NoSpace()
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
         return fut
+
+    def _read_barrier(self) -> Future[int]:
+        """A read index for :class:`ReadIndex`: normally a barrier entry through the log. While
+        the disk is full no entry can be appended; the leader of a one-member cluster then uses
+        its commit index (every write it acknowledged is at or below it) — or, when the writer
+        holds a batch it has no room for, its applied index (nothing above it was acknowledged:
+        on one member a write is acknowledged only once applied here). Elsewhere the read is
+        refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node)."""
+        if not self.disk.full:
+            return barrier_future(self.propose_async, commands.barrier)
+        if self._stopping.is_set() or self._raft is None:
+            raise Stopping()
+        index = self._raft.proxy().solo_read_index().get(timeout=10)
+        if index is None:
+            raise NoSpace()
+        if "database" in self.disk.where():
+            index = min(index, self.watermark.value)
+        out: Future[int] = Future()
+        out.set_result(int(index))
+        return out
 
     def status(self) -> RaftStatus:
         """Raft role, leader, term, commit/applied indexes, members."""

@@ -73,6 +73,9 @@ import structlog
 from pysyncobj import FAIL_REASON, SyncObj
 from pysyncobj.transport import TCPTransport
 
+from gantry.consensus.errors import FAIL_DISK_FULL
+from gantry.diskspace import DiskFull
+
 if TYPE_CHECKING:
     from gantry.consensus.journal import DurableJournal
 
@@ -157,6 +160,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: Raft address → monotonic time (s) of the last message received from that member.
         self.last_contact: dict[str, float] = {}
         self._snapshot_keepalive_at = 0.0  # monotonic time of the last keep-alive (override 5)
+        #: Command bytes of proposals whose append did not fit (override 6); the Raft actor
+        #: takes them (:meth:`take_refused`) to fail their proposals.
+        self._refused: list[bytes] = []
         super().__init__(*args, **kwargs)
 
     # -- helpers over pysyncobj's state (tick thread) --
@@ -207,8 +213,20 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         elif message.get("serialized") is not None:
             snapshot_message = True
         applied_before: int = self._SyncObj__raftLastApplied
+        raft_log = self._SyncObj__raftLog
+        batching = hasattr(raft_log, "begin_batch")
+        if batching:
+            raft_log.begin_batch()
         try:
             SyncObj._SyncObj__onMessageReceived(self, node, message)
+        except DiskFull:
+            # Override 6, follower side: an entry of the batch did not fit. pysyncobj stopped
+            # before acknowledging and before applying the batch's membership changes; take
+            # back the entries it did append so the log and the configuration agree. The
+            # leader sends them again; nothing was acknowledged, the commit index stays.
+            if batching:
+                raft_log.rollback_batch()
+            return
         finally:
             self._conflict_hint = None
         current_last: int = self._SyncObj__raftLog[-1][1]
@@ -277,7 +295,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             SyncObj._SyncObj__loadDumpFile(self, clearJournal)
         finally:
             self.loading_from_leader = False
-            if clearJournal:
+            if clearJournal and len(self._SyncObj__raftLog) < 2:
+                # The log was cleared but the snapshot's two entries did not fit (pysyncobj logs
+                # "failed to load full dump"): this node has no usable log. Silence it and stop;
+                # at the next start it loads the (complete) snapshot file again.
+                journal = self._SyncObj__raftLog
+                if getattr(journal, "failed", "absent") is None:
+                    journal.failed = OSError("the Raft log could not be rebuilt from a snapshot")
+                _log.critical("snapshot_install_left_no_log")
+            elif clearJournal:
                 installed = self._SyncObj__raftLastApplied != applied_before
                 target = self._SyncObj__raftLog[-1][1] if installed else commit_before
                 self._SyncObj__raftCommitIndex = target
@@ -293,6 +319,53 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if refusal:
             return False
         return bool(SyncObj._SyncObj__changeCluster(self, request))
+
+    # -- override 6: a leader whose Raft log is out of space (gantry.diskspace) --
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
+        """pysyncobj pops each queued command and appends it; when the append raises, the
+        command (and its callback) would be lost, a membership change would stay applied in
+        memory without its entry, and the rest of the tick would be skipped. Here a leader whose
+        journal is out of space refuses every queued command with :data:`FAIL_DISK_FULL`
+        (forwarded ones answered to their follower) until a probe finds room again; the command
+        whose append failed is undone (membership) and kept for :meth:`take_refused`."""
+        journal = self._SyncObj__raftLog
+        if self._isLeader() and getattr(journal, "full", False) and not journal.probe_space():
+            self._refuse_queued()
+            return
+        try:
+            SyncObj._checkCommandsToApply(self)
+        except DiskFull as e:
+            if is_membership_entry(e.command):
+                request = self._SyncObj__parseChangeClusterRequest(e.command)
+                self._SyncObj__doChangeCluster(request, reverse=True)
+            self._refused.append(e.command)
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        queue = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _command, callback = queue.get_nowait()
+            except Exception:  # noqa: BLE001 - pysyncobj's queue.Empty
+                return
+            self._SyncObj__callErrCallback(FAIL_DISK_FULL, callback)
+
+    def _SyncObj__onBecomeLeader(self) -> None:  # noqa: N802
+        """A new leader appends its no-op; when that does not fit, pysyncobj would be left a
+        leader without one (Raft §8: it must not serve, and pysyncobj's membership check then
+        compares with None). Step down instead; the election is retried later."""
+        try:
+            SyncObj._SyncObj__onBecomeLeader(self)
+        except DiskFull:
+            self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
+            self._SyncObj__raftLeader = None
+            _log.warning("raft_leadership_declined", reason="no space for the new term's no-op")
+
+    def take_refused(self) -> list[bytes]:
+        """The command bytes of proposals refused since the last call because their append did
+        not fit (tick thread)."""
+        out, self._refused = self._refused, []
+        return out
 
     def _reconfig_refusal(self, request: Any) -> str:
         """"" when the membership change ``request`` (pysyncobj's ``('add'|'rem', node id, …)``)
@@ -452,6 +525,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         self._pending_acks: list[tuple[Any, Any]] = []
 
     def send(self, node: Any, message: Any) -> bool:
+        if self.journal is not None and self.journal.failed is not None:
+            return False  # an fsync or a term/vote write failed: this node must stay silent
         if isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and self.journal is not None:
