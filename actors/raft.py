@@ -552,8 +552,12 @@ class RaftActor(pykka.ThreadingActor):
         s.transferLeadership(None, callback=done)
 
     def _fatal(self, reason: str) -> None:
+        """Tick thread: the Raft log cannot be trusted any more (a failed fsync or term write).
+        ``on_fatal`` must end the process at once — not a graceful stop, during which this node
+        could still commit and acknowledge (gantry/node.py passes an immediate exit)."""
         if not self._fatal_reported:
             self._fatal_reported = True
+            log.critical("raft_log_failed", reason=reason)
             if self._on_fatal is not None:
                 self._on_fatal(reason)
 
@@ -576,9 +580,11 @@ class RaftActor(pykka.ThreadingActor):
             try:
                 journal.sync()
                 self._transport.flush_acks()
-            except OSError as e:  # the journal is marked failed: the transport stays silent
-                log.critical("raft_log_sync_failed", error=repr(e))
+            except OSError:  # the journal is marked failed: the transport stays silent
+                pass
             if journal.failed is not None:
+                # Before the next tick: a leader counts its own copy toward the commit, and a
+                # commit applied here acknowledges writes. Nothing more may come of this log.
                 self._fatal(f"Raft log or metadata write failed: {journal.failed!r}")
             if journal.full:
                 journal.probe_space()

@@ -9,6 +9,8 @@ writer apply what it holds, checkpoint the WAL, close.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -47,6 +49,19 @@ log = structlog.get_logger("gantry.node")
 
 #: Shutdown: waiting calls are answered "node stopping" this long (seconds) before the grace ends.
 END_WAITS_MARGIN_S = 0.5
+
+
+def _exit_now(reason: str) -> None:
+    """The Raft log failed an fsync or a term write (gantry/consensus/journal.py): end the process
+    now, as kill -9 would (which loses nothing acknowledged), before this node can commit or
+    acknowledge anything more; the next start reads the log from the disk."""
+    log.critical("node_failed", reason=reason, exit_code=1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
 
 
 class StartError(RuntimeError):
@@ -119,7 +134,7 @@ class Node:
         # Answered once the writer's on_start ran: the watermark holds the database's index.
         self._writer.proxy().applied_index().get(timeout=30)
         self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
-                                     self.watermark, self._set_health, self.disk, self._on_fatal)
+                                     self.watermark, self._set_health, self.disk, _exit_now)
         err = self._raft.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
