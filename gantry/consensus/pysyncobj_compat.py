@@ -44,6 +44,15 @@ Invariants this module protects:
    transfer restarted in every new term. Here a chunk is answered with a keep-alive
    (``next_node_idx`` with neither success nor reset), at most every
    :data:`SNAPSHOT_KEEPALIVE_S`.
+6. **An append that does not fit changes nothing** (the disk is full: :mod:`gantry.diskspace`).
+   pysyncobj calls the journal's ``add`` assuming it cannot fail; when it raises, a leader loses
+   the popped command and its callback, keeps a membership change in memory without its entry,
+   and skips the rest of the tick; a follower keeps half a batch whose membership changes it never
+   applied; a new leader is left without its no-op. Here a full leader refuses queued commands
+   with :data:`~gantry.consensus.errors.FAIL_DISK_FULL` until the journal finds room, undoes the membership change, and
+   hands the failed command to the Raft actor (:meth:`SafeSyncObj.take_refused`); a follower takes
+   the batch back whole and acknowledges nothing; a leader without room for its no-op steps down.
+   :class:`DurableTransport` sends nothing once the journal failed an fsync or a term write.
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
@@ -51,8 +60,9 @@ without reaching into its private names itself, and the hooks at the bottom plug
 in: :func:`installed` (pysyncobj's ``createJournal`` returns a
 :class:`~gantry.consensus.journal.DurableJournal` while ``SyncObj.__init__`` runs),
 :class:`DurableTransport` / :func:`transport_for` (group-commit acknowledgements and draining, on
-pysyncobj's message dicts and ``_onMessageReceived``) and :func:`is_membership_entry` (the command
-type prefix byte). No other module may use a pysyncobj private name (``_SyncObj__*``,
+pysyncobj's message dicts and ``_onMessageReceived``), :func:`is_membership_entry` (the command
+type prefix byte) and :func:`gantry_payload` (a journal entry's Gantry bytes, read without the
+engine). No other module may use a pysyncobj private name (``_SyncObj__*``,
 ``_isLeader``, ``_getLeader``, transport internals): upgrading the engine is an audit of this file
 and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version pin in
 ``tests/actors/test_raft_index.py``).
