@@ -49,9 +49,10 @@ Invariants this module protects:
    the popped command and its callback, keeps a membership change in memory without its entry,
    and skips the rest of the tick; a follower keeps half a batch whose membership changes it never
    applied; a new leader is left without its no-op. Here a full leader refuses queued commands
-   with :data:`~gantry.consensus.errors.FAIL_DISK_FULL` until the journal finds room, undoes the membership change, and
-   hands the failed command to the Raft actor (:meth:`SafeSyncObj.take_refused`); a follower takes
-   the batch back whole and acknowledges nothing; a leader without room for its no-op steps down.
+   with :data:`~gantry.consensus.errors.FAIL_DISK_FULL` until the journal finds room, undoes the
+   membership change, and hands the failed command to the Raft actor
+   (:meth:`SafeSyncObj.take_refused`); a follower takes the batch back whole and acknowledges
+   nothing; a leader without room for its no-op steps down.
    :class:`DurableTransport` sends nothing once the journal failed an fsync or a term write.
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
