@@ -44,11 +44,12 @@ import structlog
 from pysyncobj import SERIALIZER_STATE, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
-from gantry import metrics
+from gantry import diskspace, metrics
 from gantry.config import Config
 from gantry.consensus.errors import (
     ConsensusError,
     LeaderChanged,
+    NoSpace,
     RequestDenied,
     Stopping,
     failure,
@@ -59,11 +60,12 @@ from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
     SafeSyncObj,
     align_journal_to_dump,
+    gantry_payload,
     installed,
     transport_for,
 )
 from gantry.db import fsync_file
-from gantry.state import snapshot
+from gantry.state import commands, snapshot
 
 from .writer import DRAIN, EntryQueue, PendingSnapshot, Restore, SnapshotRequest
 
@@ -94,6 +96,11 @@ def _outcome_future(decode: Callable[[int], ConsensusError | None] = failure
 #: catching up from far behind), and becomes SERVING again once within SERVING_RESUME_LAG.
 SERVING_MAX_LAG = 1000
 SERVING_RESUME_LAG = 100
+
+#: A leader whose Raft log has had no room this long (seconds) hands leadership over, at most
+#: once every FULL_HANDOVER_EVERY_S (gantry/diskspace.py).
+FULL_HANDOVER_AFTER_S = 1.0
+FULL_HANDOVER_EVERY_S = 5.0
 
 
 class GantrySyncObj(SafeSyncObj):
@@ -243,9 +250,14 @@ class RaftActor(pykka.ThreadingActor):
         proposals: Proposals,
         watermark: Any,
         on_health: Callable[[bool], None],
+        disk: diskspace.DiskSpace | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self._config = config
+        self._disk = disk
+        self._on_fatal = on_fatal
+        self._fatal_reported = False
         self._queue = queue
         self._writer = writer
         self._proposals = proposals
@@ -271,6 +283,8 @@ class RaftActor(pykka.ThreadingActor):
         self._serving = False
         self._caught_up = False
         self._lagging_since: float | None = None
+        self._full_since: float | None = None
+        self._next_full_transfer = 0.0
 
     # -- lifecycle --
     def on_start(self) -> None:
@@ -280,7 +294,8 @@ class RaftActor(pykka.ThreadingActor):
         # Leftovers of a crash mid-restore or mid-snapshot; the dump itself is always complete.
         for stale in [*data_dir.glob("restore-*.db"), *data_dir.glob("raft.snapshot.*")]:
             stale.unlink()
-        self._journal = DurableJournal(str(data_dir / "raft.log"), fsync=cfg.raft_fsync)
+        self._journal = DurableJournal(str(data_dir / "raft.log"), fsync=cfg.raft_fsync,
+                                       disk=self._disk)
         known = self._journal[-1][1] if len(self._journal) else 0
         if os.path.exists(self._dump_path):
             try:
@@ -403,6 +418,24 @@ class RaftActor(pykka.ThreadingActor):
         status: RaftStatus = self._asks.ask(self._status_now)
         return status
 
+    def solo_read_index(self) -> int | None:
+        """The commit index, when this node leads a one-member cluster and has committed its
+        term's no-op (None otherwise, or when the engine stopped): every write such a cluster
+        acknowledged is committed at or below it, so it is a read index (Raft §6.4) obtained
+        without a log entry — what a linearizable read uses while the disk is full."""
+
+        def now(s: GantrySyncObj) -> int | None:
+            noop = s.noop_index()
+            if s.is_leader() and not s.otherNodes and noop and s.raftCommitIndex >= noop:
+                return int(s.raftCommitIndex)
+            return None
+
+        try:
+            index: int | None = self._asks.ask(now)
+        except Exception:  # noqa: BLE001 - stopping, or the tick thread did not answer in time
+            return None
+        return index
+
     def change_membership(self, op: str, raft_addr: str) -> Outcome:
         """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
         The future resolves with None once this node applied the change, or its typed error (a
@@ -485,6 +518,49 @@ class RaftActor(pykka.ThreadingActor):
         if error is not None:
             self._proposals.fail(proposal_id, error)
 
+    def _refuse(self, command: bytes) -> None:
+        """Tick thread: a proposal whose append did not fit (the disk is full) was never in the
+        log; fail it here, if it is this node's own (a forwarded one waits for its deadline)."""
+        try:
+            payload = gantry_payload(command)
+            pid = commands.decode(payload).proposal_id if payload is not None else ""
+        except ValueError:
+            return
+        if pid:
+            self._proposals.fail(pid, NoSpace(self._view.leader))
+
+    def _hand_over_if_full(self, s: GantrySyncObj, journal: DurableJournal) -> None:
+        """Tick thread: a leader whose Raft log has had no room for FULL_HANDOVER_AFTER_S hands
+        leadership to a caught-up follower (at most every FULL_HANDOVER_EVERY_S), so that the
+        cluster keeps taking writes while this node waits for space (it then refuses writes
+        itself and acknowledges nothing it cannot append)."""
+        if not journal.full or not s.otherNodes or not s.is_leader():
+            self._full_since = None
+            return
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        if now - self._full_since < FULL_HANDOVER_AFTER_S or now < self._next_full_transfer:
+            return
+        self._next_full_transfer = now + FULL_HANDOVER_EVERY_S
+
+        def done(_res: Any, err: int) -> None:
+            error = failure(err)
+            log.info("leadership_handover_disk_full",
+                     result="SUCCESS" if error is None else error.reason)
+
+        s.transferLeadership(None, callback=done)
+
+    def _fatal(self, reason: str) -> None:
+        """Tick thread: the Raft log cannot be trusted any more (a failed fsync or term write).
+        ``on_fatal`` must end the process at once — not a graceful stop, during which this node
+        could still commit and acknowledge (gantry/node.py passes an immediate exit)."""
+        if not self._fatal_reported:
+            self._fatal_reported = True
+            log.critical("raft_log_failed", reason=reason)
+            if self._on_fatal is not None:
+                self._on_fatal(reason)
+
     def _on_entry(self, index: int, data: bytes, term: int) -> None:
         if self._queue.put(index, data, term):
             self._writer.tell(DRAIN)
@@ -499,9 +575,22 @@ class RaftActor(pykka.ThreadingActor):
             return
         # Group commit: one fsync for everything this tick appended, before the next tick can
         # count this node's copy toward a commit (followers sync before acknowledging).
-        if self._journal is not None:
-            self._journal.sync()
-            self._transport.flush_acks()
+        journal = self._journal
+        if journal is not None:
+            try:
+                journal.sync()
+                self._transport.flush_acks()
+            except OSError:  # the journal is marked failed: the transport stays silent
+                pass
+            if journal.failed is not None:
+                # Before the next tick: a leader counts its own copy toward the commit, and a
+                # commit applied here acknowledges writes. Nothing more may come of this log.
+                self._fatal(f"Raft log or metadata write failed: {journal.failed!r}")
+            if journal.full:
+                journal.probe_space()
+            self._hand_over_if_full(s, journal)
+            for command in s.take_refused():
+                self._refuse(command)
         if self._wake is not None and s.raftCommitIndex < s.last_log_index():
             # Single-node cluster: an entry appended this tick commits on the next tick; wake the
             # poller now instead of sleeping a whole tick period (pysyncobj waits otherwise).

@@ -10,6 +10,10 @@ Invariants:
   resolves with ``(ApplyResult, log index)``.
 - A non-deterministic failure (I/O error, corrupt file, undecodable entry) never skips an entry:
   the writer calls ``on_fatal`` and stops; the node exits and the journal replays on restart.
+- Except a full disk (``SQLITE_FULL``, ENOSPC): the batch's transaction rolled back, so the writer
+  keeps that same batch and retries it, with backoff, before anything behind it, until it fits;
+  meanwhile the node's :class:`~gantry.diskspace.DiskSpace` alarm refuses new proposals. No
+  entry is skipped, none applied twice, no restart needed.
 Trade-off: batching adds no latency when idle (a lone entry commits at once) and amortises the
 commit under load; MAX_BATCH bounds how long one transaction holds the write lock.
 """
@@ -29,7 +33,7 @@ from typing import Any
 import pykka
 import structlog
 
-from gantry import db, metrics
+from gantry import db, diskspace, metrics
 from gantry.consensus.proposals import Proposals
 from gantry.state import migrate, snapshot, statemachine
 
@@ -39,6 +43,9 @@ log = structlog.get_logger("gantry.writer")
 MAX_BATCH = 512
 #: Least time (seconds) between two attempts to truncate a WAL above the size limit.
 WAL_TRUNCATE_EVERY_S = 2.0
+#: First and longest wait (seconds) before retrying a batch the disk had no room for.
+FULL_RETRY_FIRST_S = 0.05
+FULL_RETRY_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -235,8 +242,16 @@ class WriterActor(pykka.ThreadingActor):
         watermark: db.Watermark,
         proposals: Proposals,
         on_fatal: Callable[[str], None],
+        disk: diskspace.DiskSpace | None = None,
     ) -> None:
         super().__init__()
+        self._disk = disk
+        #: The batch SQLite had no room for, retried before anything else (None: none).
+        self._held: list[tuple[int, bytes, int]] | None = None
+        self._held_since = 0.0
+        self._held_retry_at = 0.0
+        self._held_delay = FULL_RETRY_FIRST_S
+        self._held_timer: threading.Timer | None = None
         self._db_path = db_path
         self._queue = queue
         self._watermark = watermark
@@ -261,6 +276,10 @@ class WriterActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         if self._wal_retry is not None:
             self._wal_retry.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+        self._held_retry_at = 0.0  # one last try for a held batch; if it still does not fit,
+        # its entries stay in the Raft log and are applied after the restart
         if self._conn is not None:
             if not self._failed:
                 self._drain_all()
@@ -325,6 +344,10 @@ class WriterActor(pykka.ThreadingActor):
     # -- internals --
     def _drain_all(self) -> None:
         while not self._failed:
+            if self._held is not None:
+                if time.monotonic() < self._held_retry_at or not self._apply(self._held):
+                    return  # still no room: the retry timer wakes the writer
+                continue
             batch = self._queue.take(MAX_BATCH)
             if isinstance(batch, Restore):
                 self._restore(batch)
@@ -372,9 +395,8 @@ class WriterActor(pykka.ThreadingActor):
                  blocked_s=round(now - (self._wal_blocked_since or now), 3))
         self._wal_blocked_since = None
 
-    def _schedule_wal_retry(self) -> None:
-        if self._wal_retry is not None and self._wal_retry.is_alive():
-            return
+    def _wake_later(self, delay_s: float) -> threading.Timer:
+        """A started daemon timer that sends DRAIN to this actor after ``delay_s`` seconds."""
         ref = self.actor_ref
 
         def wake() -> None:
@@ -383,9 +405,33 @@ class WriterActor(pykka.ThreadingActor):
             except pykka.ActorDeadError:
                 pass
 
-        self._wal_retry = threading.Timer(WAL_TRUNCATE_EVERY_S, wake)
-        self._wal_retry.daemon = True
-        self._wal_retry.start()
+        timer = threading.Timer(delay_s, wake)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _schedule_wal_retry(self) -> None:
+        if self._wal_retry is not None and self._wal_retry.is_alive():
+            return
+        self._wal_retry = self._wake_later(WAL_TRUNCATE_EVERY_S)
+
+    def _hold(self, batch: list[tuple[int, bytes, int]], error: BaseException) -> None:
+        """SQLite had no room for ``batch`` (rolled back, nothing applied): keep it, retry it
+        after a backoff, raise the node's disk-full alarm."""
+        now = time.monotonic()
+        if self._held is None:
+            self._held, self._held_since = batch, now
+            self._held_delay = FULL_RETRY_FIRST_S
+            log.error("apply_deferred_disk_full", first_index=batch[0][0],
+                      last_index=batch[-1][0], error=str(error),
+                      hint="retried until it fits; free space on the database's file system")
+            if self._disk is not None:
+                self._disk.report_full("database", f"{self._db_path}: {error}")
+        else:
+            self._held_delay = min(self._held_delay * 2, FULL_RETRY_MAX_S)
+        self._held_retry_at = now + self._held_delay
+        if self._held_timer is None or not self._held_timer.is_alive():
+            self._held_timer = self._wake_later(self._held_delay)
 
     def _pin(self, request: SnapshotRequest) -> None:
         """Pin a read transaction: the database exactly as of the request's log index (every
@@ -420,12 +466,17 @@ class WriterActor(pykka.ThreadingActor):
         finally:
             item.path.unlink(missing_ok=True)
 
-    def _apply(self, batch: list[tuple[int, bytes, int]]) -> None:
+    def _apply(self, batch: list[tuple[int, bytes, int]]) -> bool:
+        """Apply ``batch`` in one transaction; False when it did not fit (held for a retry) or
+        failed for good (the node stops)."""
         assert self._conn is not None
         t0 = time.perf_counter()
         try:
             applied = statemachine.apply_batch(self._conn, batch)
         except Exception as e:  # non-deterministic (I/O, corruption) or undecodable entry
+            if diskspace.is_space_error(e):
+                self._hold(batch, e)
+                return False
             self._failed = True
             log.critical(
                 "apply_failed",
@@ -435,12 +486,19 @@ class WriterActor(pykka.ThreadingActor):
                 exc_info=True,
             )
             self._on_fatal(f"apply failed at log index {batch[0][0]}: {e!r}")
-            return
+            return False
         metrics.APPLY_DURATION.observe(time.perf_counter() - t0)
         metrics.APPLY_BATCH_ENTRIES.observe(len(batch))
+        if self._held is not None:
+            log.info("apply_resumed", first_index=batch[0][0], last_index=batch[-1][0],
+                     held_s=round(time.monotonic() - self._held_since, 3))
+            self._held = None
+            if self._disk is not None:
+                self._disk.report_ok("database")
         last = batch[-1][0]
         self._watermark.advance(last)
         for a in applied:
             if a.result is not None and a.proposal_id:
                 self._proposals.resolve(a.proposal_id, (a.result, a.index))
         log.debug("entries_applied", count=len(batch), last_index=last)
+        return True

@@ -39,6 +39,7 @@ def _serve(ns: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"gantry: {e}", file=sys.stderr)
         return 2
+    cfg.force_new_cluster = bool(getattr(ns, "force_new_cluster", False))
     logs.configure(cfg.node_id, cfg.log_format, cfg.log_level)
     log = structlog.get_logger("gantry.cli")
     stop = threading.Event()
@@ -336,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run a node (single-node cluster by default)")
     config_mod.add_serve_arguments(serve)
+    serve.add_argument(
+        "--force-new-cluster", action="store_true",
+        help="disaster recovery (majority lost): start this node's data directory as a "
+             "one-member cluster keeping its data, dropping the old members and any entries not "
+             "known to be committed (old files kept in DATA_DIR/force-new-cluster-<time>/); "
+             "then add new members. Use once, without --peers (docs/OPERATIONS.md)")
     serve.set_defaults(func=_serve)
     mig = sub.add_parser("migrate", help="inspect or change the database schema")
     mig.add_argument("action", choices=["status", "up", "down", "break-lock"])

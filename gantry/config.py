@@ -73,6 +73,9 @@ class Config:
     snapshot_interval_s: float = 3600.0
     # Prometheus /metrics and the /livez, /readyz probes (gantry/metrics.py); "" (or "off"): none.
     metrics_addr: str = "127.0.0.1:9081"
+    # `serve --force-new-cluster` only (never from the environment: a one-shot recovery that a
+    # unit file must not repeat at every restart); see gantry/recovery.py.
+    force_new_cluster: bool = False
 
     def __post_init__(self) -> None:
         if not self.node_id:

@@ -9,6 +9,8 @@ writer apply what it holds, checkpoint the WAL, close.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -19,7 +21,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import metrics, preflight, tlsconfig
+from gantry import diskspace, metrics, preflight, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -30,7 +32,7 @@ from gantry.api.backup import BackupService
 from gantry.api.service import GantryService
 from gantry.backup import CopyTaker
 from gantry.config import Config
-from gantry.consensus.errors import ConsensusError, NoLeader, Stopping
+from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future
 from gantry.datadir import DataDirInUse, DataDirLock
@@ -49,6 +51,19 @@ log = structlog.get_logger("gantry.node")
 END_WAITS_MARGIN_S = 0.5
 
 
+def _exit_now(reason: str) -> None:
+    """The Raft log failed an fsync or a term write (gantry/consensus/journal.py): end the process
+    now, as kill -9 would (which loses nothing acknowledged), before this node can commit or
+    acknowledge anything more; the next start reads the log from the disk."""
+    log.critical("node_failed", reason=reason, exit_code=1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
+
+
 class StartError(RuntimeError):
     """The node cannot start (a port in use, …); the message says what to change."""
 
@@ -63,6 +78,8 @@ class Node:
         self.proposals = Proposals()
         self.queue = EntryQueue()
         self.health = health.HealthServicer()
+        #: The disk-full alarm (gantry/diskspace.py): raised by the Raft log and the writer.
+        self.disk = diskspace.DiskSpace()
         self.fatal = threading.Event()
         self.fatal_reason = ""
         self.port = 0
@@ -109,22 +126,29 @@ class Node:
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
         try:  # damaged files: refuse in one line before anything writes to them
             preflight.check(cfg)
-        except preflight.PreflightError as e:
+            if cfg.force_new_cluster:
+                recovery.check(cfg)
+        except (preflight.PreflightError, recovery.RecoveryError) as e:
             raise StartError(str(e)) from None
         migrate.upgrade(cfg.database)
+        if cfg.force_new_cluster:  # before the writer and Raft open anything (gantry/recovery.py)
+            try:
+                recovery.force_new_cluster(cfg)
+            except recovery.RecoveryError as e:
+                raise StartError(str(e)) from None
         self._set_health(False)
         self._writer = WriterActor.start(cfg.database, self.queue, self.watermark,
-                                         self.proposals, self._on_fatal)
+                                         self.proposals, self._on_fatal, self.disk)
         # Answered once the writer's on_start ran: the watermark holds the database's index.
         self._writer.proxy().applied_index().get(timeout=30)
         self._raft = RaftActor.start(cfg, self.queue, self._writer, self.proposals,
-                                     self.watermark, self._set_health)
+                                     self.watermark, self._set_health, self.disk, _exit_now)
         err = self._raft.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
         self._proposer = self._raft.proxy().proposer().get(timeout=30)
         self._reads = ReadPool(cfg.database)
-        read_index = ReadIndex(lambda: barrier_future(self.propose_async, commands.barrier))
+        read_index = ReadIndex(self._read_barrier)
         service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
                                 heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self, tlsconfig.node_client(cfg))
@@ -216,10 +240,32 @@ class Node:
             raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
             raise NoLeader()
+        if self.disk.full:  # etcd's NOSPACE alarm: refused until the write that failed fits
+            raise NoSpace()
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
         return fut
+
+    def _read_barrier(self) -> Future[int]:
+        """A read index for :class:`ReadIndex`: normally a barrier entry through the log. While
+        the disk is full no entry can be appended; the leader of a one-member cluster then uses
+        its commit index (every write it acknowledged is at or below it) — or, when the writer
+        holds a batch it has no room for, its applied index (nothing above it was acknowledged:
+        on one member a write is acknowledged only once applied here). Elsewhere the read is
+        refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node)."""
+        if not self.disk.full:
+            return barrier_future(self.propose_async, commands.barrier)
+        if self._stopping.is_set() or self._raft is None:
+            raise Stopping()
+        index = self._raft.proxy().solo_read_index().get(timeout=10)
+        if index is None:
+            raise NoSpace()
+        if "database" in self.disk.where():
+            index = min(index, self.watermark.value)
+        out: Future[int] = Future()
+        out.set_result(int(index))
+        return out
 
     def status(self) -> RaftStatus:
         """Raft role, leader, term, commit/applied indexes, members."""

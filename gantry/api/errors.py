@@ -28,10 +28,12 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from gantry import diskspace
 from gantry.consensus.errors import (
     ConsensusError,
     Discarded,
     NoLeader,
+    NoSpace,
     NotCommitted,
     NotLeader,
     OutcomeUnknown,
@@ -220,6 +222,8 @@ STATUSES: dict[Outcome | tuple[Kind, type[BaseException]], Rule] = {
                                    _consensus_info),
     (Kind.WRITE, RequestDenied): Rule(_UNAVAILABLE, "write not committed: request denied",
                                       _consensus_info),
+    (Kind.WRITE, NoSpace): Rule(grpc.StatusCode.RESOURCE_EXHAUSTED, diskspace.MESSAGE,
+                                _consensus_info),
     (Kind.WRITE, OutcomeUnknown): Rule(_UNAVAILABLE, MSG_OUTCOME_UNKNOWN, _consensus_info),
     # (a new kind of "not committed" without a row of its own: still safe to retry blindly)
     (Kind.WRITE, NotCommitted): Rule(_UNAVAILABLE, MSG_NOT_COMMITTED, _consensus_info),

@@ -8,7 +8,7 @@ may do next:
 
 - :class:`NoLeader`: no reachable leader; nothing was proposed.
 - :class:`NotCommitted` (:class:`NotLeader`, :class:`Discarded`, :class:`Overloaded`,
-  :class:`RequestDenied`): the entry was never applied; a retry is always safe.
+  :class:`RequestDenied`, :class:`NoSpace`): the entry was never applied; a retry is always safe.
 - :class:`OutcomeUnknown` (:class:`LeaderChanged`): the entry may or may not commit; retry with the
   same request id (the state machine deduplicates).
 - :class:`Stopping`: this node is shutting down; a write in flight may still commit elsewhere.
@@ -90,6 +90,13 @@ class RequestDenied(NotCommitted):
         self.why = why
 
 
+class NoSpace(NotCommitted):
+    """This node's disk, or its leader's, has no room for the entry (gantry/diskspace.py): it
+    was refused before any append, or its append did not fit and left nothing behind."""
+
+    reason = "DISK_FULL"
+
+
 class OutcomeUnknown(ConsensusError):
     """The entry was in flight when consensus failed: it may still commit (and then applies
     once, deduplicated by request id)."""
@@ -109,6 +116,12 @@ class Stopping(ConsensusError):
     reason = "NODE_STOPPING"
 
 
+#: The callback error of a command a leader refused because its Raft log is out of space: a
+#: FAIL_REASON value of Gantry's own (pysyncobj's are 0–7), passed to pysyncobj callbacks by
+#: SafeSyncObj (gantry/consensus/pysyncobj_compat.py, override 6) and sent on to a follower
+#: that forwarded the command.
+FAIL_DISK_FULL = 100
+
 #: pysyncobj 0.3.17's FAIL_REASON codes (SUCCESS excepted) → the class that reports them.
 FAIL_REASONS: dict[int, type[ConsensusError]] = {
     FAIL_REASON.QUEUE_FULL: Overloaded,
@@ -118,6 +131,7 @@ FAIL_REASONS: dict[int, type[ConsensusError]] = {
     FAIL_REASON.LEADER_CHANGED: LeaderChanged,
     FAIL_REASON.REQUEST_DENIED: RequestDenied,
     FAIL_REASON.UNKNOWN_OUTCOME: OutcomeUnknown,
+    FAIL_DISK_FULL: NoSpace,
 }
 
 #: RequestDenied for a membership change with no refusal of Gantry's own: pysyncobj allows one

@@ -51,6 +51,7 @@ from pysyncobj.journal import Journal
 from gantry import metrics
 from gantry.consensus.pysyncobj_compat import is_membership_entry
 from gantry.db import fsync_dir, fsync_file
+from gantry.diskspace import DiskFull, DiskSpace, is_space_error
 
 log = structlog.get_logger("gantry.journal")
 
@@ -270,6 +271,66 @@ def repair_log(path: str) -> Repair:
     return Repair(scan, backup, scan.size - keep)
 
 
+def _record(command: bytes, idx: int, term: int) -> bytes:
+    """One log record: ``<u32 length><u64 index><u64 term><command><u32 crc32>``."""
+    body = _HEAD.pack(16 + len(command), idx, term)[4:] + command
+    return struct.pack("<I", len(body)) + body + _CRC.pack(zlib.crc32(body))
+
+
+#: Bytes a full journal must be able to reserve past its end before it takes appends again.
+SPACE_PROBE_BYTES = 256 * 1024
+#: Least time (seconds) between two probes of a full journal.
+SPACE_PROBE_EVERY_S = 0.5
+
+
+def write_log(path: str, entries: list[tuple[bytes, int, int]]) -> None:
+    """Replace the Raft log at ``path`` with exactly ``entries`` (command, log index, term):
+    written beside it, fsync'd, renamed over it, directory fsync'd, so a crash leaves the old log
+    or the new one, never a mix. Only with the data directory's lock held and no journal open on
+    it (``--force-new-cluster``). Raises ``OSError``."""
+    tmp = path + ".rewrite"
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + b"".join(_record(*e) for e in entries))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path)
+
+
+def store_meta(meta_path: str, meta: dict[str, Any]) -> None:
+    """Write ``raft.log.meta`` atomically (temporary file, fsync, rename, directory fsync).
+
+    On a full disk (the temporary file does not fit) the existing file is overwritten in place
+    instead — it is a few dozen bytes inside a block it already holds, so this needs no new
+    space — and fsync'd: a term and vote must be durable before any message shows them, and a
+    node that cannot record them could not take part in an election at all. (An in-place write
+    torn by a power cut is refused at the next start by :func:`read_meta`.) Raises ``OSError``
+    when neither works."""
+    tmp = meta_path + ".tmp"
+    data = json.dumps(meta).encode("utf-8")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, meta_path)
+        fsync_dir(meta_path)
+    except OSError as e:
+        if not is_space_error(e) or not os.path.exists(meta_path):
+            raise
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        fd = os.open(meta_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _lower_commit_hint(meta_path: str, last_index: int) -> None:
     """After a cut the persisted commit index (a hint pysyncobj recomputes) must not point past
     the log's new end, or the next start "clamps" it with a warning about lost entries. Term
@@ -281,13 +342,7 @@ def _lower_commit_hint(meta_path: str, last_index: int) -> None:
     if int(meta.get("raftCommitIndex", 0)) <= last_index:
         return
     meta["raftCommitIndex"] = last_index
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, meta_path)
-    fsync_dir(meta_path)
+    store_meta(meta_path, meta)
 
 
 def read_meta(path: str) -> dict[str, Any]:
@@ -335,8 +390,19 @@ class DurableJournal(Journal):  # type: ignore[misc]
     log index, term)``. Not thread-safe beyond pysyncobj's own use (one tick thread) plus
     :meth:`sync`, which may run on any thread."""
 
-    def __init__(self, path: str, fsync: bool = True) -> None:
+    def __init__(self, path: str, fsync: bool = True, disk: DiskSpace | None = None) -> None:
         self._path = path
+        #: Where "out of space" is reported (see :mod:`gantry.diskspace`).
+        self._disk = disk
+        #: True from an append that did not fit until :meth:`probe_space` finds room again (not
+        #: at the next small append that happens to fit: the alarm would flap).
+        self.full = False
+        self._next_probe = 0.0
+        #: Set when an fsync or a term/vote write failed: nothing this node holds may be
+        #: acknowledged any more (the transport sends nothing); the node must stop.
+        self.failed: OSError | None = None
+        #: Position of the first entry appended since :meth:`begin_batch` (None: none yet).
+        self._batch_from: int | None = None
         #: Where the bytes of a torn tail cut at this open were kept (None: nothing was cut).
         self.torn_copy: str | None = None
         #: False only to measure what durability costs (``--no-raft-fsync``); never in production.
@@ -394,32 +460,100 @@ class DurableJournal(Journal):  # type: ignore[misc]
         return read_meta(self._meta_path)
 
     def _store_meta(self) -> None:
-        tmp = self._meta_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self._meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._meta_path)
-        fsync_dir(self._meta_path)
+        store_meta(self._meta_path, self._meta)
         self._meta_dirty = False
 
     # -- durability --
     def sync(self) -> bool:
-        """fsync whatever was appended or truncated since the last sync; True if it did."""
+        """fsync whatever was appended or truncated since the last sync; True if it did.
+
+        A failed fsync is never retried (after one, Linux may report later ones clean although
+        the data never reached the disk): the journal is marked :attr:`failed`, every later sync
+        raises the same error, and nothing appended since the last good sync is ever
+        acknowledged."""
         with self._lock:
+            if self.failed is not None:
+                raise self.failed
             self._settle_locked()
             if not self._dirty:
                 return False
-            self._dirty = False
             entries, self._unsynced = self._unsynced, 0
             if not self._fsync:
+                self._dirty = False
                 return False
             t0 = time.perf_counter()
-            os.fdatasync(self._fd)
+            try:
+                os.fdatasync(self._fd)
+            except OSError as e:
+                self.failed = e
+                log.critical("raft_log_fsync_failed", path=self._path, error=repr(e))
+                raise
             metrics.RAFT_FSYNC_DURATION.observe(time.perf_counter() - t0)
             metrics.RAFT_FSYNC_ENTRIES.observe(entries)
+            self._dirty = False
             self.fsyncs += 1
             return True
+
+    # -- out of space (gantry.diskspace) --
+    def _out_of_space(self, e: OSError) -> None:
+        if not self.full:
+            log.warning("raft_log_append_refused", path=self._path, error=e.strerror,
+                        last_index=self._entries[-1][1] if self._entries else 0)
+        self.full = True
+        self._next_probe = time.monotonic() + SPACE_PROBE_EVERY_S
+        if self._disk is not None:
+            self._disk.report_full("raft-log", f"{self._path}: {e.strerror}")
+
+    def _space_back(self) -> None:
+        self.full = False
+        log.info("raft_log_appends_resumed", path=self._path)
+        if self._disk is not None:
+            self._disk.report_ok("raft-log")
+
+    def probe_space(self) -> bool:
+        """While :attr:`full`: whether SPACE_PROBE_BYTES fit past the end of the log now (the
+        blocks are reserved, then released), at most every SPACE_PROBE_EVERY_S (False in
+        between). Clears :attr:`full` when they do. True when the journal is not full."""
+        if not self.full:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + SPACE_PROBE_EVERY_S
+        with self._lock:
+            try:
+                try:
+                    os.posix_fallocate(self._fd, self._end, SPACE_PROBE_BYTES)
+                except OSError as e:
+                    if is_space_error(e):
+                        raise
+                    # No fallocate here (EOPNOTSUPP, EINVAL): write zeros instead.
+                    os.pwrite(self._fd, bytes(SPACE_PROBE_BYTES), self._end)
+            except OSError as e:
+                if not is_space_error(e):
+                    log.warning("raft_log_space_probe_failed", error=repr(e))
+                return False
+            finally:
+                os.ftruncate(self._fd, self._end)
+        self._space_back()
+        return True
+
+    def begin_batch(self) -> None:
+        """A follower is about to append a batch of the leader's entries: remember where the new
+        appends start, so that :meth:`rollback_batch` can take them all back."""
+        self._batch_from = None
+
+    def rollback_batch(self) -> int:
+        """Drop every entry appended since :meth:`begin_batch` (an append of the batch did not
+        fit: pysyncobj acknowledges nothing and applies none of its membership changes, so the
+        log must not keep part of it). Returns how many were dropped."""
+        with self._lock:
+            pos, self._batch_from = self._batch_from, None
+            if pos is None or pos >= len(self._entries):
+                return 0
+            n = len(self._entries) - pos
+            self._truncate_locked(pos)
+            return n
 
     # -- lazy truncation (see __init__) --
     def _truncate_locked(self, pos: int) -> None:
@@ -444,8 +578,9 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     # -- pysyncobj Journal interface --
     def add(self, command: bytes, idx: int, term: int) -> None:
-        body = _HEAD.pack(16 + len(command), idx, term)[4:] + command
-        rec = struct.pack("<I", len(body)) + body + _CRC.pack(zlib.crc32(body))
+        """Append an entry. Raises :class:`~gantry.diskspace.DiskFull` when it does not fit:
+        whatever part of its record reached the file is cut off again first."""
+        rec = _record(command, idx, term)
         with self._lock:
             pos = self._pending_from
             if pos is not None:
@@ -458,7 +593,18 @@ class DurableJournal(Journal):  # type: ignore[misc]
                                 term=self._entries[pos][2], leader_term=term)
                     self._truncate_locked(pos)  # a real conflict: Raft truncates from here
                 self._pending_from = None
-            os.pwrite(self._fd, rec, self._end)
+            try:
+                done = 0
+                while done < len(rec):  # a short write (the disk filled up mid-record) goes on
+                    done += os.pwrite(self._fd, rec[done:], self._end + done)
+            except OSError as e:
+                if not is_space_error(e):
+                    raise
+                os.ftruncate(self._fd, self._end)  # no partial record stays behind
+                self._out_of_space(e)
+                raise DiskFull(e, command) from e
+            if self._batch_from is None:
+                self._batch_from = len(self._entries)
             self._offsets.append(self._end)
             self._end += len(rec)
             self._entries.append((command, idx, term))
@@ -489,16 +635,26 @@ class DurableJournal(Journal):  # type: ignore[misc]
             self._settle_locked()
             keep = self._entries[entryTo:]
             tmp = self._path + ".compact"
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             offsets, pos, chunks = [], len(MAGIC), [MAGIC]
             for command, idx, term in keep:
-                body = _HEAD.pack(16 + len(command), idx, term)[4:] + command
-                rec = struct.pack("<I", len(body)) + body + _CRC.pack(zlib.crc32(body))
+                rec = _record(command, idx, term)
                 offsets.append(pos)
                 pos += len(rec)
                 chunks.append(rec)
-            os.write(fd, b"".join(chunks))
-            os.fsync(fd)
+            data = b"".join(chunks)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                done = 0
+                while done < len(data):
+                    done += os.write(fd, data[done:])
+                os.fsync(fd)
+            except OSError as e:
+                # The log stays as it is (longer than needed: the next compaction retries);
+                # pysyncobj reads the journal's own entries, so nothing else has to change.
+                os.close(fd)
+                os.unlink(tmp)
+                log.warning("raft_log_compaction_failed", path=self._path, error=repr(e))
+                return
             os.replace(tmp, self._path)
             fsync_dir(self._path)
             os.close(self._fd)
@@ -525,10 +681,16 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._destroy()
 
     def _destroy(self) -> None:  # pysyncobj's Journal interface
-        self.sync()
-        if self._meta_dirty:
-            self._store_meta()
-        os.close(self._fd)
+        try:
+            self.sync()
+            if self._meta_dirty:
+                self._store_meta()
+        except OSError as e:
+            if self.failed is None and not is_space_error(e):
+                raise
+            log.warning("raft_log_close_incomplete", path=self._path, error=repr(e))
+        finally:
+            os.close(self._fd)
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802, N803
         # The commit index is a hint (Raft recomputes it); persisted once a second.
@@ -540,9 +702,16 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
         # Raft Figure 2: currentTerm and votedFor are durable before any message shows them.
+        # pysyncobj has already taken them in memory: if they cannot be stored, this node must
+        # never speak again (the transport goes silent on ``failed``) and stop.
         self._meta["currentTerm"] = term
         self._meta["votedForNodeId"] = votedForNodeId
-        self._store_meta()
+        try:
+            self._store_meta()
+        except OSError as e:
+            self.failed = e
+            log.critical("raft_term_not_stored", path=self._meta_path, term=term, error=repr(e))
+            raise
 
     def getCurrentTerm(self) -> int:  # noqa: N802
         return int(self._meta.get("currentTerm", 0))
@@ -552,4 +721,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
         if self._meta_dirty:
-            self._store_meta()
+            try:
+                self._store_meta()
+            except OSError as e:  # only the commit index hint was due: try again next second
+                log.warning("raft_meta_store_failed", path=self._meta_path, error=repr(e))

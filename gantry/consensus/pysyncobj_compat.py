@@ -44,6 +44,16 @@ Invariants this module protects:
    transfer restarted in every new term. Here a chunk is answered with a keep-alive
    (``next_node_idx`` with neither success nor reset), at most every
    :data:`SNAPSHOT_KEEPALIVE_S`.
+6. **An append that does not fit changes nothing** (the disk is full: :mod:`gantry.diskspace`).
+   pysyncobj calls the journal's ``add`` assuming it cannot fail; when it raises, a leader loses
+   the popped command and its callback, keeps a membership change in memory without its entry,
+   and skips the rest of the tick; a follower keeps half a batch whose membership changes it never
+   applied; a new leader is left without its no-op. Here a full leader refuses queued commands
+   with :data:`~gantry.consensus.errors.FAIL_DISK_FULL` until the journal finds room, undoes the
+   membership change, and hands the failed command to the Raft actor
+   (:meth:`SafeSyncObj.take_refused`); a follower takes the batch back whole and acknowledges
+   nothing; a leader without room for its no-op steps down.
+   :class:`DurableTransport` sends nothing once the journal failed an fsync or a term write.
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
@@ -51,8 +61,9 @@ without reaching into its private names itself, and the hooks at the bottom plug
 in: :func:`installed` (pysyncobj's ``createJournal`` returns a
 :class:`~gantry.consensus.journal.DurableJournal` while ``SyncObj.__init__`` runs),
 :class:`DurableTransport` / :func:`transport_for` (group-commit acknowledgements and draining, on
-pysyncobj's message dicts and ``_onMessageReceived``) and :func:`is_membership_entry` (the command
-type prefix byte). No other module may use a pysyncobj private name (``_SyncObj__*``,
+pysyncobj's message dicts and ``_onMessageReceived``), :func:`is_membership_entry` (the command
+type prefix byte) and :func:`gantry_payload` (a journal entry's Gantry bytes, read without the
+engine). No other module may use a pysyncobj private name (``_SyncObj__*``,
 ``_isLeader``, ``_getLeader``, transport internals): upgrading the engine is an audit of this file
 and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version pin in
 ``tests/actors/test_raft_index.py``).
@@ -61,6 +72,8 @@ and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version
 from __future__ import annotations
 
 import contextlib
+import io
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -70,6 +83,9 @@ import pysyncobj.syncobj as _syncobj_module
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj
 from pysyncobj.transport import TCPTransport
+
+from gantry.consensus.errors import FAIL_DISK_FULL
+from gantry.diskspace import DiskFull
 
 if TYPE_CHECKING:
     from gantry.consensus.journal import DurableJournal
@@ -84,6 +100,7 @@ RECONFIG_MAX_LAG = 1000
 _TRANSMISSION_PARTIAL = ("start", "process")
 #: Least time (seconds) between two keep-alives of a follower receiving a snapshot (override 5).
 SNAPSHOT_KEEPALIVE_S = 0.1
+_REGULAR = b"\x00"  # pysyncobj's _COMMAND_TYPE.REGULAR prefix byte: a @replicated call
 _MEMBERSHIP = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP prefix byte
 _NO_OP = b"\x01"  # pysyncobj's _COMMAND_TYPE.NO_OP prefix byte
 
@@ -99,6 +116,41 @@ def is_membership_entry(command: bytes) -> bool:
     """Whether a journal entry's command bytes are a pysyncobj membership change (as opposed to a
     Gantry entry or pysyncobj's no-op): pysyncobj prefixes each command with its type byte."""
     return command[:1] == _MEMBERSHIP
+
+
+class _CallUnpickler(pickle.Unpickler):
+    """Unpickles only what pysyncobj writes for a @replicated call with bytes arguments: tuples,
+    ints and bytes (protocol 2 spells bytes as ``_codecs.encode(text, "latin1")``). Any other
+    global is refused, so reading a journal offline never runs code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            import codecs
+
+            return codecs.encode
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a journal entry")
+
+
+def gantry_payload(command: bytes) -> bytes | None:
+    """The Gantry entry (an encoded ``gantry.command.v1.Command``) inside a journal entry's
+    command bytes, or None for pysyncobj's own entries (no-op, membership change, version).
+
+    pysyncobj 0.3.17 stores a call of a @replicated method as its REGULAR type byte, then
+    ``pickle.dumps((method id, args), protocol=2)``; Gantry's one replicated method
+    (``GantrySyncObj.apply_entry``) takes the entry bytes as its only argument. Used where the
+    engine does not run: ``--force-new-cluster`` applies committed entries before it starts, and
+    the Raft actor names the proposal a full disk refused. Raises ``ValueError`` for a REGULAR
+    entry of another shape."""
+    if command[:1] != _REGULAR:
+        return None
+    try:
+        call = _CallUnpickler(io.BytesIO(command[1:])).load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise ValueError(f"undecodable pysyncobj call entry: {e!r}") from None
+    if (isinstance(call, tuple) and len(call) == 2 and isinstance(call[1], tuple)
+            and len(call[1]) == 1 and isinstance(call[1][0], bytes)):
+        return call[1][0]
+    raise ValueError("a pysyncobj call entry that is not GantrySyncObj.apply_entry(bytes)")
 
 
 class SafeSyncObj(SyncObj):  # type: ignore[misc]
@@ -119,6 +171,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: Raft address → monotonic time (s) of the last message received from that member.
         self.last_contact: dict[str, float] = {}
         self._snapshot_keepalive_at = 0.0  # monotonic time of the last keep-alive (override 5)
+        #: Command bytes of proposals whose append did not fit (override 6); the Raft actor
+        #: takes them (:meth:`take_refused`) to fail their proposals.
+        self._refused: list[bytes] = []
         super().__init__(*args, **kwargs)
 
     # -- helpers over pysyncobj's state (tick thread) --
@@ -169,8 +224,20 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         elif message.get("serialized") is not None:
             snapshot_message = True
         applied_before: int = self._SyncObj__raftLastApplied
+        raft_log = self._SyncObj__raftLog
+        batching = hasattr(raft_log, "begin_batch")
+        if batching:
+            raft_log.begin_batch()
         try:
             SyncObj._SyncObj__onMessageReceived(self, node, message)
+        except DiskFull:
+            # Override 6, follower side: an entry of the batch did not fit. pysyncobj stopped
+            # before acknowledging and before applying the batch's membership changes; take
+            # back the entries it did append so the log and the configuration agree. The
+            # leader sends them again; nothing was acknowledged, the commit index stays.
+            if batching:
+                raft_log.rollback_batch()
+            return
         finally:
             self._conflict_hint = None
         current_last: int = self._SyncObj__raftLog[-1][1]
@@ -239,7 +306,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             SyncObj._SyncObj__loadDumpFile(self, clearJournal)
         finally:
             self.loading_from_leader = False
-            if clearJournal:
+            if clearJournal and len(self._SyncObj__raftLog) < 2:
+                # The log was cleared but the snapshot's two entries did not fit (pysyncobj logs
+                # "failed to load full dump"): this node has no usable log. Silence it and stop;
+                # at the next start it loads the (complete) snapshot file again.
+                journal = self._SyncObj__raftLog
+                if getattr(journal, "failed", "absent") is None:
+                    journal.failed = OSError("the Raft log could not be rebuilt from a snapshot")
+                _log.critical("snapshot_install_left_no_log")
+            elif clearJournal:
                 installed = self._SyncObj__raftLastApplied != applied_before
                 target = self._SyncObj__raftLog[-1][1] if installed else commit_before
                 self._SyncObj__raftCommitIndex = target
@@ -255,6 +330,53 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if refusal:
             return False
         return bool(SyncObj._SyncObj__changeCluster(self, request))
+
+    # -- override 6: a leader whose Raft log is out of space (gantry.diskspace) --
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
+        """pysyncobj pops each queued command and appends it; when the append raises, the
+        command (and its callback) would be lost, a membership change would stay applied in
+        memory without its entry, and the rest of the tick would be skipped. Here a leader whose
+        journal is out of space refuses every queued command with :data:`FAIL_DISK_FULL`
+        (forwarded ones answered to their follower) until a probe finds room again; the command
+        whose append failed is undone (membership) and kept for :meth:`take_refused`."""
+        journal = self._SyncObj__raftLog
+        if self._isLeader() and getattr(journal, "full", False) and not journal.probe_space():
+            self._refuse_queued()
+            return
+        try:
+            SyncObj._checkCommandsToApply(self)
+        except DiskFull as e:
+            if is_membership_entry(e.command):
+                request = self._SyncObj__parseChangeClusterRequest(e.command)
+                self._SyncObj__doChangeCluster(request, reverse=True)
+            self._refused.append(e.command)
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        queue = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _command, callback = queue.get_nowait()
+            except Exception:  # noqa: BLE001 - pysyncobj's queue.Empty
+                return
+            self._SyncObj__callErrCallback(FAIL_DISK_FULL, callback)
+
+    def _SyncObj__onBecomeLeader(self) -> None:  # noqa: N802
+        """A new leader appends its no-op; when that does not fit, pysyncobj would be left a
+        leader without one (Raft §8: it must not serve, and pysyncobj's membership check then
+        compares with None). Step down instead; the election is retried later."""
+        try:
+            SyncObj._SyncObj__onBecomeLeader(self)
+        except DiskFull:
+            self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
+            self._SyncObj__raftLeader = None
+            _log.warning("raft_leadership_declined", reason="no space for the new term's no-op")
+
+    def take_refused(self) -> list[bytes]:
+        """The command bytes of proposals refused since the last call because their append did
+        not fit (tick thread)."""
+        out, self._refused = self._refused, []
+        return out
 
     def _reconfig_refusal(self, request: Any) -> str:
         """"" when the membership change ``request`` (pysyncobj's ``('add'|'rem', node id, …)``)
@@ -414,6 +536,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         self._pending_acks: list[tuple[Any, Any]] = []
 
     def send(self, node: Any, message: Any) -> bool:
+        if self.journal is not None and self.journal.failed is not None:
+            return False  # an fsync or a term/vote write failed: this node must stay silent
         if isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and self.journal is not None:

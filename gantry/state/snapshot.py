@@ -68,21 +68,27 @@ def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str | None) ->
     t0 = time.monotonic()
     building = dest.with_name(dest.name + ".building")
     building.unlink(missing_ok=True)
-    out = sqlite3.connect(str(building), isolation_level=None)
     try:
-        src.backup(out)
-        out.execute("PRAGMA journal_mode=DELETE")
-        if meta_json is not None:
-            out.execute(
-                f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), meta TEXT)")
-            out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
-    finally:
-        out.close()
-    fd = os.open(building, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        out = sqlite3.connect(str(building), isolation_level=None)
+        try:
+            src.backup(out)
+            out.execute("PRAGMA journal_mode=DELETE")
+            if meta_json is not None:
+                out.execute(
+                    f"CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                    "meta TEXT)")
+                out.execute(f"INSERT INTO {META_TABLE} (id, meta) VALUES (1, ?)", (meta_json,))
+        finally:
+            out.close()
+        fd = os.open(building, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        # E.g. the disk is full: a half-built copy must not keep holding the space it took.
+        building.unlink(missing_ok=True)
+        raise
     os.replace(building, dest)
     fsync_dir(dest)
     return {"size_bytes": dest.stat().st_size, "duration_ms": int((time.monotonic() - t0) * 1000)}

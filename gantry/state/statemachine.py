@@ -473,6 +473,7 @@ def apply_batch(conn: sqlite3.Connection,
             last, last_term = index, term
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLITE_FULL may have rolled it back already
+            conn.execute("ROLLBACK")
         raise
     return out

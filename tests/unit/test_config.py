@@ -86,8 +86,10 @@ def test_settings_name_real_fields_once() -> None:
     assert len(names) == len(set(names))
     fields = {f.name for f in dataclasses.fields(config.Config)}
     assert set(names) <= fields
-    # Not settable from outside, on purpose: the election timeouts.
-    assert fields - set(names) == {"raft_min_timeout_s", "raft_max_timeout_s"}
+    # Not settable from outside, on purpose: the election timeouts; and --force-new-cluster,
+    # a one-shot serve flag (gantry/cli.py) that no environment variable may repeat.
+    assert fields - set(names) == {"raft_min_timeout_s", "raft_max_timeout_s",
+                                   "force_new_cluster"}
 
 
 def test_help_shows_the_dataclass_defaults() -> None:

@@ -4,6 +4,7 @@ message sequence is fed to pysyncobj's stock ``SyncObj`` (showing the defect) an
 
 from __future__ import annotations
 
+import errno
 import pathlib
 import time
 from collections.abc import Iterator
@@ -11,15 +12,18 @@ from typing import Any
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import pickle as sync_pickle
 from pysyncobj.node import TCPNode
 
 from gantry.consensus.journal import DurableJournal
 from gantry.consensus.pysyncobj_compat import (
+    FAIL_DISK_FULL,
     RECONFIG_MAX_LAG,
     SafeSyncObj,
     align_journal_to_dump,
     installed,
 )
+from gantry.diskspace import DiskFull
 from tests.support import free_ports
 
 
@@ -269,3 +273,186 @@ def test_a_new_leader_does_not_count_unheard_members_as_caught_up(
     _leader_view(node, peers, match=[10, 0], commit=10)
     node.last_contact = {peers[0].id: time.monotonic()}  # peers[1] never answered this leader
     assert "only 1 are reachable" in node._reconfig_refusal(("rem", peers[0].id))
+
+
+def test_gantry_payload_reads_what_pysyncobj_journals_for_apply_entry(
+        tmp_path: pathlib.Path) -> None:
+    """Pin: pysyncobj 0.3.17 journals a call of ``GantrySyncObj.apply_entry(data)`` as its
+    REGULAR type byte + ``pickle((method id, (data,)), protocol 2)``; ``--force-new-cluster``
+    and the disk-full refusal read entries back through :func:`gantry_payload`."""
+    import pickle
+
+    from gantry.actors.raft import GantrySyncObj
+    from gantry.consensus.pysyncobj_compat import gantry_payload
+
+    (port,) = free_ports(1)
+    node = GantrySyncObj(f"127.0.0.1:{port}", [], SyncObjConf(autoTick=False),
+                         lambda *_a: None)
+    try:
+        data = bytes(range(256))
+        node.apply_entry(data, callback=lambda *_a: None)
+        command, _callback = node._SyncObj__commandsQueue.get_nowait()
+        assert gantry_payload(command) == data
+    finally:
+        node._SyncObj__transport.destroy()
+    assert gantry_payload(b"\x01") is None  # pysyncobj's no-op
+    assert gantry_payload(b"\x02" + pickle.dumps(["add", "a:1", "a:1"])) is None
+    evil = b"\x00" + pickle.dumps((0, (TCPNode("a:1"),)), protocol=2)
+    with pytest.raises(ValueError, match="unexpected global"):
+        gantry_payload(evil)  # nothing but tuples, ints and bytes is ever unpickled
+
+
+# -- override 6: a Raft log out of space (gantry.diskspace) --
+
+class _FillingJournal(DurableJournal):
+    """A durable journal on a disk with room for ``room`` more appends (None: unlimited)."""
+
+    room: int | None = None
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        if self.room is not None:
+            if self.room <= 0:
+                self.full = True
+                raise DiskFull(OSError(errno.ENOSPC, "No space left on device"), command)
+            self.room -= 1
+        super().add(command, idx, term)
+
+    def probe_space(self) -> bool:
+        if self.full and (self.room is None or self.room > 0):
+            self.full = False
+        return not self.full
+
+
+def _filling(cls: type, tmp: pathlib.Path, peers: int = 2) -> tuple[Any, list[Any], list[TCPNode]]:
+    """A node of ``cls`` on a :class:`_FillingJournal` holding 1–3 (term 1); returns it, the
+    ``(node, message)`` pairs it sent, and its peers."""
+    ports = free_ports(1 + peers)
+    journal = _FillingJournal(str(tmp / f"{cls.__name__}-fill.log"))
+    for e in DEPOSED[:3]:
+        journal.add(*e)
+    journal.setCurrentTerm(1, None)
+    others = [f"127.0.0.1:{p}" for p in ports[1:]]
+    with installed(journal):
+        node = cls(f"127.0.0.1:{ports[0]}", others, SyncObjConf(autoTick=False,
+                                                                dynamicMembershipChange=True))
+    sent: list[Any] = []
+
+    def send(to: Any, message: Any) -> bool:
+        sent.append((to, message))
+        return True
+
+    node._SyncObj__transport.send = send
+    return node, sent, [TCPNode(a) for a in others]
+
+
+def _lead(node: Any, peers: list[TCPNode]) -> None:
+    _leader_view(node, peers, match=[3, 3], commit=3)
+    node._SyncObj__raftState = 2  # LEADER
+    node._SyncObj__raftLeader = node._SyncObj__selfNode
+    node._SyncObj__raftCurrentTerm = 1
+    node._SyncObj__raftNextIndex = {p: 4 for p in peers}
+    node._SyncObj__raftLastApplied = 3
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_follower_batch_that_does_not_fit_is_taken_back_whole(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """The leader's batch holds an entry and a membership change; the disk has room for the
+    first only. The stock engine raises out of the message handler with the entry kept but the
+    batch's membership change never applied (log and configuration disagree until a restart);
+    here the half-appended batch is taken back, nothing is acknowledged, and the resent batch
+    lands whole."""
+    node, sent, peers = _filling(cls, tmp_path)
+    made.append(node)
+    new = TCPNode("127.0.0.1:1")
+    change = b"\x02" + sync_pickle.dumps(["add", new.id, new])
+    batch = _append(1, (3, 1), [(b"four", 4, 1), (change, 5, 1)], commit=3)
+    node._SyncObj__raftLog.room = 1
+    if cls is _Stock:
+        with pytest.raises(DiskFull):
+            node._SyncObj__onMessageReceived(peers[0], batch)
+        assert [e[1] for e in node._SyncObj__raftLog[:]] == [1, 2, 3, 4]  # the defect
+        return
+    node._SyncObj__onMessageReceived(peers[0], batch)
+    assert [e[1] for e in node._SyncObj__raftLog[:]] == [1, 2, 3]
+    assert not [m for _n, m in sent if m.get("type") == "next_node_idx"]
+    assert new not in node.otherNodes
+    node._SyncObj__raftLog.room = None
+    node._SyncObj__onMessageReceived(peers[0], batch)
+    assert [e[1] for e in node._SyncObj__raftLog[:]] == [1, 2, 3, 4, 5]
+    assert new in node.otherNodes
+    acks = [m for _n, m in sent if m.get("type") == "next_node_idx"]
+    assert acks and acks[-1]["success"] and acks[-1]["next_node_idx"] == 6
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_leader_refuses_commands_while_its_log_is_full(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """The stock engine pops the command, fails to append it, raises out of the tick, and the
+    command's callback is never called (its client waits for ever); commands behind it wait
+    for the next tick to fail the same way. Here every queued command — local or forwarded by a
+    follower — is answered FAIL_DISK_FULL, and the one whose append failed is kept for the Raft
+    actor to fail its proposal."""
+    node, sent, peers = _filling(cls, tmp_path)
+    made.append(node)
+    _lead(node, peers)
+    got: list[tuple[str, int]] = []
+    node._SyncObj__raftLog.room = 0
+    node._applyCommand(b"\x00first", lambda _r, e: got.append(("first", e)))
+    node._applyCommand(b"\x00second", lambda _r, e: got.append(("second", e)))
+    node._applyCommand(b"\x00forwarded", (peers[0], 7))
+    if cls is _Stock:
+        with pytest.raises(DiskFull):
+            node._checkCommandsToApply()
+        assert got == []  # the defect: "first" is lost, the rest still queued
+        return
+    node._checkCommandsToApply()
+    assert got == [("second", FAIL_DISK_FULL)]
+    assert node.take_refused() == [b"\x00first"]
+    replies = [m for n, m in sent if m.get("type") == "apply_command_response"]
+    assert replies == [{"type": "apply_command_response", "request_id": 7,
+                        "error": FAIL_DISK_FULL}]
+    # While it stays full, later commands are refused without an append being tried.
+    node._applyCommand(b"\x00third", lambda _r, e: got.append(("third", e)))
+    node._checkCommandsToApply()
+    assert got[-1] == ("third", FAIL_DISK_FULL)
+    # Room again: commands are appended as usual.
+    node._SyncObj__raftLog.room = None
+    node._applyCommand(b"\x00fourth", lambda _r, e: got.append(("fourth", e)))
+    node._checkCommandsToApply()
+    assert node._SyncObj__raftLog[-1][0] == b"\x00fourth"
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_membership_change_that_does_not_fit_is_undone(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """pysyncobj applies a membership change in memory before appending it: when the append
+    fails, the stock engine keeps the new member without any log entry for it."""
+    node, _sent, peers = _filling(cls, tmp_path)
+    made.append(node)
+    _lead(node, peers)
+    new = TCPNode("127.0.0.1:1")
+    node._SyncObj__raftLog.room = 0
+    node._applyCommand(sync_pickle.dumps(["add", new.id, new]), None, 2)
+    if cls is _Stock:
+        with pytest.raises(DiskFull):
+            node._checkCommandsToApply()
+        assert new in node.otherNodes  # the defect
+        return
+    node._checkCommandsToApply()
+    assert new not in node.otherNodes and set(node.otherNodes) == set(peers)
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_leader_without_room_for_its_noop_steps_down(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    node, _sent, _peers = _filling(cls, tmp_path)
+    made.append(node)
+    node._SyncObj__raftLog.room = 0
+    if cls is _Stock:
+        with pytest.raises(DiskFull):
+            node._SyncObj__onBecomeLeader()
+        assert node._isLeader() and node._SyncObj__noopIDx is None  # the defect
+        return
+    node._SyncObj__onBecomeLeader()
+    assert not node._isLeader() and node._getLeader() is None
