@@ -493,14 +493,15 @@ class RaftActor(pykka.ThreadingActor):
     def _status_now(self, s: GantrySyncObj) -> RaftStatus:
         """Tick thread: :meth:`status`'s answer."""
         st = s.getStatus()
-        leader = st.get("leader")
         members = sorted({self._config.raft_addr, *(n.id for n in s.otherNodes)})
         role = {0: "follower", 1: "candidate", 2: "leader"}.get(st.get("state"), "unknown")
         return RaftStatus(
             node_id=self._config.node_id,
             raft_addr=self._config.raft_addr,
             role=role,
-            leader=leader.id if leader is not None else None,
+            # This node's own verdict (see _on_tick), not pysyncobj's: pysyncobj keeps naming a
+            # leader it has not reached for long after a majority is gone (operator trial).
+            leader=self._last_leader,
             term=int(st.get("raft_term", 0)),
             commit_index=int(st.get("commit_idx", 0)),
             last_applied=int(st.get("last_applied", 0)),

@@ -117,3 +117,27 @@ def test_raft_port_without_password_executes_nothing(tmp_path: pathlib.Path, pas
             # addresses refuse to start without one (gantry.config), and why this test exists.
             wait_until(marker.exists, 10, what="the unauthenticated pickle to run (documents the risk)")
         assert nodes[0].is_serving()
+
+
+def test_a_survivor_of_a_lost_majority_reports_no_leader(tmp_path: pathlib.Path) -> None:
+    # Operator trial: after kill -9 of the leader and another node, `gantry status` and
+    # gantry_raft_has_leader kept naming the dead leader (pysyncobj's stale view), so the
+    # "node without leader" alert never fired although every write answered "no leader".
+    import urllib.request
+
+    with cluster(tmp_path, 3) as nodes:
+        lead = leader_of(nodes)
+        survivor, other = [n for n in nodes if n is not lead]
+        wait_until(lambda: status(survivor).leader_raft_addr == lead.raft_addr, 20,
+                   what="the survivor knows the leader")
+        lead.kill()
+        other.kill()
+
+        def no_leader() -> bool:
+            st = status(survivor)
+            with urllib.request.urlopen(survivor.metrics_url + "/metrics", timeout=5) as r:
+                text = r.read().decode()
+            return (st.leader_raft_addr == "" and st.leader_grpc_addr == ""
+                    and "gantry_raft_has_leader 0.0" in text)
+
+        wait_until(no_leader, 20, interval_s=0.2, what="status and metrics say: no leader")
