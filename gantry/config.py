@@ -73,6 +73,9 @@ class Config:
     snapshot_interval_s: float = 3600.0
     # Prometheus /metrics and the /livez, /readyz probes (gantry/metrics.py); "" (or "off"): none.
     metrics_addr: str = "127.0.0.1:9081"
+    # Writes are refused up front while a data file system has less than this free (bytes);
+    # 0: only when a write actually fails for lack of space (gantry/diskspace.py).
+    min_free_bytes: int = 1024 * 1024
     # `serve --force-new-cluster` only (never from the environment: a one-shot recovery that a
     # unit file must not repeat at every restart); see gantry/recovery.py.
     force_new_cluster: bool = False
@@ -162,6 +165,8 @@ class Config:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if not math.isfinite(self.grace_s) or self.grace_s < 0:
             raise ConfigError(f"{said('grace_s')}: must be a number of seconds ≥ 0")
+        if self.min_free_bytes < 0:
+            raise ConfigError(f"{said('min_free_bytes')}: must be ≥ 0")
         if not math.isfinite(self.heartbeat_interval_s) or self.heartbeat_interval_s < 0:
             raise ConfigError(f"{said('heartbeat_interval_s')}: must be a duration ≥ 0")
         if self.snapshot_entries < 2:
@@ -379,6 +384,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_addr", ("GANTRY_METRICS_ADDR",), STR,
             "serve Prometheus /metrics and the /livez, /readyz probes on HOST:PORT; '' or off: "
             "disabled", "--metrics-addr"),
+    Setting("min_free_bytes", ("GANTRY_MIN_FREE_BYTES",), INT,
+            "refuse writes (RESOURCE_EXHAUSTED, disk full) while a data file system has less "
+            "free than this, in bytes; 0 = only once a write fails", "--min-free-bytes"),
     # Environment only.
     Setting("app_env", ("APP_ENV",), STR, "development turns on reflection and canned errors"),
     Setting("log_format", ("LOG_FORMAT",), STR, "json or pretty",

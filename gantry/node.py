@@ -80,6 +80,8 @@ class Node:
         self.health = health.HealthServicer()
         #: The disk-full alarm (gantry/diskspace.py): raised by the Raft log and the writer.
         self.disk = diskspace.DiskSpace()
+        self._free = diskspace.FreeSpace(self.disk, [config.data_dir, config.database.parent],
+                                         config.min_free_bytes)
         self.fatal = threading.Event()
         self.fatal_reason = ""
         self.port = 0
@@ -240,6 +242,7 @@ class Node:
             raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
             raise NoLeader()
+        self._free.check()  # raises the alarm up front when the disk is about to be full
         if self.disk.full:  # etcd's NOSPACE alarm: refused until the write that failed fits
             raise NoSpace()
         pid = command.proposal_id
@@ -254,6 +257,7 @@ class Node:
         holds a batch it has no room for, its applied index (nothing above it was acknowledged:
         on one member a write is acknowledged only once applied here). Elsewhere the read is
         refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node)."""
+        self._free.check()
         if not self.disk.full:
             return barrier_future(self.propose_async, commands.barrier)
         if self._stopping.is_set() or self._raft is None:
