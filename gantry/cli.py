@@ -30,6 +30,9 @@ from gantry import config as config_mod
 from gantry import logs
 from gantry.state import migrate
 
+#: Permission bits gantry never grants on what it creates (group and others: none).
+PRIVATE_UMASK = 0o077
+
 
 def _serve(ns: argparse.Namespace) -> int:
     from gantry.node import Node, StartError  # heavy imports only for serve
@@ -391,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What gantry creates — data directories, the database, the Raft log and snapshots, backups
+    # — is for the node's user only (0700 / 0600), as etcd does: it is every row of metadata.
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     ns = build_parser().parse_args(argv)
     try:
         return int(ns.func(ns))

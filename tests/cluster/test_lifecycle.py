@@ -10,7 +10,7 @@ import grpc
 
 from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.state import migrate
-from tests.support import NodeProcess, free_ports, wait_until
+from tests.support import NodeProcess, free_ports, single_node, wait_until
 
 
 def _node(tmp: pathlib.Path) -> NodeProcess:
@@ -191,3 +191,15 @@ def test_refuses_a_database_ahead_of_its_raft_log(tmp_path: pathlib.Path) -> Non
     assert nd.proc is not None
     assert nd.proc.wait(30) == 2
     assert "Raft log ends at" in nd.log_path.read_text()
+
+
+def test_data_directory_and_files_are_private(tmp_path: pathlib.Path) -> None:
+    # Operator trial: the data directory was 0755 and gantry.db 0644 (etcd: 0700 / 0600).
+    import stat
+
+    with single_node(tmp_path / "n") as nd:
+        nd.stub().CreateBucket(svc.CreateBucketRequest(name="private"), timeout=10)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+                 for p in [nd.data_dir, *nd.data_dir.iterdir()] if p.is_file() or p.is_dir()}
+    assert modes[nd.data_dir.name] == 0o700, modes
+    assert all(m & 0o077 == 0 for m in modes.values()), modes
