@@ -296,7 +296,11 @@ def _admin(ns: argparse.Namespace) -> int:
             print(f"leader is now {r.new_leader_raft_addr}")
     except grpc.RpcError as e:
         print(f"gantry: {e.code().name}: {e.details()}{_hint(e)}", file=sys.stderr)
-        if e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (e.details() or ""):
+        details = e.details() or ""
+        if e.code() == grpc.StatusCode.UNAVAILABLE and "CERTIFICATE_VERIFY_FAILED" in details:
+            print(f"gantry: the certificate of the node at {ns.addr} is not signed by --tls-ca "
+                  "(or does not name the host in --addr)", file=sys.stderr)
+        elif e.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details:
             print(f"gantry: is a node running at {ns.addr}? A node serving TLS needs --tls-ca; "
                   "one with --tls-client-ca also --tls-cert and --tls-key", file=sys.stderr)
         return 1
@@ -398,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     # — is for the node's user only (0700 / 0600), as etcd does: it is every row of metadata.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     ns = build_parser().parse_args(argv)
+    if ns.func is not _serve:
+        # A client command reports a failed call in one `gantry:` line; grpc's C core would
+        # print its own log lines first (a TLS handshake failure, say). Set before grpc loads.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
         return int(ns.func(ns))
     except BrokenPipeError:  # e.g. `gantry status | head`

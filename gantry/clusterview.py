@@ -109,7 +109,8 @@ class ClusterView:
         return {"asked": self.asked, "healthy": self.healthy,
                 "leader_raft_addr": self.leader_raft_addr,
                 "leader_commit_index": self.leader_commit_index,
-                "members": [dataclasses.asdict(m) for m in self.members]}
+                "members": [{**dataclasses.asdict(m), "error": m.error or None}  # null: none
+                            for m in self.members]}
 
     def table(self) -> str:
         """The text form: one line per member, then the problems, then a summary."""

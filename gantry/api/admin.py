@@ -163,6 +163,9 @@ class AdminService:
                     return resp
                 except grpc.RpcError as e:
                     raise RpcError(e.code(), e.details() or "transfer failed") from None
+        if len(st.members) < 2:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "no other members: a one-member cluster has no one to transfer to")
         new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
         if not new:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,

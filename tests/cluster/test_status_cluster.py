@@ -43,7 +43,7 @@ def test_status_cluster_of_three_then_one_down(tmp_path: pathlib.Path) -> None:
         assert sorted(r["grpc_addr"] for r in rows) == sorted(n.addr for n in nodes)
         assert sorted(r["raft_addr"] for r in rows) == sorted(n.raft_addr for n in nodes)
         for r in rows:
-            assert r["reachable"] is True and r["serving"] is True and r["error"] == ""
+            assert r["reachable"] is True and r["serving"] is True and r["error"] is None
             for k in INT_FIELDS:
                 assert type(r[k]) is int, (k, r)
         assert type(v["leader_commit_index"]) is int

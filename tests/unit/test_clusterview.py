@@ -136,7 +136,7 @@ def test_cluster_all_serving_exits_0(fakes: FakeCluster, capsys: pytest.CaptureF
     assert [r["node_id"] for r in rows] == ["n0", "n1", "n2"]
     assert [r["role"] for r in rows] == ["leader", "follower", "follower"]
     assert [r["lag"] for r in rows] == [0, 5, 1]  # leader's commit index − member's applied index
-    assert all(r["reachable"] and r["serving"] and r["error"] == "" for r in rows)
+    assert all(r["reachable"] and r["serving"] and r["error"] is None for r in rows)
     assert all(type(r[k]) is int for r in rows for k in ("term", "commit_index", "applied_index",
                                                           "last_applied", "lag"))
     code, out = run_cli(["status", "--cluster", "--addr", addrs[0]], capsys)
