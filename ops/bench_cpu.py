@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "ops"))
+from cluster import free_ports  # noqa: E402  (ops/cluster.py, one copy)
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,15 +60,6 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, (REPO / repo).resolve(), args)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _cpu_s(pid: int) -> float:
@@ -99,7 +92,7 @@ def one_round(variants: list[Variant], work: pathlib.Path, ns: argparse.Namespac
            "GANTRY_HEARTBEAT_INTERVAL": "0"}
     try:
         for v in variants:
-            grpc_port, raft_port, metrics_port = _free_ports(3)
+            grpc_port, raft_port, metrics_port = free_ports(3)
             extra = [a.replace("{metrics}", f"127.0.0.1:{metrics_port}") for a in v.args]
             args = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir",
                     str(work / f"{v.name}-{grpc_port}"), "--port", str(grpc_port),

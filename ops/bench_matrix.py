@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,9 @@ from collections.abc import Iterator
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "ops"))
+from cluster import free_ports  # noqa: E402  (ops/cluster.py, one copy)
+
 sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
@@ -49,15 +51,6 @@ from gantry import tlsconfig  # noqa: E402
 READS = {"get-bucket", "head-object", "list-objects"}
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _serving(addr: str, client: tlsconfig.ClientConfig) -> bool:
@@ -80,14 +73,14 @@ def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path,
     procs: list[subprocess.Popen[bytes]] = []
     stop_scraping = threading.Event()
     scraper: threading.Thread | None = None
-    [cradle_port] = _free_ports(1)
+    [cradle_port] = free_ports(1)
     env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": log_level,
            "GANTRY_HEARTBEAT_INTERVAL": "5s"}
     try:
         procs.append(subprocess.Popen([sys.executable, str(REPO / "ops" / "fake_cradle.py"),
                                        "--port", str(cradle_port)], cwd=REPO,
                                       stdout=subprocess.DEVNULL))
-        ports = _free_ports(3 * n)
+        ports = free_ports(3 * n)
         grpc_ports, raft_ports, metrics_ports = ports[:n], ports[n:2 * n], ports[2 * n:]
         for i in range(n):
             peers = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(raft_ports) if j != i)
