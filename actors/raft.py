@@ -531,11 +531,13 @@ class RaftActor(pykka.ThreadingActor):
             self._proposals.fail(pid, NoSpace(self._view.leader))
 
     def _hand_over_if_full(self, s: GantrySyncObj, journal: DurableJournal) -> None:
-        """Tick thread: a leader whose Raft log has had no room for FULL_HANDOVER_AFTER_S hands
+        """Tick thread: a leader whose Raft log has had no room (or whose file system the up-front
+        check found low, :class:`~gantry.diskspace.FreeSpace`) for FULL_HANDOVER_AFTER_S hands
         leadership to a caught-up follower (at most every FULL_HANDOVER_EVERY_S), so that the
         cluster keeps taking writes while this node waits for space (it then refuses writes
         itself and acknowledges nothing it cannot append)."""
-        if not journal.full or not s.otherNodes or not s.is_leader():
+        low = self._disk is not None and diskspace.FreeSpace.PART in self._disk.where()
+        if not (journal.full or low) or not s.otherNodes or not s.is_leader():
             self._full_since = None
             return
         now = time.monotonic()
