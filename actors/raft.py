@@ -75,14 +75,15 @@ log = structlog.get_logger("gantry.raft")
 ASK_TIMEOUT_S = 5.0
 
 
-Outcome = Future["ConsensusError | None"]
+#: An engine request's outcome: None (success) or its typed error (not the domain Outcome).
+EngineOutcome = Future["ConsensusError | None"]
 
 
 def _outcome_future(decode: Callable[[int], ConsensusError | None] = failure
-                    ) -> tuple[Outcome, Callable[[Any, int], None]]:
+                    ) -> tuple[EngineOutcome, Callable[[Any, int], None]]:
     """A Future of an engine request's outcome (None: success, else its typed error, decoded by
     :mod:`gantry.consensus.errors`) and the engine ``callback(result, err)`` that resolves it."""
-    fut: Outcome = Future()
+    fut: EngineOutcome = Future()
 
     def done(_res: Any, err: int) -> None:
         if not fut.done():
@@ -436,13 +437,13 @@ class RaftActor(pykka.ThreadingActor):
             return None
         return index
 
-    def change_membership(self, op: str, raft_addr: str) -> Outcome:
+    def change_membership(self, op: str, raft_addr: str) -> EngineOutcome:
         """Propose adding (``op="add"``) or removing (``"remove"``) the node at ``raft_addr``.
         The future resolves with None once this node applied the change, or its typed error (a
         refusal of the strict reconfig check is RequestDenied with the reason, read on the tick
         thread when the engine refused)."""
         if self._sync is None:
-            fut: Outcome = Future()
+            fut: EngineOutcome = Future()
             fut.set_result(RequestDenied(why="node stopping"))
             return fut
         sync = self._sync
@@ -459,7 +460,7 @@ class RaftActor(pykka.ThreadingActor):
         log.info("membership_change_proposed", op=op, raft_addr=raft_addr)
         return fut
 
-    def transfer_leadership(self, raft_addr: str | None) -> Outcome:
+    def transfer_leadership(self, raft_addr: str | None) -> EngineOutcome:
         """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
         most caught-up connected follower). Resolves with None once the request is sent (or its
         typed error); the new leader shows in :meth:`leader` a moment later."""
