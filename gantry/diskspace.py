@@ -26,7 +26,6 @@ import os
 import pathlib
 import sqlite3
 import threading
-import time
 
 import structlog
 
@@ -104,21 +103,18 @@ class DiskSpace:
 #: room one more Raft record and one SQLite transaction need, so the first write after the disk
 #: fills is refused at once instead of being appended, held by the writer and timing out.
 LOW_SPACE_BYTES = 1024 * 1024
-#: How long (seconds) one free-space reading is reused. 0: every write reads it — ``statvfs`` is
-#: one cheap system call per data file system (a few µs against a write's milliseconds), and a
-#: reused reading let the first write after the disk filled through.
-LOW_SPACE_CHECK_EVERY_S = 0.0
 
 
 class FreeSpace:
     """The up-front check: whether any of ``paths``' file systems has less than
     ``min_free_bytes`` (``--min-free-bytes``, default LOW_SPACE_BYTES; 0 disables it) free for
-    unprivileged writers (``statvfs``'s ``f_bavail``), read at most every
-    LOW_SPACE_CHECK_EVERY_S (0: at every call). A low reading raises ``alarm``'s
-    ``"filesystem"`` part and a later reading with room clears it, so the refusal, the log lines
-    and the metrics are the alarm's. Called on proposing threads. It narrows the window, it does
-    not close it: a write that passes it and then does not fit takes the journal's and the
-    writer's paths (refused, or held and retried)."""
+    unprivileged writers (``statvfs``'s ``f_bavail``), read at every call: one cheap system call
+    per data file system (µs against a write's milliseconds); a reused reading let the first
+    write after the disk filled through. A low reading raises ``alarm``'s ``"filesystem"`` part
+    and a later reading with room clears it, so the refusal, the log lines and the metrics are
+    the alarm's. Called on proposing threads, without a lock: only a transition takes one. It
+    narrows the window, it does not close it: a write that passes it and then does not fit takes
+    the journal's and the writer's paths (refused, or held and retried)."""
 
     PART = "filesystem"
 
@@ -128,29 +124,27 @@ class FreeSpace:
         self._min = min_free_bytes
         self._paths = list(dict.fromkeys(paths))
         self._low = False
-        self._next = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # transitions only
 
     def check(self) -> bool:
         """True while the file systems are low on space (and the alarm part is raised)."""
-        now = time.monotonic()
-        if not self._min or (LOW_SPACE_CHECK_EVERY_S and now < self._next):
-            return self._low
-        with self._lock:
-            self._next = now + LOW_SPACE_CHECK_EVERY_S
-            low = ""
-            for p in self._paths:
-                try:
-                    st = os.statvfs(p)
-                except OSError:
-                    continue
-                free = st.f_bavail * st.f_frsize
-                if free < self._min:
-                    low = f"{p}: {free} bytes free (< {self._min})"
-                    break
-            if low and not self._low:
-                self._alarm.report_full(self.PART, low)
-            elif not low and self._low:
-                self._alarm.report_ok(self.PART)
-            self._low = bool(low)
-            return self._low
+        if not self._min:
+            return False
+        low = ""
+        for p in self._paths:
+            try:
+                st = os.statvfs(p)
+            except OSError:
+                continue
+            free = st.f_bavail * st.f_frsize
+            if free < self._min:
+                low = f"{p}: {free} bytes free (< {self._min})"
+                break
+        if bool(low) != self._low:
+            with self._lock:
+                if low and not self._low:
+                    self._alarm.report_full(self.PART, low)
+                elif not low and self._low:
+                    self._alarm.report_ok(self.PART)
+                self._low = bool(low)
+        return bool(low)
