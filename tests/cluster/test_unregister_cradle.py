@@ -8,13 +8,13 @@ import pathlib
 import sqlite3
 import subprocess
 import sys
-import time
 
 from gantry.pb.service.v1 import service_pb2 as svc
 from tests.cluster.helpers import leader_of
 from tests.support import REPO, cluster, wait_until
 
 DEAD = "127.0.0.1:9"
+OTHER = "127.0.0.1:7"  # also nothing listens there (echo port, closed)
 
 
 def _row(db: pathlib.Path) -> tuple[object, ...] | None:
@@ -24,6 +24,16 @@ def _row(db: pathlib.Path) -> tuple[object, ...] | None:
             "SELECT id, status, consecutive_misses, unregistered_at, updated_at FROM cradle_servers"
             " WHERE address = ?", (DEAD,)).fetchone()
         return row
+    finally:
+        conn.close()
+
+
+def _misses(db: pathlib.Path, address: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT consecutive_misses FROM cradle_servers WHERE address = ?",
+                           (address,)).fetchone()
+        return int(row[0]) if row else 0
     finally:
         conn.close()
 
@@ -54,5 +64,8 @@ def test_unregister_a_dead_server_through_a_follower(tmp_path: pathlib.Path) -> 
                    what="replicas agree")
         before = _row(db)
         assert before is not None and before[3] is not None
-        time.sleep(1.0)  # ten heartbeat intervals
+        # Proof that heartbeat rounds ran meanwhile: a second dead server gathers misses.
+        follower.stub().RegisterCradleServer(svc.RegisterCradleServerRequest(address=OTHER),
+                                             timeout=10)
+        wait_until(lambda: _misses(db, OTHER) > 4, 20, what="heartbeat rounds after unregister")
         assert _row(db) == before

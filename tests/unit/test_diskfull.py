@@ -10,7 +10,6 @@ import errno
 import os
 import pathlib
 import sqlite3
-import time
 from typing import Any
 
 import pytest
@@ -200,9 +199,11 @@ def test_writer_retries_the_batch_it_had_no_room_for(
     queue, watermark, proposals, alarm = EntryQueue(), Watermark(), Proposals(), DiskSpace()
     fatal: list[str] = []
     room = {"ok": False}
+    attempts = [0]
     real = statemachine.apply_batch
 
     def apply_batch(conn: sqlite3.Connection, batch: Any) -> Any:
+        attempts[0] += 1
         if not room["ok"]:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")  # SQLite rolled the transaction back itself
@@ -221,7 +222,9 @@ def test_writer_retries_the_batch_it_had_no_room_for(
         for i, c in enumerate(cmds[3:], start=4):  # more arrive behind the held batch
             queue.put(i, commands.encode(c), 1)
         writer.tell(DRAIN)
-        time.sleep(0.3)
+        writer.proxy().applied_index().get(timeout=10)  # queued behind DRAIN: it was handled
+        tried = attempts[0]
+        wait_until(lambda: attempts[0] > tried, 10, what="another attempt on the full disk")
         assert watermark.value == 0 and not any(f.done() for f in futures) and not fatal
         room["ok"] = True
         wait_until(lambda: watermark.value == 5, 10, what="the held batch applied")
