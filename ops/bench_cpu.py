@@ -34,14 +34,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "ops"))
-from cluster import free_ports  # noqa: E402  (ops/cluster.py, one copy)
-
-TICKS = os.sysconf("SC_CLK_TCK")
+from cluster import addr_serving, free_ports, process_cpu_s  # noqa: E402  (ops/cluster.py, one copy)
 
 
 @dataclass
@@ -60,20 +55,6 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, (REPO / repo).resolve(), args)
 
 
-
-
-def _cpu_s(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _serving(addr: str) -> bool:
-    with grpc.insecure_channel(addr) as ch:
-        try:
-            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.RpcError:
-            return False
-        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _scrape(url: str, every_s: float, stop: threading.Event) -> None:
@@ -105,11 +86,11 @@ def one_round(variants: list[Variant], work: pathlib.Path, ns: argparse.Namespac
                 threading.Thread(target=_scrape, args=(url, ns.scrape, stop), daemon=True).start()
         deadline = time.monotonic() + 60
         for name, (p, addr) in procs.items():
-            while not _serving(addr):
+            while not addr_serving(addr):
                 if p.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not become SERVING")
                 time.sleep(0.1)
-        before = {name: _cpu_s(p.pid) for name, (p, _) in procs.items()}
+        before = {name: process_cpu_s(p.pid) for name, (p, _) in procs.items()}
         benches = {
             v.name: subprocess.Popen(
                 [sys.executable, str(v.repo / "ops" / "bench.py"), "--targets", procs[v.name][1],
@@ -122,7 +103,7 @@ def one_round(variants: list[Variant], work: pathlib.Path, ns: argparse.Namespac
             report = json.loads(out.strip().splitlines()[-1])
             p = procs[v.name][0]
             v.runs.append((report["ops_per_s"],
-                           (_cpu_s(p.pid) - before[v.name]) / report["ops"] * 1000))
+                           (process_cpu_s(p.pid) - before[v.name]) / report["ops"] * 1000))
     finally:
         stop.set()
         for p, _ in procs.values():

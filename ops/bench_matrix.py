@@ -39,27 +39,16 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "ops"))
-from cluster import free_ports  # noqa: E402  (ops/cluster.py, one copy)
+from cluster import addr_serving, free_ports  # noqa: E402  (ops/cluster.py, one copy)
 
 sys.path.insert(0, str(REPO))
 
-import grpc  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from gantry import tlsconfig  # noqa: E402
 
 READS = {"get-bucket", "head-object", "list-objects"}
 
 
-
-
-def _serving(addr: str, client: tlsconfig.ClientConfig) -> bool:
-    with client.channel(addr) as ch:
-        try:
-            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.RpcError:
-            return False
-        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @contextlib.contextmanager
@@ -97,7 +86,7 @@ def running_cluster(n: int, serve_args: list[str], workdir: pathlib.Path,
             log.close()
         addrs = [f"127.0.0.1:{p}" for p in grpc_ports]
         deadline = time.monotonic() + 60
-        while not all(_serving(a, client) for a in addrs):
+        while not all(addr_serving(a, client) for a in addrs):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster of {n} did not become SERVING; logs in {workdir}")
             time.sleep(0.1)

@@ -123,7 +123,6 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 #: Pause of a worker after a failed call (seconds), so it does not spin on a node that is down.
 ERROR_PAUSE_S = 0.01
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -226,20 +225,10 @@ def workload_call(api: Api, workload: str, run_id: str, keys: list[str]) -> Call
 
 # -- the load generator ---------------------------------------------------------------------------
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds ``pid`` used so far: utime + stime of all its threads plus the cutime + cstime
-    of its waited-for children (``/proc/PID/stat``, clock-tick resolution). Raises OSError when
-    the process is gone."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
-
-
 def servers_cpu_s(pids: list[int]) -> float:
     """Total CPU seconds of ``pids``; NaN when one of them is gone."""
     try:
-        return sum(process_cpu_s(p) for p in pids)
+        return sum(cluster.process_cpu_s(p) for p in pids)
     except OSError:
         return float("nan")
 

@@ -146,6 +146,27 @@ def start_node(node: Node, args: list[str], log_level: str) -> None:
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
+def addr_serving(addr: str, client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> bool:
+    """One health check of the node at ``addr`` (overall service ``""``, one-second deadline)
+    on a channel of its own."""
+    with client.channel(addr) as ch:
+        try:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds ``pid`` used so far: utime + stime of all its threads plus the cutime + cstime
+    of its waited-for children (``/proc/PID/stat``, clock-tick resolution). Raises OSError when
+    the process is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def is_serving(node: Node, client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT) -> bool:
     """One health check (overall service ``""``) with a one-second deadline."""
     if node.channel is None:
