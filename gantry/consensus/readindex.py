@@ -31,23 +31,25 @@ coalesces the requests of all nodes.
 
 Safety (why a frozen or partitioned old leader never serves a stale read). Let a read arrive at
 leader L of term T at real time t0, and let W be a write acknowledged before t0. W was committed
-before t0, by some leader of term T' ≤ ... — suppose T' > T. Then a majority M1 of members had
-already adopted a term ≥ T' > T before t0 (they stored W's entry or voted in T'). The round's
-majority M2 each accepted a message of this round — sent by L after t0, with term T — so each of
-them had a term ≤ T at some moment after t0. Terms never decrease (they are persisted), so no
-member is in both M1 and M2; but two majorities intersect. Contradiction: W was committed in a
-term ≤ T. By Leader Completeness L's log holds it, and since L has committed its own no-op (step
-1) its commit index covers every entry of earlier terms that precede the no-op; a write L itself
-committed before t0 is covered too. The read index, recorded after t0, is therefore ≥ W's index.
-A stale response (one to a message sent before the round started) carries a lower round id and
-never counts, so a majority that had already moved to a newer leader cannot be mistaken for a
-confirmation; a response from another term never counts either. The argument uses no clock:
-timeouts only ever *fail* a round (no leader lease, so a paused process or a drifting clock
-cannot make a read stale). A frozen old leader (SIGSTOP) that wakes up still believing it leads
-records its old commit index, but the members that moved to the newer term ignore its
-append_entries (pysyncobj answers nothing to a lower term), so the round never completes: it is
-failed when the newer leader's message deposes L, or when it times out. A partitioned old leader
-hears nothing back at all.
+before t0 by the leader of some term T' (Raft commits through an entry of the committing
+leader's own term, stored by a majority M1 of members while in term T'). Suppose T' > T: every
+member of M1 had adopted a term ≥ T' > T before t0. The members M2 that confirmed the round each
+accepted a message of this round — stamped with a round id assigned after t0, so sent after t0,
+with term T — so each had a term ≤ T at some moment after t0. Terms never decrease (they are
+persisted), so no member is in both M1 and M2; yet two majorities intersect. Hence T' ≤ T: no
+newer leader existed when the read arrived. If T' < T, W is in L's log (Leader Completeness)
+before L's no-op, and L's commit index covers the no-op (step 1); if T' = T, L committed W
+itself before t0. Either way the read index — the commit index recorded after t0 — is at least
+W's index, and the read, which waits until it is applied, sees W. A response to a message sent
+before the round started carries a lower round id and never counts, so acknowledgements from
+members that have since moved to a newer leader cannot be mistaken for a confirmation; a
+response echoing another term never counts either. The argument uses no clock: timeouts only
+ever *fail* a round (no leader lease, so a paused process or a drifting clock cannot make a read
+stale). A frozen old leader (SIGSTOP) that wakes up still believing it leads records its old
+commit index, but the members that moved to the newer term ignore its append_entries (pysyncobj
+answers nothing to a lower term), so the round is never confirmed: it fails when the newer
+leader's first message deposes L, or after an election timeout. A partitioned old leader hears
+nothing back at all.
 
 Why the no-op is required: a new leader's commit index may be below entries committed by its
 predecessor (it learns the commit point only when it commits an entry of its own term, Raft
