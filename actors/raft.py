@@ -467,7 +467,8 @@ class RaftActor(pykka.ThreadingActor):
         """The commit index, when this node leads a one-member cluster and has committed its
         term's no-op (None otherwise, or when the engine stopped): every write such a cluster
         acknowledged is committed at or below it, so it is a read index (Raft §6.4) obtained
-        without a log entry — what a linearizable read uses while the disk is full."""
+        without a log entry — what a linearizable read uses while this node's database is full
+(gantry/node.py:Node._read_barrier; otherwise :class:`ReadIndexSource`)."""
 
         def now(s: GantrySyncObj) -> int | None:
             noop = s.noop_index()
