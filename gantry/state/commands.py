@@ -150,3 +150,27 @@ def unregister_cradle_server(address: str, force: bool = False,
     cmd.unregister_cradle_server.address = address
     cmd.unregister_cradle_server.force = force
     return cmd
+
+
+def delete_objects(bucket: str, keys: list[str], request_id: str = "") -> pb.Command:
+    """A DeleteObjects entry (S3 Multi-Object Delete): each key's COMMITTED object becomes
+    DELETED, all in one transaction; a missing key is a no-op. ``keys`` already validated."""
+    cmd = _envelope(request_id)
+    cmd.delete_objects.bucket = bucket
+    cmd.delete_objects.keys.extend(keys)
+    return cmd
+
+
+def put_objects(bucket: str, objects: list[tuple[str, int, int, str]],
+                request_id: str = "") -> pb.Command:
+    """A PutObjects entry: ``objects`` are ``(key, size bytes, last_modified_ms Unix ms,
+    cradle_server_id or "")``, already validated; each gets a fresh object ULID here, so the
+    entry carries every id and placement and apply stays deterministic."""
+    cmd = _envelope(request_id)
+    po = cmd.put_objects
+    po.bucket = bucket
+    add = po.objects.add
+    for key, size, last_modified_ms, cradle_server_id in objects:
+        add(object_id=new_ulid(), key=key, size=size, last_modified_ms=last_modified_ms,
+            cradle_server_id=cradle_server_id)
+    return cmd
