@@ -32,10 +32,16 @@ def test_batches_replicate_identically_and_dedupe_across_nodes(tmp_path: pathlib
         deleted = a.DeleteObjects(svc.DeleteObjectsRequest(
             bucket="bulk", keys=[f"d0/f{i}" for i in range(0, 2000, 7)] + ["nope"]), timeout=T)
         assert len(deleted.deleted) == 287 and not deleted.errors
+        # The largest entry the API allows (1 MiB of keys) replicates like any other.
+        big = [svc.PutObjectsEntry(key=f"big/{i:04d}/" + "k" * 1015, size=1, last_modified_ms=1)
+               for i in range(1024)]
+        assert sum(len(e.key) for e in big) == 1 << 20
+        resp = c.PutObjects(svc.PutObjectsRequest(bucket="bulk", objects=big), timeout=T)
+        assert {r.code for r in resp.results} == {0}
         dbs = [nd.data_dir / "gantry.db" for nd in nodes]
         wait_until(lambda: dump(dbs[0]) == dump(dbs[1]) == dump(dbs[2]), 30,
                    what="replicas identical")
         objects = dump(dbs[0])[2]
         states = [str(r[3]) for r in objects]
-        assert len(objects) == 2000  # the retry applied nothing
-        assert (states.count("COMMITTED"), states.count("DELETED")) == (1714, 286)
+        assert len(objects) == 2000 + 1024  # the retry applied nothing
+        assert (states.count("COMMITTED"), states.count("DELETED")) == (1714 + 1024, 286)
