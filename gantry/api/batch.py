@@ -22,12 +22,14 @@ Limits (bounded so one entry stays far below gRPC's 4 MiB message and applies in
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
 from gantry import validation
@@ -54,6 +56,13 @@ BATCH_TOO_LARGE = "BatchTooLarge"
 
 #: S3's error code for a key the single-key RPC would refuse with INVALID_ARGUMENT.
 S3_INVALID_ARGUMENT = "InvalidArgument"
+
+
+def request_digest(req: Message) -> bytes:
+    """SHA-256 of the request's deterministic encoding: carried in the entry so that the
+    request-id fingerprint covers the whole request, the items refused before proposing too
+    (a retry must be the same request, not only the same accepted items)."""
+    return hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
 
 
 def _refuse(message: str, field: str, description: str) -> RpcError:
@@ -87,11 +96,13 @@ class DeletePlan:
     keys: tuple[str, ...]
     refused: dict[int, str]
     quiet: bool
+    request_sha256: bytes = b""
 
     def command(self, request_id: str = "") -> command_pb2.Command:
         """The log entry: the bucket and the keys that passed validation, in request order."""
         return commands.delete_objects(
-            self.bucket, [k for i, k in enumerate(self.keys) if i not in self.refused], request_id)
+            self.bucket, [k for i, k in enumerate(self.keys) if i not in self.refused], request_id,
+            self.request_sha256)
 
     def response(self, result: ApplyResult) -> svc.DeleteObjectsResponse:
         """The reply for an OK apply result: each accepted key ``deleted`` (S3: a key with no
@@ -122,7 +133,7 @@ def plan_delete_objects(req: svc.DeleteObjectsRequest) -> DeletePlan:
         err = validation.key_error(k)
         if err:
             refused[i] = err
-    return DeletePlan(req.bucket, keys, refused, req.quiet)
+    return DeletePlan(req.bucket, keys, refused, req.quiet, request_digest(req))
 
 
 # -- PutObjects --
@@ -137,6 +148,7 @@ class PutPlan:
     count: int
     accepted: tuple[tuple[int, str, int, int], ...]
     refused: dict[int, str]
+    request_sha256: bytes = b""
 
     @property
     def sizes(self) -> list[int]:
@@ -150,7 +162,7 @@ class PutPlan:
             raise ValueError(f"{len(cradles)} placements for {len(self.accepted)} objects")
         return commands.put_objects(
             self.bucket, [(k, s, m, c) for (_, k, s, m), c in zip(self.accepted, cradles, strict=True)],
-            request_id)
+            request_id, self.request_sha256)
 
     def response(self, result: ApplyResult) -> svc.PutObjectsResponse:
         """The reply for an OK apply result: one :class:`PutObjectsResult` per request entry, in
@@ -208,7 +220,7 @@ def plan_put_objects(req: svc.PutObjectsRequest) -> PutPlan:
             refused[pos] = err
         else:
             accepted.append((pos, o.key, o.size, o.last_modified_ms))
-    return PutPlan(req.bucket, len(req.objects), tuple(accepted), refused)
+    return PutPlan(req.bucket, len(req.objects), tuple(accepted), refused, request_digest(req))
 
 
 def place(conn: sqlite3.Connection, placeable_where: str, sizes: Sequence[int],

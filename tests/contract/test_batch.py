@@ -193,10 +193,12 @@ def test_put_objects_retry_with_the_same_request_id_returns_the_original_results
     assert again == first  # the same object ids, the same per-item errors
     assert _states(node, bucket) == before == {"a": ["COMMITTED"], "c": ["COMMITTED"]}
     assert log_index(c2) > log_index(c1)
-    err = rpc_error(stub.PutObjects, svc.PutObjectsRequest(bucket=bucket, objects=entries[:1]),
-                    metadata=(("x-request-id", rid),))
-    assert_status(err, grpc.StatusCode.INVALID_ARGUMENT,
-                  "x-request-id reused for a different request")
+    # Another batch under the same id is refused, also when only a refused item differs.
+    for other in (entries[:1], [entries[0], _entry("b", size=-1), entries[2]]):
+        err = rpc_error(stub.PutObjects, svc.PutObjectsRequest(bucket=bucket, objects=other),
+                        metadata=(("x-request-id", rid),))
+        assert_status(err, grpc.StatusCode.INVALID_ARGUMENT,
+                      "x-request-id reused for a different request")
 
 
 def test_put_objects_is_atomic_for_readers(stub: Stub, node: NodeProcess) -> None:
@@ -297,6 +299,12 @@ def test_delete_objects_retry_with_the_same_request_id_applies_once(
     _put(stub, bucket, [_entry("a")])
     again, _ = _delete(stub, bucket, ["a"], rid=rid)
     assert again == first
+    assert _states(node, bucket) == {"a": ["DELETED", "COMMITTED"]}
+    err = rpc_error(stub.DeleteObjects, svc.DeleteObjectsRequest(bucket=bucket, keys=["a"],
+                                                                 quiet=True),
+                    metadata=(("x-request-id", rid),))
+    assert_status(err, grpc.StatusCode.INVALID_ARGUMENT,
+                  "x-request-id reused for a different request")
     assert _states(node, bucket) == {"a": ["DELETED", "COMMITTED"]}
 
 

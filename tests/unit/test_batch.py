@@ -14,7 +14,7 @@ from gantry.api.errors import RpcError
 from gantry.api.service import placeable_where
 from gantry.db import open_rw
 from gantry.pb.service.v1 import service_pb2 as svc
-from gantry.state import migrate
+from gantry.state import migrate, statemachine
 from gantry.state.statemachine import ApplyResult, ItemResult, Outcome
 
 
@@ -107,3 +107,16 @@ def test_place_picks_per_size_among_the_servers_placewrite_would_use(
         assert batch.place(conn, where, []) == []
     finally:
         conn.close()
+
+
+def test_the_entry_carries_a_digest_of_the_whole_request() -> None:
+    a = batch.plan_put_objects(_req(("a", 1, 5), ("b", 0, 5)))
+    b = batch.plan_put_objects(_req(("a", 1, 5), ("b", -1, 5)))  # differs in a refused item only
+    assert a.accepted == b.accepted and a.request_sha256 != b.request_sha256
+    fa = statemachine.request_fingerprint(a.command([""], "r"))
+    assert fa == statemachine.request_fingerprint(a.command(["other"], "r"))  # placement: ours
+    assert fa != statemachine.request_fingerprint(b.command([""], "r"))
+    d = svc.DeleteObjectsRequest(bucket="photos", keys=["a"])
+    loud = batch.plan_delete_objects(d).command().delete_objects.request_sha256
+    d.quiet = True
+    assert batch.plan_delete_objects(d).command().delete_objects.request_sha256 != loud

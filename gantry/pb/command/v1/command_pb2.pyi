@@ -141,12 +141,14 @@ class UnregisterCradleServer(_message.Message):
     def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DeleteObjects(_message.Message):
-    __slots__ = ("bucket", "keys")
+    __slots__ = ("bucket", "keys", "request_sha256")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, bucket: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_sha256: bytes
+    def __init__(self, bucket: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., request_sha256: _Optional[bytes] = ...) -> None: ...
 
 class PutObject(_message.Message):
     __slots__ = ("object_id", "key", "size", "last_modified_ms", "cradle_server_id")
@@ -163,9 +165,11 @@ class PutObject(_message.Message):
     def __init__(self, object_id: _Optional[str] = ..., key: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ..., cradle_server_id: _Optional[str] = ...) -> None: ...
 
 class PutObjects(_message.Message):
-    __slots__ = ("bucket", "objects")
+    __slots__ = ("bucket", "objects", "request_sha256")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     objects: _containers.RepeatedCompositeFieldContainer[PutObject]
-    def __init__(self, bucket: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ...) -> None: ...
+    request_sha256: bytes
+    def __init__(self, bucket: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., request_sha256: _Optional[bytes] = ...) -> None: ...
