@@ -185,10 +185,12 @@ def derive_bucket_name(root: pathlib.Path) -> str:
 
 def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
     """Yield each importable regular file under ``root`` (sorted, depth first); count the rest
-    in ``tally.skipped`` by reason. Symlinks, to files or directories, are never followed."""
-    stack = [root]
+    in ``tally.skipped`` by reason. Symlinks, to files or directories, are never followed.
+    A key is the path relative to ``root`` with ``/`` separators, built by joining names (no
+    ``relpath`` per file: that was half of the walk's CPU)."""
+    stack: list[tuple[str | pathlib.Path, str]] = [(root, "")]  # (directory, its key prefix)
     while stack:
-        d = stack.pop()
+        d, prefix = stack.pop()
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -207,7 +209,7 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
                 tally.skipped["symlink"] += 1
                 continue
             if stat.S_ISDIR(mode):
-                subdirs.append(pathlib.Path(e.path))
+                subdirs.append((e.path, f"{prefix}{e.name}/"))
                 continue
             if not stat.S_ISREG(mode):
                 tally.skipped["special"] += 1
@@ -221,7 +223,7 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
             if st.st_size > validation.MAX_OBJECT_SIZE:
                 tally.skipped["too_large"] += 1
                 continue
-            key = pathlib.PurePath(os.path.relpath(e.path, root)).as_posix()
+            key = prefix + e.name
             if validation.key_error(key):
                 tally.skipped["invalid_key"] += 1
                 continue
