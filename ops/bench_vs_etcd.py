@@ -4,7 +4,8 @@ Usage::
 
     python ops/bench_vs_etcd.py [--rounds 3] [--duration 5] [--warmup 2] [--concurrency 1,16,64]
         [--workloads write,local-read,linearizable-read] [--systems etcd,gantry,floor,base]
-        [--base CHECKOUT] [--members 3] [--timeout 5] [--read-keys 100] [--etcd PATH] [--etcd-arg=FLAG ...] [--serve-arg=FLAG ...]
+        [--base CHECKOUT] [--members 3] [--timeout 5] [--read-keys 100] [--etcd PATH]
+        [--etcd-arg=FLAG ...] [--serve-arg=FLAG ...]
         [--work-dir DIR] [--json]
 
 Three systems (four with ``--base``), each ``--members`` processes (default 3) on 127.0.0.1 (free
