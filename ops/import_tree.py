@@ -414,7 +414,7 @@ async def run(ns: argparse.Namespace) -> int:
 
         workers = [asyncio.create_task(worker()) for _ in range(ns.concurrency)]
         files = walk_files(root, tally)
-        if ns.limit:
+        if ns.limit is not None:
             files = itertools.islice(files, ns.limit)
         work: Iterator[Any] = files if ns.per_file else batches(files, ns.batch_size)
         for i, item in enumerate(work):
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one PlanWrite + CommitObject per file instead of PutObjects batches")
     p.add_argument("--batch-size", type=int, default=1000,
                    help=f"files per PutObjects call, 1..{MAX_PUT_OBJECTS} (default 1000)")
-    p.add_argument("--concurrency", type=int, default=0,
+    p.add_argument("--concurrency", type=int, default=None,
                    help="calls in flight: batches (default 4), or files with --per-file "
                         "(default 32)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds (default 10)")
@@ -475,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print progress after this many files (default 1000)")
     p.add_argument("--progress-interval", type=float, default=5.0,
                    help="…or after this many seconds (default 5)")
-    p.add_argument("--limit", type=int, default=0, help="import at most N files (default: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="import at most N files, N ≥ 1 (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     tlsconfig.add_client_arguments(p)
     return p
@@ -484,11 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; see the module docstring for the exit status."""
     ns = build_parser().parse_args(argv)
-    ns.concurrency = ns.concurrency or (32 if ns.per_file else 4)
+    if ns.concurrency is None:
+        ns.concurrency = 32 if ns.per_file else 4
     if (ns.concurrency < 1 or ns.timeout <= 0 or ns.retry_for < 0 or ns.progress_every < 1
-            or not 1 <= ns.batch_size <= MAX_PUT_OBJECTS):
+            or not 1 <= ns.batch_size <= MAX_PUT_OBJECTS or (ns.limit is not None and ns.limit < 1)):
         print("import_tree: need --concurrency ≥ 1, --timeout > 0, --retry-for ≥ 0, "
-              f"--progress-every ≥ 1, 1 ≤ --batch-size ≤ {MAX_PUT_OBJECTS}", file=sys.stderr)
+              f"--progress-every ≥ 1, 1 ≤ --batch-size ≤ {MAX_PUT_OBJECTS}, --limit ≥ 1",
+              file=sys.stderr)
         return 2
     return asyncio.run(run(ns))
 

@@ -16,8 +16,11 @@ Invariants:
   refuses the whole call too (``NOT_FOUND "bucket not found"``, S3's NoSuchBucket).
 
 Limits (bounded so one entry stays far below gRPC's 4 MiB message and applies in a bounded time):
-:data:`MAX_DELETE_KEYS` keys per DeleteObjects (S3's limit; 1000 keys of at most 1024 bytes is
-1 MiB), :data:`MAX_PUT_OBJECTS` objects and :data:`MAX_PUT_KEY_BYTES` bytes of keys per PutObjects.
+:data:`MAX_DELETE_KEYS` keys per DeleteObjects (S3's limit) and :data:`MAX_PUT_OBJECTS` objects
+per PutObjects, each with at most :data:`MAX_KEY_BYTES` bytes of keys together. The byte bound
+also bounds the reply, which echoes every key: 1000 valid keys (≤ 1024 bytes each) fit, while
+1000 keys of 4 KB — each refused on its own — would make a reply over gRPC's 4 MiB after the
+entry was applied.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ from gantry.state.statemachine import ApplyResult, ItemResult, Outcome
 MAX_DELETE_KEYS = 1000
 #: Objects per PutObjects call.
 MAX_PUT_OBJECTS = 5000
-#: UTF-8 bytes of all keys of one PutObjects call together (1 MiB): with ids and sizes the log
-#: entry stays under ~1.5 MiB and the request under gRPC's 4 MiB.
-MAX_PUT_KEY_BYTES = 1 << 20
+#: UTF-8 bytes of all keys of one PutObjects or DeleteObjects call together (1 MiB): with ids and
+#: sizes the log entry stays under ~1.5 MiB, and the request and its reply (which echoes the
+#: keys) under gRPC's 4 MiB. 1000 keys of the 1024-byte maximum (1,024,000 bytes) fit.
+MAX_KEY_BYTES = 1 << 20
+#: The PutObjects name of :data:`MAX_KEY_BYTES`.
+MAX_PUT_KEY_BYTES = MAX_KEY_BYTES
 
 #: Stable messages (INVALID_ARGUMENT) of the request-level checks; the BadRequest detail names
 #: the field and says the limit.
@@ -122,11 +128,16 @@ def plan_delete_objects(req: svc.DeleteObjectsRequest) -> DeletePlan:
     """Check a DeleteObjectsRequest (S3 Multi-Object Delete).
 
     Order: bucket name (``INVALID_ARGUMENT "InvalidBucketName"``), then 1..1000 keys
-    (``"EmptyBatch"`` / ``"TooManyObjects"``; S3 answers MalformedXML for both), then each key
-    as ``DeleteObject`` checks it (``"InvalidKeyName"``: a per-key error, not a failed call).
-    Raises :class:`~gantry.api.errors.RpcError` for the request-level checks."""
+    (``"EmptyBatch"`` / ``"TooManyObjects"``; S3 answers MalformedXML for both), at most 1 MiB of
+    keys in UTF-8 (``"BatchTooLarge"``), then each key as ``DeleteObject`` checks it
+    (``"InvalidKeyName"``: a per-key error, not a failed call). Raises
+    :class:`~gantry.api.errors.RpcError` for the request-level checks."""
     _check_bucket(req.bucket)
     _check_count(len(req.keys), MAX_DELETE_KEYS, "keys", "DeleteObjects")
+    n = sum(len(k.encode("utf-8", "surrogatepass")) for k in req.keys)
+    if n > MAX_KEY_BYTES:
+        raise _refuse(BATCH_TOO_LARGE, "keys",
+                      f"at most {MAX_KEY_BYTES} bytes of keys per DeleteObjects request, got {n}")
     keys = tuple(req.keys)
     refused = {}
     for i, k in enumerate(keys):

@@ -132,3 +132,13 @@ def test_bulk_import_on_one_node_reports_per_file_results(tmp_path: pathlib.Path
         rows = _objects(nd.data_dir / "gantry.db")
         assert len(rows) == FILES + 500
         assert sum(1 for _, s in rows if s == "COMMITTED") == FILES
+
+
+@pytest.mark.parametrize("flags", [["--limit", "-1"], ["--limit", "0"], ["--concurrency", "0"],
+                                   ["--per-file", "--concurrency", "0"]])
+def test_bad_limit_and_concurrency_are_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    mod = _load_importer(monkeypatch)
+    assert mod.main([str(REPO / "ops"), "--target", "127.0.0.1:1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("import_tree: need --concurrency ≥ 1") and "--limit ≥ 1" in err

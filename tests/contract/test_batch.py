@@ -284,6 +284,17 @@ def test_delete_objects_request_level_refusals(stub: Stub) -> None:
     assert (v.field, v.description) == ("keys", "at most 1000 keys per DeleteObjects request, got 1001")
     resp, _ = _delete(stub, bucket, keys[:1000])  # exactly the limit
     assert len(resp.deleted) == 1000
+    # 1000 keys of 1024 bytes (the longest valid key) fit; 1000 refused keys of 4 KB would
+    # make a reply over gRPC's 4 MiB after the entry applied, so the request is refused first.
+    longest = [f"{i:04d}" + "k" * 1020 for i in range(1000)]
+    resp, _ = _delete(stub, bucket, longest)
+    assert len(resp.deleted) == 1000 and not resp.errors
+    huge = ["victim"] + ["q" * 4190] * 999
+    err = rpc_error(stub.DeleteObjects, svc.DeleteObjectsRequest(bucket=bucket, keys=huge,
+                                                                 quiet=True))
+    assert_status(err, grpc.StatusCode.INVALID_ARGUMENT, batch.BATCH_TOO_LARGE)
+    v = _violation(err)
+    assert v.field == "keys" and "at most 1048576 bytes of keys per DeleteObjects" in v.description
     err = rpc_error(stub.DeleteObjects, svc.DeleteObjectsRequest(
         bucket=f"nope-{uuid.uuid4().hex[:10]}", keys=["a"]))
     assert_status(err, grpc.StatusCode.NOT_FOUND, "bucket not found")
