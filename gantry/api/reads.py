@@ -12,6 +12,10 @@ Levels (chosen per call with gRPC metadata, so upstream request messages stay un
   — the ``x-gantry-log-index`` a write returned — then read locally. No log round trip.
 - ``x-gantry-consistency: stale``: read this node's state at once.
 
+The API waits on the gRPC event loop (:func:`wait_for_read_async`): a read index and the applied
+index are asyncio waits resolved once per barrier result and once per applied batch, so a waiting
+read holds no thread. :func:`wait_for_read` is the same wait for a thread.
+
 Every read reply carries ``x-gantry-log-index``: the applied index the read saw (at least).
 """
 
@@ -24,7 +28,7 @@ import grpc
 
 from gantry.api.errors import IndexNotApplied, RpcError, invalid_argument
 from gantry.consensus.errors import Stopping
-from gantry.consensus.readindex import ReadIndex
+from gantry.consensus.readindex import LoopReadIndex, ReadIndex
 from gantry.db import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
@@ -87,6 +91,26 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
         except Exception as e:  # consensus failed (no leader, lost leadership, stopping), deadline
             raise on_error(e) from None
     if min_index and not watermark.wait_for(min_index, timeout):
+        if watermark.closed:  # the node is stopping: what its proposals get too
+            raise on_error(Stopping())
+        raise on_error(IndexNotApplied(min_index))
+    return watermark.value
+
+
+async def wait_for_read_async(context: grpc.aio.ServicerContext, watermark: Watermark,
+                              read_index: LoopReadIndex,
+                              on_error: Callable[[BaseException], RpcError]) -> int:
+    """:func:`wait_for_read` on the event loop (``read_index``: the loop's side of the node's
+    :class:`ReadIndex`); returns the applied index to report. Raises RpcError exactly as
+    :func:`wait_for_read` does, for the same causes."""
+    level, min_index = parse(context)  # type: ignore[arg-type]
+    timeout = timeout_of(context)  # type: ignore[arg-type]
+    if level is Consistency.LINEARIZABLE:
+        try:
+            min_index = max(min_index, await read_index.index(timeout))
+        except Exception as e:  # consensus failed (no leader, lost leadership, stopping), deadline
+            raise on_error(e) from None
+    if min_index and not await watermark.wait_async(min_index, timeout):
         if watermark.closed:  # the node is stopping: what its proposals get too
             raise on_error(Stopping())
         raise on_error(IndexNotApplied(min_index))
