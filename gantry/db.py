@@ -74,6 +74,10 @@ def open_ro(path: pathlib.Path) -> sqlite3.Connection:
     return conn
 
 
+#: Abandoned loop-side waits a Watermark keeps before pruning them.
+PRUNE_AFTER = 1024
+
+
 class Watermark:
     """A monotonic "applied log index" that the writer advances and readers wait on.
 
@@ -94,6 +98,7 @@ class Watermark:
         #: (index, tie-breaker, future) of loop-side waiters, smallest index first.
         self._aio: list[tuple[int, int, asyncio.Future[bool]]] = []
         self._seq = itertools.count()
+        self._abandoned = 0
         #: Loop hand-offs made so far (tests count them: one per batch that wakes someone).
         self.handoffs = 0
 
@@ -166,7 +171,21 @@ class Watermark:
             async with asyncio.timeout(timeout_s):
                 return await fut
         except TimeoutError:
-            return False  # its heap entry is dropped when the index is reached or on close
+            return False
+        finally:
+            if fut.cancelled():  # deadline or client gone: its heap entry is now dead weight
+                self._forget_one()
+
+    def _forget_one(self) -> None:
+        """Count one abandoned loop-side waiter; once they are most of the heap (and over
+        :data:`PRUNE_AFTER`), drop them all: waits on an index far ahead (a bogus
+        ``x-gantry-min-log-index``) must not pile up until the node reaches it."""
+        with self._cond:
+            self._abandoned += 1
+            if self._abandoned > PRUNE_AFTER and 2 * self._abandoned > len(self._aio):
+                self._aio = [e for e in self._aio if not e[2].done()]
+                heapq.heapify(self._aio)
+                self._abandoned = 0
 
     def _due_locked(self) -> list[asyncio.Future[bool]]:
         due = []

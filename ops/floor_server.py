@@ -26,12 +26,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import grpc  # noqa: E402
 
 from gantry.actors.frontdoor import MAX_MESSAGE_BYTES  # noqa: E402
-
-#: Handler threads of the floor's sync server.
-MAX_WORKERS = 128
 from gantry.pb.bucket.v1 import bucket_pb2  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
+
+#: Handler threads of the floor's sync server.
+MAX_WORKERS = 128
 
 #: The one bucket every reply carries (the size of a real one: a name and an RFC 3339 time).
 FIXED_BUCKET = bucket_pb2.Bucket(name="floor-bucket", created_at_rfc3339="2026-01-01T00:00:00.000000Z")

@@ -14,7 +14,7 @@ Levels (chosen per call with gRPC metadata, so upstream request messages stay un
 
 The API waits on the gRPC event loop (:func:`wait_for_read_async`): a read index and the applied
 index are asyncio waits resolved once per barrier result and once per applied batch, so a waiting
-read holds no thread. :func:`wait_for_read` is the same wait for a thread.
+read holds no thread.
 
 Every read reply carries ``x-gantry-log-index``: the applied index the read saw (at least).
 """
@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import grpc
 
 from gantry.api.errors import IndexNotApplied, RpcError, invalid_argument
 from gantry.consensus.errors import Stopping
-from gantry.consensus.readindex import LoopReadIndex, ReadIndex
+from gantry.consensus.readindex import LoopReadIndex
 from gantry.db import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
@@ -37,6 +38,9 @@ LOG_INDEX_KEY = "x-gantry-log-index"
 #: Longest a read waits for its index when the client set no deadline (seconds).
 DEFAULT_READ_TIMEOUT_S = 10.0
 
+#: A call's context, sync or grpc.aio (both have the methods read here).
+AnyContext: TypeAlias = "grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]"
+
 
 class Consistency(enum.Enum):
     LINEARIZABLE = "linearizable"
@@ -44,7 +48,7 @@ class Consistency(enum.Enum):
     MIN_INDEX = "min-index"
 
 
-def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
+def parse(context: AnyContext) -> tuple[Consistency, int]:
     """``(level, min index)`` from the call's metadata; raises RpcError(INVALID_ARGUMENT)."""
     level, min_index = "", 0
     for k, v in context.invocation_metadata() or ():
@@ -64,7 +68,7 @@ def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
     raise invalid_argument("InvalidConsistency", CONSISTENCY_KEY)
 
 
-def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
+def timeout_of(context: AnyContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
     """Seconds this call may still wait: the client's deadline less 5 ms, at most ``default_s``
     (no client deadline shows up as None or as an enormous number of seconds)."""
     r = context.time_remaining()
@@ -73,9 +77,12 @@ def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TI
     return max(0.0, r - 0.005)
 
 
-def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
-                  read_index: ReadIndex, on_error: Callable[[BaseException], RpcError]) -> int:
-    """Block until this node may serve the call's read; returns the applied index to report.
+async def wait_for_read_async(context: grpc.aio.ServicerContext[Any, Any], watermark: Watermark,
+                              read_index: LoopReadIndex,
+                              on_error: Callable[[BaseException], RpcError]) -> int:
+    """Wait, on the event loop (no thread waits), until this node may serve the call's read;
+    returns the applied index to report. ``read_index``: the loop's side of the node's
+    :class:`~gantry.consensus.readindex.ReadIndex`.
 
     Raises RpcError: INVALID_ARGUMENT for bad metadata; otherwise ``on_error(e)`` — the call's
     status for ``e`` (:data:`~gantry.api.errors.STATUSES`, kind READ) — for the read index's
@@ -85,26 +92,6 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
     the node closed the watermark."""
     level, min_index = parse(context)
     timeout = timeout_of(context)
-    if level is Consistency.LINEARIZABLE:
-        try:
-            min_index = max(min_index, read_index.get().result(timeout=timeout))
-        except Exception as e:  # consensus failed (no leader, lost leadership, stopping), deadline
-            raise on_error(e) from None
-    if min_index and not watermark.wait_for(min_index, timeout):
-        if watermark.closed:  # the node is stopping: what its proposals get too
-            raise on_error(Stopping())
-        raise on_error(IndexNotApplied(min_index))
-    return watermark.value
-
-
-async def wait_for_read_async(context: grpc.aio.ServicerContext, watermark: Watermark,
-                              read_index: LoopReadIndex,
-                              on_error: Callable[[BaseException], RpcError]) -> int:
-    """:func:`wait_for_read` on the event loop (``read_index``: the loop's side of the node's
-    :class:`ReadIndex`); returns the applied index to report. Raises RpcError exactly as
-    :func:`wait_for_read` does, for the same causes."""
-    level, min_index = parse(context)  # type: ignore[arg-type]
-    timeout = timeout_of(context)  # type: ignore[arg-type]
     if level is Consistency.LINEARIZABLE:
         try:
             min_index = max(min_index, await read_index.index(timeout))

@@ -151,7 +151,7 @@ class GantryService:
         result; raises RpcError (:data:`~gantry.api.errors.STATUSES`) for any other outcome,
         a consensus error or the deadline (also when no write slot freed up in time)."""
         call = self._call(Kind.WRITE, method)
-        timeout = timeout_of(context, DEFAULT_WRITE_TIMEOUT_S)  # type: ignore[arg-type]
+        timeout = timeout_of(context, DEFAULT_WRITE_TIMEOUT_S)
         try:
             if self._write_slots.locked():  # MAX_IN_FLIGHT_WRITES wait already: queue for a slot
                 t0 = time.monotonic()

@@ -15,7 +15,7 @@ import pytest
 from gantry.consensus.errors import NoLeader, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import LoopReadIndex, ReadIndex
-from gantry.db import Watermark
+from gantry.db import PRUNE_AFTER, Watermark
 
 T = TypeVar("T")
 N = 200
@@ -144,10 +144,16 @@ def test_watermark_wakes_the_waiters_it_reached_once_per_advance(loop: Loop) -> 
     assert loop.run(wm.wait_async(100, 1)) is False
 
 
-def test_watermark_wait_times_out(loop: Loop) -> None:
+def test_watermark_wait_times_out_and_abandoned_waits_do_not_pile_up(loop: Loop) -> None:
     wm = Watermark(0)
     assert loop.run(wm.wait_async(1, 0.02)) is False
     assert not wm.closed
+
+    async def many() -> list[bool]:
+        return await asyncio.gather(*(wm.wait_async(10**12, 0.01) for _ in range(3000)))
+
+    assert not any(loop.run(many()))
+    assert len(wm._aio) <= 2 * PRUNE_AFTER + 2  # noqa: SLF001 - pruned, not 3001
 
 
 def test_reads_on_one_barrier_share_one_hand_off(loop: Loop) -> None:
