@@ -176,6 +176,39 @@ class Proposer:
         self._closed = True
 
 
+class ReadIndexSource:
+    """Read indexes without log entries (Raft §6.4, :class:`~gantry.consensus.readindex.
+    ReadRounds`), requested from any thread: :meth:`request` hands the request to the tick thread
+    (no wait, no mailbox hop) and returns its ``Future[int]`` — a log index the leader had
+    committed after the request began, confirmed by a round (or this node's own commit index
+    when it alone is a majority). It fails with ``ReadIndexUnsupported`` (use a barrier entry:
+    an older build leads, or its voting majority does not echo rounds), ``NoLeader``,
+    ``NotLeader``, ``LeaderChanged``, ``TimeoutError`` (the leader did not answer) or
+    ``Stopping``."""
+
+    def __init__(self, asks: _TickAsks) -> None:
+        self._asks = asks
+
+    def request(self) -> Future[int]:
+        out: Future[int] = Future()
+
+        def on_tick(s: GantrySyncObj) -> None:
+            s.reads.request(s, out)
+
+        def posted(p: Future[Any]) -> None:
+            exc = p.exception()
+            if exc is not None and not out.done():
+                out.set_exception(exc)
+
+        self._asks.post(on_tick).add_done_callback(posted)
+        return out
+
+    def end_waits(self) -> None:
+        """The node is stopping: every read still waiting for a read index here fails with
+        ``Stopping`` (on the tick thread, without waiting for it)."""
+        self._asks.post(lambda s: s.reads.close(Stopping()))
+
+
 class _TickAsks:
     """Functions queued by other threads to run on the tick thread with the engine as argument;
     each caller waits on its own Future. Closed when the engine stops: pending and later asks
@@ -190,13 +223,18 @@ class _TickAsks:
     def ask(self, fn: Callable[[Any], Any], timeout_s: float = ASK_TIMEOUT_S) -> Any:
         """``fn(engine)`` as run on the tick thread; raises what it raised, or
         ``concurrent.futures.TimeoutError`` when the tick thread did not get to it in time."""
+        return self.post(fn).result(timeout=timeout_s)
+
+    def post(self, fn: Callable[[Any], Any]) -> Future[Any]:
+        """Queue ``fn(engine)`` for the tick thread without waiting: the Future of its result
+        (``Stopping`` once the engine stopped). Safe on any thread, the tick thread included."""
         fut: Future[Any] = Future()
         self._queue.put((fn, fut))
         if self._closed:
             self.close()
         else:
             self._wake()
-        return fut.result(timeout=timeout_s)
+        return fut
 
     def run(self, engine: Any) -> None:
         """Tick thread: answer every queued ask."""
@@ -273,6 +311,7 @@ class RaftActor(pykka.ThreadingActor):
         self._wake: Any = None
         self._asks = _TickAsks(self._wake_tick)
         self._proposer: Proposer | None = None
+        self._read_source = ReadIndexSource(self._asks)
         #: Published by the tick thread (see the module docstring); read by any thread.
         self._view = TickView()
         # -- the rest is the tick thread's own --
@@ -388,6 +427,7 @@ class RaftActor(pykka.ThreadingActor):
             self._proposer.close()
         if self._sync is not None:
             self._sync.destroy_synchronous()  # the tick thread has ended when this returns
+            self._sync.reads.close(Stopping())  # no tick thread any more: reads end here
             self._sync = None
         self._asks.close()
         if self._pending_snapshot is not None:  # never built: release its read transaction
@@ -412,6 +452,10 @@ class RaftActor(pykka.ThreadingActor):
         assert self._proposer is not None
         return self._proposer
 
+    def read_index_source(self) -> ReadIndexSource:
+        """The thread-safe way in for read indexes (see :class:`ReadIndexSource`)."""
+        return self._read_source
+
     def status(self) -> RaftStatus:
         """This node's role, leader, term and log indexes, as of the tick thread's next tick.
         Raises ``concurrent.futures.TimeoutError`` if the tick thread does not answer within
@@ -423,7 +467,8 @@ class RaftActor(pykka.ThreadingActor):
         """The commit index, when this node leads a one-member cluster and has committed its
         term's no-op (None otherwise, or when the engine stopped): every write such a cluster
         acknowledged is committed at or below it, so it is a read index (Raft §6.4) obtained
-        without a log entry — what a linearizable read uses while the disk is full."""
+        without a log entry — what a linearizable read uses while this node's database is full
+(gantry/node.py:Node._read_barrier; otherwise :class:`ReadIndexSource`)."""
 
         def now(s: GantrySyncObj) -> int | None:
             noop = s.noop_index()
@@ -629,6 +674,7 @@ class RaftActor(pykka.ThreadingActor):
             self._serving = serving
             self._view = TickView(leader, serving)
             self._on_health(serving)
+        s.reads.tick(s)  # ReadIndex: start rounds that waited, fail what a leader change ended
         self._asks.run(s)
 
     def _caught_up_now(self, s: GantrySyncObj, leader: str) -> bool:

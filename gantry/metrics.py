@@ -120,9 +120,22 @@ READ_INDEX_WAITS = Counter(
     registry=REGISTRY)
 READ_INDEX_DURATION = Histogram(
     "gantry_read_index_duration_seconds",
-    "One read-index barrier, proposed to applied here (seconds); concurrent reads share one, and "
-    "a read waits for at most about two.",
+    "One read index obtained (a ReadIndex round, or a barrier entry proposed to applied here), "
+    "in seconds; concurrent reads share one, and a read waits for at most about two.",
     buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+READ_INDEX_ROUNDS = Counter(
+    "gantry_read_index_rounds",
+    "ReadIndex rounds this node started as leader (Raft §6.4: one append_entries round confirms "
+    "leadership for every read waiting then); no log entry is written for them.",
+    registry=REGISTRY)
+READ_INDEX_ROUNDS_FAILED = Counter(
+    "gantry_read_index_rounds_failed",
+    "ReadIndex rounds failed: leadership lost, the term changed, or no majority confirmed them "
+    "within an election timeout.", registry=REGISTRY)
+READ_INDEX_FALLBACKS = Counter(
+    "gantry_read_index_fallbacks",
+    "Read indexes obtained through a barrier log entry because the leader, or its voting "
+    "majority, runs a build without ReadIndex (rolling upgrade).", registry=REGISTRY)
 
 
 def rpc_observer(service: str, method: str) -> Callable[[Any, float], None]:

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2
 
 from gantry import diskspace, metrics, preflight, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
-from gantry.actors.raft import Proposer, RaftActor, RaftStatus
+from gantry.actors.raft import Proposer, RaftActor, RaftStatus, ReadIndexSource
 from gantry.actors.writer import EntryQueue, WriterActor
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.admin import AdminService
@@ -35,7 +35,7 @@ from gantry.backup import CopyTaker
 from gantry.config import Config
 from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, Stopping
 from gantry.consensus.proposals import Proposals
-from gantry.consensus.readindex import ReadIndex, barrier_future
+from gantry.consensus.readindex import ReadIndex, barrier_future, with_fallback
 from gantry.datadir import DataDirInUse, DataDirLock
 from gantry.db import ReadPool, Watermark
 from gantry.heartbeat import CradleMonitor
@@ -89,6 +89,7 @@ class Node:
         self._writer: pykka.ActorRef[Any] | None = None
         self._raft: pykka.ActorRef[Any] | None = None
         self._proposer: Proposer | None = None
+        self._read_source: ReadIndexSource | None = None
         self._frontdoor: pykka.ActorRef[Any] | None = None
         self._reads: ReadPool | None = None
         self._stopping = threading.Event()
@@ -152,6 +153,7 @@ class Node:
         if err:
             raise StartError(err)
         self._proposer = self._raft.proxy().proposer().get(timeout=30)
+        self._read_source = self._raft.proxy().read_index_source().get(timeout=30)
         self._reads = ReadPool(cfg.database)
         read_index = ReadIndex(self._read_barrier)
         service = GantryService(self._reads, self.propose_aio, cfg.app_env, self.watermark, read_index,
@@ -276,29 +278,43 @@ class Node:
         return fut
 
     def _read_barrier(self) -> Future[int]:
-        """A read index for :class:`ReadIndex`: normally a barrier entry through the log. While
-        the disk is full no entry can be appended; the leader of a one-member cluster then uses
-        its commit index (every write it acknowledged is at or below it) — or, when the writer
-        holds a batch it has no room for, its applied index (nothing above it was acknowledged:
-        on one member a write is acknowledged only once applied here). Elsewhere the read is
-        refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node). That case asks the Raft
-        actor, on a thread of its own: the caller may be the gRPC event loop, which never waits
-        on an actor."""
+        """A read index for :class:`ReadIndex` (one per batch of reads; raises or fails with a
+        ConsensusError or ``TimeoutError``): normally a ReadIndex round, no log entry
+        (:class:`~gantry.actors.raft.ReadIndexSource`, Raft §6.4). A barrier entry through the
+        log instead when the leader, or its voting majority, is an older build without ReadIndex
+        (a rolling upgrade: docs/OPERATIONS.md).
+
+        While this node's database has no room (the writer holds a batch it cannot apply), the
+        leader of a one-member cluster uses its commit index capped at its applied index (nothing
+        above it was acknowledged: on one member a write is acknowledged only once applied here);
+        elsewhere such a read is refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node),
+        since this node could not apply a read index it obtains. When only the Raft log is full a
+        ReadIndex round still works (it appends nothing); its barrier fallback is refused. That
+        disk-full case asks the Raft actor on a thread of its own: the caller may be the gRPC
+        event loop, which never waits on an actor."""
         self._free.check()
-        if not self.disk.full:
-            return barrier_future(self.propose_async, commands.barrier)
-        if self._stopping.is_set() or self._raft is None:
+        if self._stopping.is_set() or self._raft is None or self._read_source is None:
             raise Stopping()
+        if not (self.disk.full and "database" in self.disk.where()):
+            if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
+                raise NoLeader()
+
+            def barrier() -> Future[int]:
+                if self.disk.full:
+                    raise NoSpace()
+                return barrier_future(self.propose_async, commands.barrier)
+
+            return with_fallback(self._read_source.request(), barrier)
         return self._aside.submit(self._solo_read_index)
 
     def _solo_read_index(self) -> int:
+        """The one-member leader's read index while its database is full (see
+        :meth:`_read_barrier`); an ask of the Raft actor, run on ``node-aside``."""
         assert self._raft is not None
         index = self._raft.proxy().solo_read_index().get(timeout=10)
         if index is None:
             raise NoSpace()
-        if "database" in self.disk.where():
-            index = min(index, self.watermark.value)
-        return int(index)
+        return min(int(index), self.watermark.value)
 
     def status(self) -> RaftStatus:
         """Raft role, leader, term, commit/applied indexes, members."""
@@ -419,6 +435,8 @@ class Node:
             log.info("ending_waiting_calls")
         self.watermark.close()
         self.proposals.fail_all(Stopping())
+        if self._read_source is not None:
+            self._read_source.end_waits()
 
     def _on_fatal(self, reason: str) -> None:
         self.fatal_reason = reason

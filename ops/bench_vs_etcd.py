@@ -3,11 +3,13 @@
 Usage::
 
     python ops/bench_vs_etcd.py [--rounds 3] [--duration 5] [--warmup 2] [--concurrency 1,16,64]
-        [--workloads write,local-read,linearizable-read] [--systems etcd,gantry,floor]
-        [--timeout 5] [--read-keys 100] [--etcd PATH] [--etcd-arg=FLAG ...] [--serve-arg=FLAG ...]
+        [--workloads write,local-read,linearizable-read] [--systems etcd,gantry,floor,base]
+        [--base CHECKOUT] [--members 3] [--timeout 5] [--read-keys 100] [--etcd PATH]
+        [--etcd-arg=FLAG ...] [--serve-arg=FLAG ...]
         [--work-dir DIR] [--json]
 
-Three systems, each three processes on 127.0.0.1 (free ports, data under a temporary directory):
+Three systems (four with ``--base``), each ``--members`` processes (default 3) on 127.0.0.1 (free
+ports, data under a temporary directory):
 
 ``etcd``
     A 3-member etcd cluster: the ``etcd`` binary on PATH (Debian's ``etcd-server``: ``apt-get
@@ -21,6 +23,10 @@ Three systems, each three processes on 127.0.0.1 (free ports, data under a tempo
     Three ``ops/floor_server.py`` processes: a do-nothing sync grpcio server (128 threads)
     answering the same GantryService calls with a fixed reply. It bounds what any Python
     grpcio node can do here; ``Gantry/floor`` is the share of it Gantry reaches.
+``base``
+    With ``--base CHECKOUT``: Gantry from another checkout (its own ``.venv``; e.g. a git
+    worktree of the commit before a change), started like ``gantry``. The table then adds
+    ``base ops/s`` and ``Gantry/base``: a before/after from the same sitting.
 
 Workloads (one op = one RPC):
 
@@ -41,7 +47,7 @@ before any measured read.
 
 The load generator is one closed-loop grpc.aio generator in this process, the same code for every
 system: only the method path, the request message and the metadata differ. ``c`` workers; worker
-*i* sends to member ``i % 3`` (one channel per member) and sends its next call as soon as the
+*i* sends to member ``i % members`` (one channel per member) and sends its next call as soon as the
 previous one returned. Ops finishing in the first ``--warmup`` seconds are not counted; the
 ``--duration`` seconds after that are measured (ops/s = measured ops / duration). Every call has a
 ``--timeout`` deadline (seconds); a failed call counts as an error and its worker pauses 10 ms.
@@ -106,11 +112,12 @@ from bench import percentile  # noqa: E402
 
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 
-SYSTEMS = ("etcd", "gantry", "floor")
-LABELS = {"etcd": "etcd", "gantry": "Gantry", "floor": "floor"}
+SYSTEMS = ("etcd", "gantry", "floor", "base")
+LABELS = {"etcd": "etcd", "gantry": "Gantry", "floor": "floor", "base": "base"}
 WORKLOADS = ("write", "local-read", "linearizable-read")
 WORKLOAD_LABELS = {"write": "write", "local-read": "local read",
                    "linearizable-read": "linearizable read"}
+#: Members per cluster unless ``--members`` says otherwise.
 MEMBERS = 3
 ETCD_PROTO = HERE / "etcd" / "kv.proto"
 #: etcd Put's value: 27 bytes, the size of the RFC 3339 creation time a Gantry bucket stores.
@@ -335,14 +342,14 @@ async def run_load(targets: list[str], call: Call, concurrency: int, warmup_s: f
 
 # -- clusters -------------------------------------------------------------------------------------
 
-def plan_etcd(etcd_bin: str, workdir: pathlib.Path,
-              extra: list[str]) -> list[tuple[cluster.Node, list[str]]]:
-    """A new 3-member etcd cluster (client port = ``grpc_port``, peer port = ``raft_port``; data
+def plan_etcd(etcd_bin: str, workdir: pathlib.Path, extra: list[str],
+              members: int = MEMBERS) -> list[tuple[cluster.Node, list[str]]]:
+    """A new ``members``-member etcd cluster (client port = ``grpc_port``, peer port = ``raft_port``; data
     in ``data_dir/data``, which etcd creates with its 0700 mode): each member and its command."""
-    ports = cluster.free_ports(2 * MEMBERS)
-    nodes = [cluster.Node(name=f"etcd{i + 1}", grpc_port=ports[i], raft_port=ports[MEMBERS + i],
+    ports = cluster.free_ports(2 * members)
+    nodes = [cluster.Node(name=f"etcd{i + 1}", grpc_port=ports[i], raft_port=ports[members + i],
                           data_dir=workdir / f"etcd{i + 1}", log_path=workdir / f"etcd{i + 1}.log")
-             for i in range(MEMBERS)]
+             for i in range(members)]
     initial = ",".join(f"{n.name}=http://{n.raft_addr}" for n in nodes)
     token = f"bench-{secrets.token_hex(4)}"
     return [(n, [etcd_bin, "--name", n.name, "--data-dir", str(n.data_dir / "data"),
@@ -354,19 +361,35 @@ def plan_etcd(etcd_bin: str, workdir: pathlib.Path,
             for n in nodes]
 
 
-def plan_gantry(workdir: pathlib.Path, extra: list[str]) -> list[tuple[cluster.Node, list[str]]]:
-    """3 peered ``gantry serve`` nodes from this checkout (ops/cluster.py), no storage server:
-    each node and its command."""
-    ports = cluster.free_ports(3 * MEMBERS)
+def plan_gantry(workdir: pathlib.Path, extra: list[str], members: int = MEMBERS,
+                python: str = "") -> list[tuple[cluster.Node, list[str]]]:
+    """``members`` peered ``gantry serve`` nodes (ops/cluster.py), no storage server: each node
+    and its command. ``python``: the interpreter to run them with (another checkout's, for
+    ``base``); default this one."""
+    ports = cluster.free_ports(3 * members)
     # Metrics on, as by default (etcd always serves its own /metrics): like for like.
-    nodes = cluster.plan_nodes(MEMBERS, workdir, ports[:MEMBERS], ports[MEMBERS:2 * MEMBERS],
-                               ports[2 * MEMBERS:])
-    return [(nd, cluster.serve_args(nd, nodes, "", extra)) for nd in nodes]
+    nodes = cluster.plan_nodes(members, workdir, ports[:members], ports[members:2 * members],
+                               ports[2 * members:])
+    plan = [(nd, cluster.serve_args(nd, nodes, "", extra)) for nd in nodes]
+    if python:
+        for _nd, args in plan:
+            args[0] = python
+    return plan
 
 
-def plan_floor(workdir: pathlib.Path) -> list[tuple[cluster.Node, list[str]]]:
-    """3 ``ops/floor_server.py`` processes: each and its command."""
-    ports = cluster.free_ports(MEMBERS)
+def base_python(checkout: pathlib.Path) -> str:
+    """The interpreter that runs ``checkout``'s Gantry: its ``.venv/bin/python`` (made by the
+    README's install command). Raises SystemExit when there is none."""
+    py = checkout / ".venv" / "bin" / "python"
+    if not (checkout / "gantry").is_dir() or not py.exists():
+        raise SystemExit(f"bench_vs_etcd: --base {checkout}: need a Gantry checkout with its own "
+                         ".venv (python3 -m venv .venv && .venv/bin/pip install -e .)")
+    return str(py)
+
+
+def plan_floor(workdir: pathlib.Path, members: int = MEMBERS) -> list[tuple[cluster.Node, list[str]]]:
+    """``members`` ``ops/floor_server.py`` processes: each and its command."""
+    ports = cluster.free_ports(members)
     nodes = [cluster.Node(name=f"floor{i + 1}", grpc_port=p, raft_port=0,
                           data_dir=workdir / f"floor{i + 1}", log_path=workdir / f"floor{i + 1}.log")
              for i, p in enumerate(ports)]
@@ -394,17 +417,21 @@ def running(system: str, workdir: pathlib.Path, opts: argparse.Namespace) -> Ite
     for until SIGTERM; RuntimeError when they do not become SERVING."""
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"bench_vs_etcd: starting {system} in {workdir}", file=sys.stderr, flush=True)
+    pythonpath = None
     if system == "etcd":
-        plan = plan_etcd(opts.etcd_path, workdir, opts.etcd_arg)
+        plan = plan_etcd(opts.etcd_path, workdir, opts.etcd_arg, opts.members)
     elif system == "gantry":
-        plan = plan_gantry(workdir, opts.serve_arg)
+        plan = plan_gantry(workdir, opts.serve_arg, opts.members)
+    elif system == "base":
+        plan = plan_gantry(workdir, opts.serve_arg, opts.members, base_python(opts.base))
+        pythonpath = opts.base
     else:
-        plan = plan_floor(workdir)
+        plan = plan_floor(workdir, opts.members)
     nodes = [n for n, _ in plan]
     try:
         for n, args in plan:
-            cluster.start_node(n, args, "warning")
-        if system == "gantry":
+            cluster.start_node(n, args, "warning", pythonpath)
+        if system in ("gantry", "base"):
             with contextlib.redirect_stdout(sys.stderr):
                 problem = cluster.wait_serving(nodes, READY_TIMEOUT_S, threading.Event())
             if problem is not None:
@@ -517,7 +544,7 @@ def round_order(systems: list[str], rnd: int) -> list[str]:
 
 def run_sitting(opts: argparse.Namespace, workdir: pathlib.Path) -> list[RunRecord]:
     """Every round of every system, workload and concurrency; returns the records in run order."""
-    apis: dict[str, Api] = {"gantry": gantry_api(), "floor": gantry_api()}
+    apis: dict[str, Api] = {"gantry": gantry_api(), "floor": gantry_api(), "base": gantry_api()}
     if "etcd" in opts.systems:
         apis["etcd"] = etcd_api(load_etcd_kv(workdir / "etcdpb"))
     records: list[RunRecord] = []
@@ -564,6 +591,7 @@ class Row:
     figures: dict[str, Figures]
     gantry_vs_etcd: float | None
     gantry_vs_floor: float | None
+    gantry_vs_base: float | None = None
 
 
 def _median_or_none(xs: list[float | None]) -> float | None:
@@ -598,7 +626,8 @@ def summarize(records: list[RunRecord]) -> list[Row]:
                 errors=sum(sum(r.errors.values()) for r in runs))
         rows.append(Row(workload=workload, c=c, figures=figures,
                         gantry_vs_etcd=_ratio(by_system, "gantry", "etcd"),
-                        gantry_vs_floor=_ratio(by_system, "gantry", "floor")))
+                        gantry_vs_floor=_ratio(by_system, "gantry", "floor"),
+                        gantry_vs_base=_ratio(by_system, "gantry", "base")))
     return rows
 
 
@@ -628,17 +657,21 @@ def _system_cells(f: Figures | None) -> tuple[str, str, str]:
 
 def format_table(rows: list[Row]) -> str:
     """The markdown table: ops/s, Gantry's ratios, p50 / p99 ms and server CPU ms per op of each
-    system; '–' where a system did not run."""
-    names = [LABELS[s] for s in SYSTEMS]
+    system; '–' where a system did not run. The ``base`` columns (another checkout: "before")
+    appear only when some row has base figures."""
+    systems = [s for s in SYSTEMS if s != "base" or any("base" in r.figures for r in rows)]
+    names = [LABELS[s] for s in systems]
     head = (["workload", "c", "etcd ops/s", "Gantry ops/s", "Gantry/etcd", "floor ops/s", "Gantry/floor"]
+            + (["base ops/s", "Gantry/base"] if "base" in systems else [])
             + [f"{n} p50 / p99 ms" for n in names] + [f"{n} CPU ms/op" for n in names])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = {s: _system_cells(row.figures.get(s)) for s in SYSTEMS}
+        cells = {s: _system_cells(row.figures.get(s)) for s in systems}
         cols = ([WORKLOAD_LABELS.get(row.workload, row.workload), str(row.c),
                  cells["etcd"][0], cells["gantry"][0], _ratio_text(row.gantry_vs_etcd),
                  cells["floor"][0], _ratio_text(row.gantry_vs_floor)]
-                + [cells[s][1] for s in SYSTEMS] + [cells[s][2] for s in SYSTEMS])
+                + ([cells["base"][0], _ratio_text(row.gantry_vs_base)] if "base" in systems else [])
+                + [cells[s][1] for s in systems] + [cells[s][2] for s in systems])
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
@@ -718,7 +751,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", type=lambda t: _name_list(t, WORKLOADS, "--workloads"),
                    default=list(WORKLOADS), help="comma-separated, of " + ",".join(WORKLOADS))
     p.add_argument("--systems", type=lambda t: _name_list(t, SYSTEMS, "--systems"),
-                   default=list(SYSTEMS), help="comma-separated, of " + ",".join(SYSTEMS))
+                   default=None, help="comma-separated, of " + ",".join(SYSTEMS)
+                   + " (default etcd,gantry,floor, plus base with --base)")
+    p.add_argument("--base", type=pathlib.Path, default=None,
+                   help="another Gantry checkout with its own .venv (e.g. a git worktree of the "
+                        "commit before a change): runs as system 'base', for a before/after table")
+    p.add_argument("--members", type=int, default=MEMBERS,
+                   help=f"members per cluster, every system (default {MEMBERS})")
     p.add_argument("--timeout", type=float, default=5.0, help="per-call deadline, seconds (default 5)")
     p.add_argument("--read-keys", type=int, default=100,
                    help="keys (buckets) the reads choose from (default 100)")
@@ -740,9 +779,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sitting and print the table. Exit 0, 1 when any call failed, 2 on bad flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = build_parser().parse_args(argv)
-    if (opts.rounds < 1 or opts.duration <= 0 or opts.warmup < 0 or opts.timeout <= 0
+    if opts.systems is None:
+        # base beside gantry, so the two are neighbours in time in every round
+        opts.systems = ["etcd", "gantry"] + (["base"] if opts.base else []) + ["floor"]
+    if "base" in opts.systems and opts.base is None:
+        print("bench_vs_etcd: system 'base' needs --base CHECKOUT", file=sys.stderr)
+        return 2
+    if opts.base is not None:
+        opts.base = opts.base.resolve()
+        base_python(opts.base)
+    if (opts.members < 1 or opts.rounds < 1 or opts.duration <= 0 or opts.warmup < 0 or opts.timeout <= 0
             or opts.read_keys < 1 or not opts.concurrency or min(opts.concurrency) < 1):
-        print("bench_vs_etcd: need --rounds ≥ 1, --duration > 0, --warmup ≥ 0, --timeout > 0, "
+        print("bench_vs_etcd: need --members ≥ 1, --rounds ≥ 1, --duration > 0, --warmup ≥ 0, --timeout > 0, "
               "--read-keys ≥ 1, --concurrency values ≥ 1", file=sys.stderr)
         return 2
     opts.etcd_path = shutil.which(opts.etcd) if "etcd" in opts.systems else ""

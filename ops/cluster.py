@@ -133,14 +133,17 @@ def serve_args(node: Node, nodes: list[Node], cradle_addr: str, extra: list[str]
     return args + extra
 
 
-def start_node(node: Node, args: list[str], log_level: str) -> None:
+def start_node(node: Node, args: list[str], log_level: str,
+               pythonpath: pathlib.Path | None = None) -> None:
     """Spawn ``args`` in its own session (so a terminal's Ctrl-C reaches only the launcher),
-    stdout and stderr appended to the node's log file."""
+    stdout and stderr appended to the node's log file. ``pythonpath``: the checkout whose
+    ``gantry`` package the node imports (default this one)."""
     node.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["LOG_FORMAT"] = "json"
     env.setdefault("LOG_LEVEL", log_level)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath or REPO), env.get("PYTHONPATH", ""))
+                                        if p)
     with open(node.log_path, "ab") as logf:
         node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -3,18 +3,24 @@
 Usage::
 
     python ops/import_tree.py [PATH] [--target HOST:PORT[,HOST:PORT...]]... [--bucket NAME] \\
-        [--concurrency 32] [--timeout 10] [--retry-for 30] [--progress-every 1000] \\
-        [--progress-interval 5] [--limit N] [--json] [--tls-ca CA.pem [--tls-cert C --tls-key K]]
+        [--batch-size 1000 | --per-file] [--concurrency N] [--timeout 10] [--retry-for 30] \\
+        [--progress-every 1000] [--progress-interval 5] [--limit N] [--json] \\
+        [--tls-ca CA.pem [--tls-cert C --tls-key K]]
 
 PATH defaults to this interpreter's standard library (``sysconfig.get_paths()["stdlib"]``), a
 real tree of tens of thousands of files. The bucket defaults to ``import-<basename of PATH>``
 made S3-valid; an existing bucket (``ALREADY_EXISTS``) is reused, and re-imported keys replace
 their earlier objects (S3 semantics: the later commit wins).
 
-For every regular file under PATH (symlinks are not followed) the importer sends
-``PlanWrite(bucket, key, size)`` with the key the path relative to PATH with ``/`` separators and
-the file's real size, then ``CommitObject(object_id, size, last_modified_ms=mtime in ms)``.
-It does not read or upload file contents: Gantry only keeps metadata.
+For every regular file under PATH (symlinks are not followed) the importer records an object
+with the key the path relative to PATH with ``/`` separators, the file's real size and
+``last_modified_ms`` its mtime in ms. By default files go in batches: one ``PutObjects`` call
+(one Raft log entry: PlanWrite + CommitObject for each file) per ``--batch-size`` files (at
+most 5000, and at most 1 MiB of keys), ``--concurrency`` batches in flight (default 4); each
+file's own result counts it imported or failed. ``--per-file`` sends the single RPCs instead,
+``PlanWrite(bucket, key, size)`` then ``CommitObject(object_id, size, last_modified_ms)``,
+``--concurrency`` files in flight (default 32). It does not read or upload file contents:
+Gantry only keeps metadata.
 
 Skipped and counted by reason (never sent): symlinks, sockets/FIFOs/devices, unreadable files
 and directories, empty files (PlanWrite rejects size ≤ 0 with ``InvalidSize``), files over
@@ -26,14 +32,16 @@ list, e.g. the ``targets=`` line ``ops/cluster.py`` prints. Calls go to one node
 UNAVAILABLE (the node died, stopped, or knows no leader) or DEADLINE_EXCEEDED the importer fails
 over to the next target, in order, and stays there. Start-up needs any one target reachable.
 
-Every call carries a fresh ``x-request-id`` (kept across its retries, on whichever node), so a
-cluster that already applied an attempt answers the retry with the original outcome instead of
+Every call (a batch, or one file's PlanWrite or CommitObject) carries a fresh ``x-request-id``
+(kept across its retries, on whichever node), so a cluster that already applied an attempt
+answers the retry with the original outcome (a batch: the original per-file results) instead of
 applying it twice (the request ids are remembered in the replicated state, so on every node: no
 duplicate PENDING objects, no failed re-commit). Transient errors (UNAVAILABLE — e.g. "no leader"
 during an election —, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered back-off
 for up to ``--retry-for`` seconds per call. Should a retried CommitObject still answer
 FAILED_PRECONDITION (a server without request-id dedupe), an earlier attempt committed the
-object and the file counts as imported. Every other error counts as failed.
+object and the file counts as imported. Every other error counts as failed (a batch's error:
+each of its files, as ``PutObjects:<code>``).
 
 Progress lines go to stderr every ``--progress-every`` files or ``--progress-interval`` seconds;
 the final summary goes to stdout. Exit status: 0 when nothing failed, 1 when any file failed,
@@ -44,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import pathlib
@@ -64,6 +73,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import grpc  # noqa: E402
 
 from gantry import tlsconfig, validation  # noqa: E402
+from gantry.api.batch import MAX_PUT_KEY_BYTES, MAX_PUT_OBJECTS  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
 
@@ -96,6 +106,7 @@ class Tally:
     first_failures: list[str] = field(default_factory=list)
     bytes_imported: int = 0
     failovers: int = 0
+    batches: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -174,10 +185,12 @@ def derive_bucket_name(root: pathlib.Path) -> str:
 
 def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
     """Yield each importable regular file under ``root`` (sorted, depth first); count the rest
-    in ``tally.skipped`` by reason. Symlinks, to files or directories, are never followed."""
-    stack = [root]
+    in ``tally.skipped`` by reason. Symlinks, to files or directories, are never followed.
+    A key is the path relative to ``root`` with ``/`` separators, built by joining names (no
+    ``relpath`` per file: that was half of the walk's CPU)."""
+    stack: list[tuple[str | pathlib.Path, str]] = [(root, "")]  # (directory, its key prefix)
     while stack:
-        d = stack.pop()
+        d, prefix = stack.pop()
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -196,7 +209,7 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
                 tally.skipped["symlink"] += 1
                 continue
             if stat.S_ISDIR(mode):
-                subdirs.append(pathlib.Path(e.path))
+                subdirs.append((e.path, f"{prefix}{e.name}/"))
                 continue
             if not stat.S_ISREG(mode):
                 tally.skipped["special"] += 1
@@ -210,7 +223,7 @@ def walk_files(root: pathlib.Path, tally: Tally) -> Iterator[FileItem]:
             if st.st_size > validation.MAX_OBJECT_SIZE:
                 tally.skipped["too_large"] += 1
                 continue
-            key = pathlib.PurePath(os.path.relpath(e.path, root)).as_posix()
+            key = prefix + e.name
             if validation.key_error(key):
                 tally.skipped["invalid_key"] += 1
                 continue
@@ -271,10 +284,57 @@ async def import_one(targets: Targets, bucket: str, item: FileItem,
 
 
 def _fail(tally: Tally, method: str, err: grpc.aio.AioRpcError, key: str) -> None:
+    _failed(tally, method, err.code().name, str(err.details()), key)
+
+
+def _failed(tally: Tally, method: str, code: str, message: str, key: str) -> None:
     tally.failed += 1
-    tally.failures[f"{method}:{err.code().name}"] += 1
+    tally.failures[f"{method}:{code}"] += 1
     if len(tally.first_failures) < 10:
-        tally.first_failures.append(f"{method} {key!r}: {err.code().name} {err.details()}")
+        tally.first_failures.append(f"{method} {key!r}: {code} {message}")
+
+
+_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+async def import_batch(targets: Targets, bucket: str, items: list[FileItem],
+                       timeout_s: float, retry_for_s: float, tally: Tally) -> None:
+    """One ``PutObjects`` call for ``items`` (retried and failed over with one x-request-id, so a
+    retry answers the original per-file results); each file's result goes to ``tally``."""
+    req = svc.PutObjectsRequest(bucket=bucket, objects=[
+        svc.PutObjectsEntry(key=i.key, size=i.size, last_modified_ms=i.last_modified_ms)
+        for i in items])
+    resp, err, _ = await call_with_retries(targets, "PutObjects", req, timeout_s, retry_for_s,
+                                           tally)
+    tally.batches += 1
+    if err is not None:
+        for item in items:
+            _fail(tally, "PutObjects", err, item.key)
+        return
+    assert isinstance(resp, svc.PutObjectsResponse) and len(resp.results) == len(items)
+    for item, r in zip(items, resp.results, strict=True):
+        if r.code == 0:
+            tally.imported += 1
+            tally.bytes_imported += item.size
+        else:
+            _failed(tally, "PutObjects", _CODE_NAMES.get(r.code, str(r.code)), r.message, item.key)
+
+
+def batches(items: Iterator[FileItem], size: int, max_key_bytes: int = MAX_PUT_KEY_BYTES
+            ) -> Iterator[list[FileItem]]:
+    """``items`` in lists of at most ``size`` files and ``max_key_bytes`` bytes of keys (UTF-8),
+    in order: what one PutObjects call accepts."""
+    out: list[FileItem] = []
+    key_bytes = 0
+    for item in items:
+        n = len(item.key.encode("utf-8", "surrogateescape"))
+        if out and (len(out) >= size or key_bytes + n > max_key_bytes):
+            yield out
+            out, key_bytes = [], 0
+        out.append(item)
+        key_bytes += n
+    if out:
+        yield out
 
 
 async def ensure_bucket(targets: Targets, bucket: str, timeout_s: float, retry_for_s: float,
@@ -326,10 +386,12 @@ async def run(ns: argparse.Namespace) -> int:
         except grpc.aio.AioRpcError as e:
             print(f"import_tree: CreateBucket {bucket!r}: {e.code().name} {e.details()}", file=sys.stderr)
             return 2
+        mode = "per-file" if ns.per_file else f"batches of {ns.batch_size}"
         print(f"importing {root} into bucket {bucket!r} ({how}) via {addrs[targets.current]} "
-              f"(targets: {', '.join(addrs)}), concurrency {ns.concurrency}", file=sys.stderr)
+              f"(targets: {', '.join(addrs)}), {mode}, concurrency {ns.concurrency}",
+              file=sys.stderr)
         t0 = time.monotonic()
-        queue: asyncio.Queue[FileItem | None] = asyncio.Queue(maxsize=ns.concurrency * 4)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ns.concurrency * 4)
         last_print = [t0, 0]
 
         def maybe_progress() -> None:
@@ -344,17 +406,20 @@ async def run(ns: argparse.Namespace) -> int:
                 item = await queue.get()
                 if item is None:
                     return
-                await import_one(targets, bucket, item, ns.timeout, ns.retry_for, tally)
+                if ns.per_file:
+                    await import_one(targets, bucket, item, ns.timeout, ns.retry_for, tally)
+                else:
+                    await import_batch(targets, bucket, item, ns.timeout, ns.retry_for, tally)
                 maybe_progress()
 
         workers = [asyncio.create_task(worker()) for _ in range(ns.concurrency)]
-        sent = 0
-        for i, item in enumerate(walk_files(root, tally)):
-            if ns.limit and sent >= ns.limit:
-                break
+        files = walk_files(root, tally)
+        if ns.limit:
+            files = itertools.islice(files, ns.limit)
+        work: Iterator[Any] = files if ns.per_file else batches(files, ns.batch_size)
+        for i, item in enumerate(work):
             await queue.put(item)
-            sent += 1
-            if i % 256 == 0:
+            if ns.per_file and i % 256 == 0:
                 await asyncio.sleep(0)  # let workers and progress run while the walk is fast
         for _ in workers:
             await queue.put(None)
@@ -364,6 +429,7 @@ async def run(ns: argparse.Namespace) -> int:
         await targets.close()
     summary: dict[str, Any] = {
         "root": str(root), "bucket": bucket, "bucket_was": how, "targets": addrs,
+        "mode": "per-file" if ns.per_file else "bulk", "batches": tally.batches,
         "failovers": tally.failovers,
         "imported": tally.imported, "skipped": tally.skipped_total, "failed": tally.failed,
         "skipped_by_reason": dict(sorted(tally.skipped.items())),
@@ -395,7 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a node to talk to; repeat it or give a comma list to fail over to the "
                         "next one when a node is unavailable (default 127.0.0.1:8081)")
     p.add_argument("--bucket", default="", help="bucket name (default import-<basename of PATH>)")
-    p.add_argument("--concurrency", type=int, default=32, help="files in flight (default 32)")
+    p.add_argument("--per-file", action="store_true",
+                   help="one PlanWrite + CommitObject per file instead of PutObjects batches")
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help=f"files per PutObjects call, 1..{MAX_PUT_OBJECTS} (default 1000)")
+    p.add_argument("--concurrency", type=int, default=0,
+                   help="calls in flight: batches (default 4), or files with --per-file "
+                        "(default 32)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds (default 10)")
     p.add_argument("--retry-for", type=float, default=30.0,
                    help="seconds to keep retrying a call that failed transiently (default 30)")
@@ -412,9 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; see the module docstring for the exit status."""
     ns = build_parser().parse_args(argv)
-    if ns.concurrency < 1 or ns.timeout <= 0 or ns.retry_for < 0 or ns.progress_every < 1:
+    ns.concurrency = ns.concurrency or (32 if ns.per_file else 4)
+    if (ns.concurrency < 1 or ns.timeout <= 0 or ns.retry_for < 0 or ns.progress_every < 1
+            or not 1 <= ns.batch_size <= MAX_PUT_OBJECTS):
         print("import_tree: need --concurrency ≥ 1, --timeout > 0, --retry-for ≥ 0, "
-              "--progress-every ≥ 1", file=sys.stderr)
+              f"--progress-every ≥ 1, 1 ≤ --batch-size ≤ {MAX_PUT_OBJECTS}", file=sys.stderr)
         return 2
     return asyncio.run(run(ns))
 

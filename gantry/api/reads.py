@@ -3,17 +3,20 @@ connection.
 
 Levels (chosen per call with gRPC metadata, so upstream request messages stay unchanged):
 
-- ``x-gantry-consistency: linearizable`` (the default): a read index (Raft §6.4) taken through the
-  log — a barrier entry is committed by a majority under the current leader and applied here,
-  then the read runs locally. It never returns state older than a write acknowledged before the
-  read began, on any node, even on a deposed leader (pysyncobj has no leader lease). Concurrent
-  reads share barriers: a read waits for the first barrier proposed after it arrived.
+- ``x-gantry-consistency: linearizable`` (the default): a read index (Raft thesis §6.4,
+  :mod:`gantry.consensus.readindex`) — the leader's commit index, confirmed by one round of
+  append_entries that a majority acknowledged after the read arrived (no log entry is written) —
+  then the read waits until this node applied it and runs locally. It never returns state older
+  than a write acknowledged before the read began, on any node, even on a deposed leader (no
+  leases, no clocks). Concurrent reads share rounds: a read waits for the first round started
+  after it arrived. (A barrier entry through the log replaces the round while the leader runs an
+  older build.)
 - ``x-gantry-min-log-index: N`` (read-your-writes): wait until this node applied log index ``N``
   — the ``x-gantry-log-index`` a write returned — then read locally. No log round trip.
 - ``x-gantry-consistency: stale``: read this node's state at once.
 
 The API waits on the gRPC event loop (:func:`wait_for_read_async`): a read index and the applied
-index are asyncio waits resolved once per barrier result and once per applied batch, so a waiting
+index are asyncio waits resolved once per read-index result and once per applied batch, so a waiting
 read holds no thread.
 
 Every read reply carries ``x-gantry-log-index``: the applied index the read saw (at least).

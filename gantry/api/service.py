@@ -29,6 +29,7 @@ import grpc
 from google.protobuf.message import Message
 
 from gantry import validation
+from gantry.api import batch
 from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
 from gantry.api.errors import (
     Call,
@@ -127,6 +128,9 @@ class GantryService:
                                      svc.RegisterCradleServerResponse),
             "ListCradleServers": (self.list_cradle_servers, svc.ListCradleServersRequest,
                                   svc.ListCradleServersResponse),
+            "DeleteObjects": (self.delete_objects, svc.DeleteObjectsRequest,
+                              svc.DeleteObjectsResponse),
+            "PutObjects": (self.put_objects, svc.PutObjectsRequest, svc.PutObjectsResponse),
         }
         return build_handler(SERVICE_NAME, methods)
 
@@ -377,6 +381,22 @@ class GantryService:
         await self._write(context, commands.abort_object(req.object_id, request_id(context)),
                     "AbortObject")
         return svc.AbortObjectResponse()
+
+    async def delete_objects(self, req: Any, context: Context) -> svc.DeleteObjectsResponse:
+        """S3 Multi-Object Delete as one log entry; checks and reply in :mod:`gantry.api.batch`."""
+        plan = batch.plan_delete_objects(req)
+        self._dev_bucket(req.bucket)
+        res = await self._write(context, plan.command(request_id(context)), "DeleteObjects")
+        return plan.response(res)
+
+    async def put_objects(self, req: Any, context: Context) -> svc.PutObjectsResponse:
+        """Bulk PlanWrite + CommitObject as one log entry; checks, placement (decided here,
+        before proposing) and reply in :mod:`gantry.api.batch`."""
+        plan = batch.plan_put_objects(req)
+        self._dev_bucket(req.bucket)
+        cradles = batch.place(self._reads.conn(), placeable_where(self._needs_report), plan.sizes)
+        res = await self._write(context, plan.command(cradles, request_id(context)), "PutObjects")
+        return plan.response(res)
 
     async def register_cradle_server(self, req: Any, context: Context
                                ) -> svc.RegisterCradleServerResponse:

@@ -54,6 +54,14 @@ Invariants this module protects:
    (:meth:`SafeSyncObj.take_refused`); a follower takes the batch back whole and acknowledges
    nothing; a leader without room for its no-op steps down.
    :class:`DurableTransport` sends nothing once the journal failed an fsync or a term write.
+7. **Linearizable reads without log entries** (Raft thesis §6.4, ReadIndex; pysyncobj has none).
+   :attr:`SafeSyncObj.reads` (:class:`~gantry.consensus.readindex.ReadRounds`) gets the messages
+   it needs here: every append_entries a leader sends carries the current round id
+   (:class:`DurableTransport`), a follower that accepts one (its term not above the message's)
+   remembers it before replying, every next_node_idx it sends echoes ``(term, round)``, the
+   leader counts the echoes it receives, and the read-index request/response messages between a
+   follower and its leader are handled on the tick thread. :meth:`SafeSyncObj.heartbeat_now`
+   sends a round at once. The argument that this is safe is in :mod:`gantry.consensus.readindex`.
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
@@ -85,6 +93,7 @@ from pysyncobj import FAIL_REASON, SyncObj
 from pysyncobj.transport import TCPTransport
 
 from gantry.consensus.errors import FAIL_DISK_FULL
+from gantry.consensus.readindex import REQUEST, RESPONSE, ReadRounds
 from gantry.diskspace import DiskFull
 
 if TYPE_CHECKING:
@@ -174,7 +183,11 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: Command bytes of proposals whose append did not fit (override 6); the Raft actor
         #: takes them (:meth:`take_refused`) to fail their proposals.
         self._refused: list[bytes] = []
+        #: ReadIndex (override 7): rounds, echoes and read-index requests; tick thread only.
+        self.reads = ReadRounds()
         super().__init__(*args, **kwargs)
+        # A round not confirmed within an election timeout is failed (the leader may be deposed).
+        self.reads.round_timeout_s = float(self._SyncObj__conf.raftMaxTimeout)
 
     # -- helpers over pysyncobj's state (tick thread) --
     def _entry_at(self, index: int) -> tuple[bytes, int, int] | None:
@@ -203,10 +216,21 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         node_id = getattr(node, "id", None)
         if node_id is not None:
             self.last_contact[node_id] = time.monotonic()
-        if (not isinstance(message, dict) or message.get("type") != "append_entries"
-                or message.get("term", -1) < self._SyncObj__raftCurrentTerm):
-            SyncObj._SyncObj__onMessageReceived(self, node, message)
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind in (REQUEST, RESPONSE):  # override 7: Gantry's own messages
+            if node_id is not None:
+                if kind == REQUEST:
+                    self.reads.on_request(self, node_id, message)
+                else:
+                    self.reads.on_response(self, node_id, message)
             return
+        if kind != "append_entries" or message.get("term", -1) < self._SyncObj__raftCurrentTerm:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            if kind == "next_node_idx" and node_id is not None and self._isLeader():
+                self.reads.on_ack(self, node_id, message)
+            return
+        if node_id is not None:  # accepted: remember the round to echo, before the reply is sent
+            self.reads.on_append_entries(node_id, message)
         old_commit: int = self._SyncObj__raftCommitIndex
         verified: int | None = None
         snapshot_message = False
@@ -466,6 +490,42 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         """pysyncobj's transport instance (a :class:`DurableTransport`)."""
         return self._SyncObj__transport
 
+    # -- override 7: what ReadRounds reads of the engine (gantry.consensus.readindex.Engine) --
+    def current_term(self) -> int:
+        """This node's current term."""
+        return int(self._SyncObj__raftCurrentTerm)
+
+    def commit_index(self) -> int:
+        """This node's commit index (a log index)."""
+        return int(self._SyncObj__raftCommitIndex)
+
+    def noop_committed(self) -> bool:
+        """Whether this node leads and has committed the no-op it appended for its term."""
+        noop = self._SyncObj__noopIDx
+        return bool(self._isLeader() and noop and self._SyncObj__raftCommitIndex >= noop)
+
+    def voter_ids(self) -> frozenset[str]:
+        """The Raft addresses of the other voting members (pysyncobj's read-only nodes, which do
+        not vote, excluded)."""
+        return frozenset(n.id for n in self._SyncObj__otherNodes)
+
+    def leader_id(self) -> str | None:
+        """The Raft address of the leader this node knows of (pysyncobj's, may be stale)."""
+        leader = self._getLeader()
+        return None if leader is None else str(leader.id)
+
+    def send_to(self, node_id: str, message: dict[str, Any]) -> bool:
+        """Send ``message`` to the member (voting or not) at ``node_id``; False when it is not a
+        member or not connected."""
+        for n in (*self._SyncObj__otherNodes, *self._SyncObj__readonlyNodes):
+            if n.id == node_id:
+                return bool(self._SyncObj__transport.send(n, message))
+        return False
+
+    def heartbeat_now(self) -> None:
+        """Send append_entries to every member now (a ReadIndex round), not at the next period."""
+        self._SyncObj__sendAppendEntries()
+
     def pipe_notifier(self) -> Any:
         """pysyncobj's poller wake-up pipe (present when append batching is off), or None."""
         return getattr(self, "_SyncObj__pipeNotifier", None)
@@ -523,7 +583,8 @@ def installed(journal: DurableJournal) -> Iterator[None]:
 class DurableTransport(TCPTransport):  # type: ignore[misc]
     """pysyncobj's TCP transport, except that an append acknowledgement (``next_node_idx``)
     leaves only after the journal is fsync'd: a follower never acknowledges an entry it could
-    lose."""
+    lose. It also carries ReadIndex's fields (override 7): the round id on every append_entries
+    sent, the echo on every next_node_idx."""
 
     journal: DurableJournal | None = None
     #: Set while a stopping node hands leadership over: it neither campaigns (outgoing
@@ -540,6 +601,12 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             return False  # an fsync or a term/vote write failed: this node must stay silent
         if isinstance(message, dict):
             kind = message.get("type")
+            reads = getattr(getattr(self, "_syncObj", None), "reads", None)
+            if reads is not None:  # override 7: stamp the round / echo the last one seen
+                if kind == "append_entries":
+                    message = reads.stamp(message)
+                elif kind == "next_node_idx":
+                    message = reads.echo(node.id, message)
             if kind == "next_node_idx" and self.journal is not None:
                 # Group commit on followers: acknowledgements wait for the end of this tick,
                 # when one fsync covers every append that arrived in the same poll.

@@ -150,3 +150,32 @@ def unregister_cradle_server(address: str, force: bool = False,
     cmd.unregister_cradle_server.address = address
     cmd.unregister_cradle_server.force = force
     return cmd
+
+
+def delete_objects(bucket: str, keys: list[str], request_id: str = "",
+                   request_sha256: bytes = b"") -> pb.Command:
+    """A DeleteObjects entry (S3 Multi-Object Delete): each key's COMMITTED object becomes
+    DELETED, all in one transaction; a missing key is a no-op. ``keys`` already validated;
+    ``request_sha256`` the digest of the client's whole request (for the request-id check)."""
+    cmd = _envelope(request_id)
+    cmd.delete_objects.bucket = bucket
+    cmd.delete_objects.keys.extend(keys)
+    cmd.delete_objects.request_sha256 = request_sha256
+    return cmd
+
+
+def put_objects(bucket: str, objects: list[tuple[str, int, int, str]],
+                request_id: str = "", request_sha256: bytes = b"") -> pb.Command:
+    """A PutObjects entry: ``objects`` are ``(key, size bytes, last_modified_ms Unix ms,
+    cradle_server_id or "")``, already validated; each gets a fresh object ULID here, so the
+    entry carries every id and placement and apply stays deterministic. ``request_sha256``:
+    the digest of the client's whole request (for the request-id check)."""
+    cmd = _envelope(request_id)
+    po = cmd.put_objects
+    po.bucket = bucket
+    po.request_sha256 = request_sha256
+    add = po.objects.add
+    for key, size, last_modified_ms, cradle_server_id in objects:
+        add(object_id=new_ulid(), key=key, size=size, last_modified_ms=last_modified_ms,
+            cradle_server_id=cradle_server_id)
+    return cmd

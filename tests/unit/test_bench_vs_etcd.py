@@ -134,3 +134,16 @@ def test_floor_server_answers_fixed_replies() -> None:
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop(0).wait()
+
+
+def test_base_columns_only_with_base_figures(bve: Any) -> None:
+    records = [_rec(bve, "gantry", 1, 900.0, workload="write", c=16),
+               _rec(bve, "base", 1, 600.0, workload="write", c=16),
+               _rec(bve, "gantry", 2, 1000.0, workload="write", c=16),
+               _rec(bve, "base", 2, 400.0, workload="write", c=16)]
+    [row] = bve.summarize(records)
+    assert row.gantry_vs_base == pytest.approx(2.0)  # per round 1.5, 2.5
+    lines = bve.format_table([row]).splitlines()
+    assert "| base ops/s | Gantry/base |" in lines[0] and lines[0].endswith("| base CPU ms/op |")
+    assert lines[2].startswith("| write | 16 | – | 950 | – | – | – | 500 | 2.00 |")
+    assert "base" not in bve.format_table(bve.summarize(records[:1])).splitlines()[0]

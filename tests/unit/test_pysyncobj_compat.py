@@ -8,21 +8,25 @@ import errno
 import pathlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj import pickle as sync_pickle
 from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
 
 from gantry.consensus.journal import DurableJournal
 from gantry.consensus.pysyncobj_compat import (
     FAIL_DISK_FULL,
     RECONFIG_MAX_LAG,
+    DurableTransport,
     SafeSyncObj,
     align_journal_to_dump,
     installed,
 )
+from gantry.consensus.readindex import ECHO_KEY, ROUND_KEY, ReadRounds
 from gantry.diskspace import DiskFull
 from tests.support import free_ports
 
@@ -456,3 +460,70 @@ def test_a_leader_without_room_for_its_noop_steps_down(
         return
     node._SyncObj__onBecomeLeader()
     assert not node._isLeader() and node._getLeader() is None
+
+
+# -- override 7: ReadIndex fields on pysyncobj's messages (gantry.consensus.readindex) --
+
+def _ack7(term: int, round_id: int | None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": "next_node_idx", "next_node_idx": 4, "reset": False,
+                           "success": True}
+    if round_id is not None:
+        msg[ECHO_KEY] = (term, round_id)
+    return msg
+
+
+def test_a_follower_echoes_the_round_of_the_append_entries_it_accepted(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=2)
+    made.append(node)
+    node._SyncObj__onMessageReceived(peers[0], {**_append(3, (3, 1), [], commit=3), ROUND_KEY: 7})
+    assert node.reads.echo(peers[0].id, {"type": "next_node_idx"})[ECHO_KEY] == (3, 7)
+    # A message of a lower term is ignored by the engine (no reply): nothing to echo for it.
+    node._SyncObj__onMessageReceived(peers[1], {**_append(2, (3, 1), [], commit=3), ROUND_KEY: 9})
+    assert ECHO_KEY not in node.reads.echo(peers[1].id, {"type": "next_node_idx"})
+
+
+def test_a_leader_sends_a_round_at_once_and_counts_only_echoes_of_it(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _lead(node, peers)
+    node._SyncObj__noopIDx = 3  # its term's no-op is committed (commit index 3)
+    for p in peers:  # both members run this build
+        node._SyncObj__onMessageReceived(p, _ack7(1, 0))
+    node._SyncObj__connectedNodes = set(node._SyncObj__otherNodes)
+    fut: Future[int] = Future()
+    sent.clear()
+    node.reads.request(node, fut)
+    assert [m["type"] for m in sent] == ["append_entries"] * 2, "the round goes out at once"
+    rid = node.reads.round_id
+    node._SyncObj__onMessageReceived(peers[0], _ack7(1, rid - 1))  # a reply to an older message
+    node._SyncObj__onMessageReceived(peers[1], _ack7(2, rid))  # another term
+    node._SyncObj__onMessageReceived(peers[1], _ack7(1, None))  # no echo
+    assert not fut.done()
+    node._SyncObj__onMessageReceived(peers[0], _ack7(1, rid))
+    assert fut.result(timeout=0) == 3
+
+
+def test_the_durable_transport_stamps_rounds_and_echoes_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    out: list[dict[str, Any]] = []
+
+    def sent(_self: Any, _node: Any, msg: dict[str, Any]) -> bool:
+        out.append(msg)
+        return True
+
+    monkeypatch.setattr(TCPTransport, "send", sent)
+    reads = ReadRounds()
+    reads.round_id = 12
+    reads.on_append_entries("127.0.0.1:1", {"type": "append_entries", "term": 4, ROUND_KEY: 3})
+    transport = DurableTransport.__new__(DurableTransport)  # no sockets: only send is tested
+    transport._syncObj = type("Engine", (), {"reads": reads})()
+    transport._pending_acks = []
+    peer = TCPNode("127.0.0.1:1")
+    transport.send(peer, {"type": "append_entries", "term": 5})
+    transport.send(peer, {"type": "next_node_idx", "next_node_idx": 1})
+    transport.send(TCPNode("127.0.0.1:2"), {"type": "next_node_idx", "next_node_idx": 1})
+    assert out[0][ROUND_KEY] == 12
+    assert out[1][ECHO_KEY] == (4, 3)
+    assert ECHO_KEY not in out[2]  # never saw a round from that node

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gantry/pb/command/v1/command.proto\x12\x11gantry.command.v1\"\xfd\x05\n\x07\x43ommand\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x13\n\x0bproposal_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_us\x18\x04 \x01(\x03\x12\x38\n\rcreate_bucket\x18\n \x01(\x0b\x32\x1f.gantry.command.v1.CreateBucketH\x00\x12I\n\x16register_cradle_server\x18\x0b \x01(\x0b\x32\'.gantry.command.v1.RegisterCradleServerH\x00\x12\x32\n\nplan_write\x18\x0c \x01(\x0b\x32\x1c.gantry.command.v1.PlanWriteH\x00\x12\x38\n\rcommit_object\x18\r \x01(\x0b\x32\x1f.gantry.command.v1.CommitObjectH\x00\x12-\n\x07\x62\x61rrier\x18\x0e \x01(\x0b\x32\x1a.gantry.command.v1.BarrierH\x00\x12\x38\n\rregister_node\x18\x0f \x01(\x0b\x32\x1f.gantry.command.v1.RegisterNodeH\x00\x12\x38\n\rdelete_bucket\x18\x10 \x01(\x0b\x32\x1f.gantry.command.v1.DeleteBucketH\x00\x12\x38\n\rdelete_object\x18\x11 \x01(\x0b\x32\x1f.gantry.command.v1.DeleteObjectH\x00\x12\x36\n\x0c\x61\x62ort_object\x18\x12 \x01(\x0b\x32\x1e.gantry.command.v1.AbortObjectH\x00\x12\x45\n\x14update_cradle_status\x18\x13 \x01(\x0b\x32%.gantry.command.v1.UpdateCradleStatusH\x00\x12M\n\x18unregister_cradle_server\x18\x14 \x01(\x0b\x32).gantry.command.v1.UnregisterCradleServerH\x00\x42\x04\n\x02op\"/\n\x0c\x43reateBucket\x12\x11\n\tbucket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"A\n\x14RegisterCradleServer\x12\x18\n\x10\x63radle_server_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"c\n\tPlanWrite\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x18\n\x10\x63radle_server_id\x18\x05 \x01(\t\"I\n\x0c\x43ommitObject\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x03 \x01(\x03\"\t\n\x07\x42\x61rrier\"E\n\x0cRegisterNode\x12\x11\n\traft_addr\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tgrpc_addr\x18\x03 \x01(\t\"\x1c\n\x0c\x44\x65leteBucket\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x0c\x44\x65leteObject\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\" \n\x0b\x41\x62ortObject\x12\x11\n\tobject_id\x18\x01 \x01(\t\"\x8e\x01\n\x12UpdateCradleStatus\x12\x18\n\x10\x63radle_server_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0f\x61vailable_bytes\x18\x03 \x01(\x03\x12\x1a\n\x12\x63onsecutive_misses\x18\x04 \x01(\x05\x12\x19\n\x11last_heartbeat_us\x18\x05 \x01(\x03\"8\n\x16UnregisterCradleServer\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gantry/pb/command/v1/command.proto\x12\x11gantry.command.v1\"\xef\x06\n\x07\x43ommand\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x13\n\x0bproposal_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_us\x18\x04 \x01(\x03\x12\x38\n\rcreate_bucket\x18\n \x01(\x0b\x32\x1f.gantry.command.v1.CreateBucketH\x00\x12I\n\x16register_cradle_server\x18\x0b \x01(\x0b\x32\'.gantry.command.v1.RegisterCradleServerH\x00\x12\x32\n\nplan_write\x18\x0c \x01(\x0b\x32\x1c.gantry.command.v1.PlanWriteH\x00\x12\x38\n\rcommit_object\x18\r \x01(\x0b\x32\x1f.gantry.command.v1.CommitObjectH\x00\x12-\n\x07\x62\x61rrier\x18\x0e \x01(\x0b\x32\x1a.gantry.command.v1.BarrierH\x00\x12\x38\n\rregister_node\x18\x0f \x01(\x0b\x32\x1f.gantry.command.v1.RegisterNodeH\x00\x12\x38\n\rdelete_bucket\x18\x10 \x01(\x0b\x32\x1f.gantry.command.v1.DeleteBucketH\x00\x12\x38\n\rdelete_object\x18\x11 \x01(\x0b\x32\x1f.gantry.command.v1.DeleteObjectH\x00\x12\x36\n\x0c\x61\x62ort_object\x18\x12 \x01(\x0b\x32\x1e.gantry.command.v1.AbortObjectH\x00\x12\x45\n\x14update_cradle_status\x18\x13 \x01(\x0b\x32%.gantry.command.v1.UpdateCradleStatusH\x00\x12M\n\x18unregister_cradle_server\x18\x14 \x01(\x0b\x32).gantry.command.v1.UnregisterCradleServerH\x00\x12:\n\x0e\x64\x65lete_objects\x18\x15 \x01(\x0b\x32 .gantry.command.v1.DeleteObjectsH\x00\x12\x34\n\x0bput_objects\x18\x16 \x01(\x0b\x32\x1d.gantry.command.v1.PutObjectsH\x00\x42\x04\n\x02op\"/\n\x0c\x43reateBucket\x12\x11\n\tbucket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"A\n\x14RegisterCradleServer\x12\x18\n\x10\x63radle_server_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"c\n\tPlanWrite\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x18\n\x10\x63radle_server_id\x18\x05 \x01(\t\"I\n\x0c\x43ommitObject\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x03 \x01(\x03\"\t\n\x07\x42\x61rrier\"E\n\x0cRegisterNode\x12\x11\n\traft_addr\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tgrpc_addr\x18\x03 \x01(\t\"\x1c\n\x0c\x44\x65leteBucket\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x0c\x44\x65leteObject\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\" \n\x0b\x41\x62ortObject\x12\x11\n\tobject_id\x18\x01 \x01(\t\"\x8e\x01\n\x12UpdateCradleStatus\x12\x18\n\x10\x63radle_server_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0f\x61vailable_bytes\x18\x03 \x01(\x03\x12\x1a\n\x12\x63onsecutive_misses\x18\x04 \x01(\x05\x12\x19\n\x11last_heartbeat_us\x18\x05 \x01(\x03\"8\n\x16UnregisterCradleServer\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"E\n\rDeleteObjects\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x16\n\x0erequest_sha256\x18\x03 \x01(\x0c\"m\n\tPutObject\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x18\n\x10last_modified_ms\x18\x04 \x01(\x03\x12\x18\n\x10\x63radle_server_id\x18\x05 \x01(\t\"c\n\nPutObjects\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12-\n\x07objects\x18\x02 \x03(\x0b\x32\x1c.gantry.command.v1.PutObject\x12\x16\n\x0erequest_sha256\x18\x03 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,27 +32,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gantry.pb.command.v1.comman
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMMAND']._serialized_start=58
-  _globals['_COMMAND']._serialized_end=823
-  _globals['_CREATEBUCKET']._serialized_start=825
-  _globals['_CREATEBUCKET']._serialized_end=872
-  _globals['_REGISTERCRADLESERVER']._serialized_start=874
-  _globals['_REGISTERCRADLESERVER']._serialized_end=939
-  _globals['_PLANWRITE']._serialized_start=941
-  _globals['_PLANWRITE']._serialized_end=1040
-  _globals['_COMMITOBJECT']._serialized_start=1042
-  _globals['_COMMITOBJECT']._serialized_end=1115
-  _globals['_BARRIER']._serialized_start=1117
-  _globals['_BARRIER']._serialized_end=1126
-  _globals['_REGISTERNODE']._serialized_start=1128
-  _globals['_REGISTERNODE']._serialized_end=1197
-  _globals['_DELETEBUCKET']._serialized_start=1199
-  _globals['_DELETEBUCKET']._serialized_end=1227
-  _globals['_DELETEOBJECT']._serialized_start=1229
-  _globals['_DELETEOBJECT']._serialized_end=1272
-  _globals['_ABORTOBJECT']._serialized_start=1274
-  _globals['_ABORTOBJECT']._serialized_end=1306
-  _globals['_UPDATECRADLESTATUS']._serialized_start=1309
-  _globals['_UPDATECRADLESTATUS']._serialized_end=1451
-  _globals['_UNREGISTERCRADLESERVER']._serialized_start=1453
-  _globals['_UNREGISTERCRADLESERVER']._serialized_end=1509
+  _globals['_COMMAND']._serialized_end=937
+  _globals['_CREATEBUCKET']._serialized_start=939
+  _globals['_CREATEBUCKET']._serialized_end=986
+  _globals['_REGISTERCRADLESERVER']._serialized_start=988
+  _globals['_REGISTERCRADLESERVER']._serialized_end=1053
+  _globals['_PLANWRITE']._serialized_start=1055
+  _globals['_PLANWRITE']._serialized_end=1154
+  _globals['_COMMITOBJECT']._serialized_start=1156
+  _globals['_COMMITOBJECT']._serialized_end=1229
+  _globals['_BARRIER']._serialized_start=1231
+  _globals['_BARRIER']._serialized_end=1240
+  _globals['_REGISTERNODE']._serialized_start=1242
+  _globals['_REGISTERNODE']._serialized_end=1311
+  _globals['_DELETEBUCKET']._serialized_start=1313
+  _globals['_DELETEBUCKET']._serialized_end=1341
+  _globals['_DELETEOBJECT']._serialized_start=1343
+  _globals['_DELETEOBJECT']._serialized_end=1386
+  _globals['_ABORTOBJECT']._serialized_start=1388
+  _globals['_ABORTOBJECT']._serialized_end=1420
+  _globals['_UPDATECRADLESTATUS']._serialized_start=1423
+  _globals['_UPDATECRADLESTATUS']._serialized_end=1565
+  _globals['_UNREGISTERCRADLESERVER']._serialized_start=1567
+  _globals['_UNREGISTERCRADLESERVER']._serialized_end=1623
+  _globals['_DELETEOBJECTS']._serialized_start=1625
+  _globals['_DELETEOBJECTS']._serialized_end=1694
+  _globals['_PUTOBJECT']._serialized_start=1696
+  _globals['_PUTOBJECT']._serialized_end=1805
+  _globals['_PUTOBJECTS']._serialized_start=1807
+  _globals['_PUTOBJECTS']._serialized_end=1906
 # @@protoc_insertion_point(module_scope)

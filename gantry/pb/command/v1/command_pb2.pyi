@@ -1,12 +1,13 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node", "delete_bucket", "delete_object", "abort_object", "update_cradle_status", "unregister_cradle_server")
+    __slots__ = ("version", "proposal_id", "request_id", "timestamp_us", "create_bucket", "register_cradle_server", "plan_write", "commit_object", "barrier", "register_node", "delete_bucket", "delete_object", "abort_object", "update_cradle_status", "unregister_cradle_server", "delete_objects", "put_objects")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +23,8 @@ class Command(_message.Message):
     ABORT_OBJECT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_CRADLE_STATUS_FIELD_NUMBER: _ClassVar[int]
     UNREGISTER_CRADLE_SERVER_FIELD_NUMBER: _ClassVar[int]
+    DELETE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    PUT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     version: int
     proposal_id: str
     request_id: str
@@ -37,7 +40,9 @@ class Command(_message.Message):
     abort_object: AbortObject
     update_cradle_status: UpdateCradleStatus
     unregister_cradle_server: UnregisterCradleServer
-    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ..., delete_bucket: _Optional[_Union[DeleteBucket, _Mapping]] = ..., delete_object: _Optional[_Union[DeleteObject, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., update_cradle_status: _Optional[_Union[UpdateCradleStatus, _Mapping]] = ..., unregister_cradle_server: _Optional[_Union[UnregisterCradleServer, _Mapping]] = ...) -> None: ...
+    delete_objects: DeleteObjects
+    put_objects: PutObjects
+    def __init__(self, version: _Optional[int] = ..., proposal_id: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., create_bucket: _Optional[_Union[CreateBucket, _Mapping]] = ..., register_cradle_server: _Optional[_Union[RegisterCradleServer, _Mapping]] = ..., plan_write: _Optional[_Union[PlanWrite, _Mapping]] = ..., commit_object: _Optional[_Union[CommitObject, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., register_node: _Optional[_Union[RegisterNode, _Mapping]] = ..., delete_bucket: _Optional[_Union[DeleteBucket, _Mapping]] = ..., delete_object: _Optional[_Union[DeleteObject, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., update_cradle_status: _Optional[_Union[UpdateCradleStatus, _Mapping]] = ..., unregister_cradle_server: _Optional[_Union[UnregisterCradleServer, _Mapping]] = ..., delete_objects: _Optional[_Union[DeleteObjects, _Mapping]] = ..., put_objects: _Optional[_Union[PutObjects, _Mapping]] = ...) -> None: ...
 
 class CreateBucket(_message.Message):
     __slots__ = ("bucket_id", "name")
@@ -134,3 +139,37 @@ class UnregisterCradleServer(_message.Message):
     address: str
     force: bool
     def __init__(self, address: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteObjects(_message.Message):
+    __slots__ = ("bucket", "keys", "request_sha256")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    request_sha256: bytes
+    def __init__(self, bucket: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., request_sha256: _Optional[bytes] = ...) -> None: ...
+
+class PutObject(_message.Message):
+    __slots__ = ("object_id", "key", "size", "last_modified_ms", "cradle_server_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_MS_FIELD_NUMBER: _ClassVar[int]
+    CRADLE_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    key: str
+    size: int
+    last_modified_ms: int
+    cradle_server_id: str
+    def __init__(self, object_id: _Optional[str] = ..., key: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ..., cradle_server_id: _Optional[str] = ...) -> None: ...
+
+class PutObjects(_message.Message):
+    __slots__ = ("bucket", "objects", "request_sha256")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    objects: _containers.RepeatedCompositeFieldContainer[PutObject]
+    request_sha256: bytes
+    def __init__(self, bucket: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[PutObject, _Mapping]]] = ..., request_sha256: _Optional[bytes] = ...) -> None: ...

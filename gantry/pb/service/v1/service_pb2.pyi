@@ -242,3 +242,73 @@ class ListCradleServersResponse(_message.Message):
     CRADLE_SERVERS_FIELD_NUMBER: _ClassVar[int]
     cradle_servers: _containers.RepeatedCompositeFieldContainer[CradleServer]
     def __init__(self, cradle_servers: _Optional[_Iterable[_Union[CradleServer, _Mapping]]] = ...) -> None: ...
+
+class DeleteObjectsRequest(_message.Message):
+    __slots__ = ("bucket", "keys", "quiet")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    QUIET_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    quiet: bool
+    def __init__(self, bucket: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., quiet: _Optional[bool] = ...) -> None: ...
+
+class DeletedObject(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectsError(_message.Message):
+    __slots__ = ("key", "code", "message")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    code: str
+    message: str
+    def __init__(self, key: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectsResponse(_message.Message):
+    __slots__ = ("deleted", "errors")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedCompositeFieldContainer[DeletedObject]
+    errors: _containers.RepeatedCompositeFieldContainer[DeleteObjectsError]
+    def __init__(self, deleted: _Optional[_Iterable[_Union[DeletedObject, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[DeleteObjectsError, _Mapping]]] = ...) -> None: ...
+
+class PutObjectsEntry(_message.Message):
+    __slots__ = ("key", "size", "last_modified_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    last_modified_ms: int
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., last_modified_ms: _Optional[int] = ...) -> None: ...
+
+class PutObjectsRequest(_message.Message):
+    __slots__ = ("bucket", "objects")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    objects: _containers.RepeatedCompositeFieldContainer[PutObjectsEntry]
+    def __init__(self, bucket: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[PutObjectsEntry, _Mapping]]] = ...) -> None: ...
+
+class PutObjectsResult(_message.Message):
+    __slots__ = ("code", "message", "object_id", "cradle_address")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CRADLE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    object_id: str
+    cradle_address: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., object_id: _Optional[str] = ..., cradle_address: _Optional[str] = ...) -> None: ...
+
+class PutObjectsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PutObjectsResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PutObjectsResult, _Mapping]]] = ...) -> None: ...

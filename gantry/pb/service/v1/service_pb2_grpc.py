@@ -94,6 +94,16 @@ class GantryServiceStub:
                 request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.SerializeToString,
                 response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.FromString,
                 _registered_method=True)
+        self.DeleteObjects = channel.unary_unary(
+                '/gantry.service.v1.GantryService/DeleteObjects',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsResponse.FromString,
+                _registered_method=True)
+        self.PutObjects = channel.unary_unary(
+                '/gantry.service.v1.GantryService/PutObjects',
+                request_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsRequest.SerializeToString,
+                response_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsResponse.FromString,
+                _registered_method=True)
 
 
 class GantryServiceServicer:
@@ -172,6 +182,19 @@ class GantryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteObjects(self, request, context):
+        """Batch mutations: one Raft log entry per call, applied atomically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutObjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GantryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +257,16 @@ def add_GantryServiceServicer_to_server(servicer, server):
                     servicer.ListCradleServers,
                     request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.FromString,
                     response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.SerializeToString,
+            ),
+            'DeleteObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteObjects,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsResponse.SerializeToString,
+            ),
+            'PutObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutObjects,
+                    request_deserializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsRequest.FromString,
+                    response_serializer=gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -560,6 +593,60 @@ class GantryService:
             '/gantry.service.v1.GantryService/ListCradleServers',
             gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersRequest.SerializeToString,
             gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.ListCradleServersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/DeleteObjects',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.DeleteObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gantry.service.v1.GantryService/PutObjects',
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsRequest.SerializeToString,
+            gantry_dot_pb_dot_service_dot_v1_dot_service__pb2.PutObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,
