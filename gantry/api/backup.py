@@ -92,6 +92,9 @@ class BackupService:
         code, message = grpc.StatusCode.OK, ""
         fields: dict[str, Any] = {}
         copy = None
+        # Read before the stream can be cancelled: touching grpcio's aio context after a
+        # cancel (in the finally block) crashed the node with SIGSEGV.
+        peer, rid = context.peer(), request_id(context)
         try:
             if req is None:
                 raise invalid_argument("malformed request", "")
@@ -130,7 +133,6 @@ class BackupService:
         finally:
             if copy is not None:
                 fields["sent_bytes"] = copy.sent_bytes
-            rid = request_id(context)
             if rid:
                 fields["request_id"] = rid
             if message:
@@ -138,6 +140,6 @@ class BackupService:
             log.info("rpc_finished", **{
                 "grpc.service": SERVICE_NAME, "grpc.method": _METHOD, "grpc.code": code.name,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                "peer": context.peer()}, **fields)
+                "peer": peer}, **fields)
             if copy is not None:  # after the log line: the next backup's line comes after it
                 copy.close()  # closes a file and releases a lock: microseconds

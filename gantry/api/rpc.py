@@ -118,6 +118,10 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
         message = ""
+        # Read before the call can be cancelled: grpcio's aio context must not be touched once
+        # the call is cancelled (a Backup cancelled mid-stream crashed the node, SIGSEGV, in
+        # invocation_metadata() from the finally block).
+        peer, rid = context.peer(), request_id(context)
         try:
             return await fn(request, context)
         except RpcError as e:
@@ -141,9 +145,8 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
                 "grpc.method": method,
                 "grpc.code": code.name,
                 "duration_ms": round(elapsed * 1000, 3),
-                "peer": context.peer(),
+                "peer": peer,
             }
-            rid = request_id(context)
             if rid:
                 fields["request_id"] = rid
             if message:
