@@ -37,7 +37,8 @@ class FrontDoorActor(pykka.ThreadingActor):
     """Starts a grpc.Server on ``host:port`` (port 0 = any free port) serving ``handlers``,
     the health service and, when ``reflection`` is set, server reflection. ``credentials``:
     TLS (:mod:`gantry.tlsconfig`), else plaintext; ``interceptors`` run before every handler
-    (:mod:`gantry.api.auth`)."""
+    (:mod:`gantry.api.auth`). ``reuse_port``: bind with ``SO_REUSEPORT``, so the node's read
+    workers share the port (:mod:`gantry.readworker`); off, a port in use is a start error."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         extra_service_names: tuple[str, ...] = (),
         credentials: grpc.ServerCredentials | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        reuse_port: bool = False,
     ) -> None:
         super().__init__()
         self._host = host
@@ -59,6 +61,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._extra = extra_service_names
         self._credentials = credentials
         self._interceptors = tuple(interceptors)
+        self._reuse_port = reuse_port
         self._server: grpc.Server | None = None
         self._health_pool: futures.ThreadPoolExecutor | None = None
         self._bound_port = 0
@@ -74,7 +77,7 @@ class FrontDoorActor(pykka.ThreadingActor):
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
         self._health_pool = futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS,

@@ -21,7 +21,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import diskspace, metrics, preflight, recovery, tlsconfig
+from gantry import diskspace, metrics, preflight, readworker, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus, ReadIndexSource
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -105,6 +105,8 @@ class Node:
         self._db_lock: DataDirLock | None = None
         self._registrar = Registrar(self.propose, lambda: self._raft_serving, self._stopping)
         self._metrics: tuple[metrics.MetricsServer, metrics.NodeCollector] | None = None
+        #: With --read-workers: the worker processes and the internal listener they use.
+        self._workers: readworker.ReadWorkers | None = None
 
     # -- lifecycle --
     def start(self) -> None:
@@ -158,17 +160,28 @@ class Node:
         admin = AdminService(self, tlsconfig.node_client(cfg))
         backup = BackupService(CopyTaker(cfg.database, cfg.data_dir), cfg.node_id, cfg.raft_addr)
         auth = admin_interceptor(cfg)
+        handlers = [service.generic_handler(), admin.generic_handler(),
+                    backup.generic_handler(), service.admin_handler()]
+        if cfg.read_workers and not readworker.check_port_free(cfg.host, cfg.port):
+            raise StartError(f"cannot listen on gRPC address {cfg.host}:{cfg.port} (in use?)")
         self._frontdoor = FrontDoorActor.start(
-            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler(),
-                                 backup.generic_handler(), service.admin_handler()],
-            self.health,
+            cfg.host, cfg.port, handlers, self.health,
             cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
-            (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
+            (auth,) if auth.required else (),  # on loopback: no interceptor in the call path
+            reuse_port=cfg.read_workers > 0,
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
-        self.port = self._frontdoor.proxy().port().get(timeout=30)
+        port = self._frontdoor.proxy().port().get(timeout=30)
+        if cfg.read_workers:  # after the front door: workers bind the port it got
+            try:
+                self._workers = readworker.ReadWorkers(cfg, port, handlers, self.watermark,
+                                                       lambda: self._serving, read_index.get)
+                self._workers.start()
+            except readworker.WorkerStartError as e:
+                raise StartError(str(e)) from None
+        self.port = port
         self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
@@ -187,6 +200,8 @@ class Node:
         self._stopping.set()
         log.info("node_stopping", grace_s=self.config.grace_s)
         self._publish_health()
+        if self._workers is not None:  # they drain beside the front door, within the grace
+            self._workers.begin_stop()
         if self._frontdoor is not None:
             grace = self.config.grace_s
             try:
@@ -199,6 +214,8 @@ class Node:
             except Exception:
                 log.exception("frontdoor_stop_failed")
             self._frontdoor.stop()
+        if self._workers is not None:
+            self._workers.finish_stop(self.config.grace_s + 5)
         self._end_waits()
         if self._monitor is not None:
             self._monitor.stop()

@@ -1,0 +1,396 @@
+"""The wire between a node's main process and its read workers (``--read-workers N``,
+:mod:`gantry.readworker`): what the main process serves on its private unix socket, and the
+pieces a worker builds on it.
+
+Main side — :class:`InternalServer`, a ``grpc.Server`` on ``unix:DATA_DIR/run/internal.sock``
+(directory 0700; only started when workers are on, never on a TCP port), serving
+
+- the node's public handlers (GantryService, ClusterService, Backup), so a worker forwards a
+  call it does not answer itself byte for byte and the main process answers it exactly as it
+  answers a client (status, message, details, trailing metadata come from the same code);
+- ``gantry.internal.v1.ReadWorkers/WatchApplied``: a server stream of ``(applied index,
+  serving)`` — one message per change of the main process's :class:`~gantry.db.Watermark`
+  (the writer advances it once per applied batch; a restore resets it) or of its health;
+- ``gantry.internal.v1.ReadWorkers/ReadIndex``: the main process's ``ReadIndex.get()`` result
+  (a log index, or the consensus error / deadline it failed with).
+
+No authorization runs here: a worker applied the node's interceptor to the client's own
+connection (:mod:`gantry.api.auth` needs its TLS peer), and only the node's user can reach the
+socket.
+
+Worker side — :class:`Passthrough` (forwards a call to main: method, metadata, deadline,
+cancellation; relays status, details and trailing metadata), :class:`RemoteReadIndex`
+(``get() -> Future[int]`` like :class:`~gantry.consensus.readindex.ReadIndex`, one internal call
+in flight per batch of waiting reads) and :class:`AppliedFeed` (consumes WatchApplied into the
+worker's own Watermark and health).
+
+Messages are a fixed 9-byte struct (WatchApplied) and a pickle of ``(index, exception)``
+(ReadIndex): main and workers are the same build, and the worker trusts main entirely anyway
+(it forwards every write to it). A typed consensus error crosses as itself, so the worker turns
+it into the same status main would (:data:`gantry.api.errors.STATUSES`).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2
+
+from gantry.consensus.errors import Stopping
+from gantry.db import Watermark
+
+log = structlog.get_logger("gantry.internal")
+
+SERVICE = "gantry.internal.v1.ReadWorkers"
+WATCH_METHOD = f"/{SERVICE}/WatchApplied"
+READ_INDEX_METHOD = f"/{SERVICE}/ReadIndex"
+#: WatchApplied message: applied log index (int64, big-endian), serving (one byte 0/1).
+_APPLIED = struct.Struct(">qB")
+#: How often (seconds) a WatchApplied stream looks for a change no advance announced (a reset to
+#: a lower index after a restore, a health change, the node stopping).
+WATCH_POLL_S = 0.05
+#: Longest a ReadIndex call waits on the main process's read index (seconds).
+READ_INDEX_TIMEOUT_S = 10.0
+#: Handler threads of the internal server (forwarded writes block one each, as on the front door).
+INTERNAL_WORKERS = 128
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Metadata a forwarded call does not carry on (gRPC sets these itself).
+_HOP_KEYS = frozenset({"user-agent", "te", "content-type", "grpc-accept-encoding",
+                       "grpc-encoding", "grpc-timeout"})
+#: Longest client deadline passed on as such (seconds); beyond it (or none): no deadline.
+_MAX_DEADLINE_S = 86400.0
+
+
+def socket_path(data_dir: pathlib.Path) -> pathlib.Path:
+    """Where the main process listens for its workers: ``DATA_DIR/run/internal.sock``. Creates
+    ``DATA_DIR/run`` with mode 0700 (and tightens it if it existed). Raises ``ValueError`` when
+    the path is too long for a unix socket (108 bytes on Linux)."""
+    run = data_dir.resolve() / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(run, 0o700)
+    path = run / "internal.sock"
+    if len(str(path).encode()) > 100:
+        raise ValueError(f"{path}: too long for a unix socket (100 bytes at most); use a "
+                         "shorter --data-dir to run read workers")
+    return path
+
+
+# -- main side ----------------------------------------------------------------------------------
+
+
+class InternalServer:
+    """The main process's listener for its read workers (see the module docstring).
+
+    ``handlers``: the node's public generic handlers; ``watermark``: the applied index to publish;
+    ``serving``: the node's health verdict; ``read_index``: ``() -> Future[int]`` (the node's
+    ``ReadIndex.get``)."""
+
+    def __init__(self, path: pathlib.Path, handlers: Iterable[grpc.GenericRpcHandler],
+                 watermark: Watermark, serving: Callable[[], bool],
+                 read_index: Callable[[], Future[int]]) -> None:
+        self.path = path
+        self._handlers = list(handlers)
+        self._watermark = watermark
+        self._serving = serving
+        self._read_index = read_index
+        self._server: grpc.Server | None = None
+        self._closing = threading.Event()
+
+    def start(self) -> None:
+        """Bind ``unix:path`` (a stale socket file is replaced) and serve. Raises
+        ``RuntimeError`` when the socket cannot be bound."""
+        self.path.unlink(missing_ok=True)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=INTERNAL_WORKERS,
+                                       thread_name_prefix="grpc-internal"),
+            handlers=[self._handler(), *self._handlers],
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        if server.add_insecure_port(f"unix:{self.path}") == 0:
+            raise RuntimeError(f"cannot listen on unix:{self.path}")
+        os.chmod(self.path, 0o600)
+        server.start()
+        self._server = server
+        log.info("internal_listener_started", path=str(self.path))
+
+    def stop(self) -> None:
+        """End the WatchApplied streams and stop at once (the workers are gone by now)."""
+        self._closing.set()
+        if self._server is not None:
+            self._server.stop(0).wait()
+            self._server = None
+        self.path.unlink(missing_ok=True)
+
+    def _handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "WatchApplied": grpc.unary_stream_rpc_method_handler(self.watch_applied),
+            "ReadIndex": grpc.unary_unary_rpc_method_handler(self.read_index),
+        })
+
+    def watch_applied(self, _req: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """``(applied index, serving)`` now, then whenever either changes; ends when the
+        watermark closes (the node is stopping) or the server stops."""
+        wm = self._watermark
+        sent: tuple[int, bool] | None = None
+        while not self._closing.is_set() and context.is_active():
+            now = (wm.value, bool(self._serving()))
+            if now != sent:
+                sent = now
+                yield _APPLIED.pack(now[0], now[1])
+            if wm.closed:
+                return
+            wm.wait_for(now[0] + 1, WATCH_POLL_S)  # wakes at the next applied batch
+
+    def read_index(self, _req: bytes, context: grpc.ServicerContext) -> bytes:
+        """Pickle of ``(index, None)`` or ``(0, the exception)`` of the node's read index."""
+        timeout = context.time_remaining()
+        timeout = READ_INDEX_TIMEOUT_S if timeout is None else min(timeout, READ_INDEX_TIMEOUT_S)
+        try:
+            return pickle.dumps((int(self._read_index().result(timeout=timeout)), None))
+        except Exception as e:  # a ConsensusError, TimeoutError: the worker maps it as main would
+            return pickle.dumps((0, e))
+
+
+# -- worker side --------------------------------------------------------------------------------
+
+
+class _Status(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _forward_metadata(context: grpc.ServicerContext) -> list[tuple[str, str | bytes]]:
+    return [(k, v) for k, v in (context.invocation_metadata() or ())
+            if k not in _HOP_KEYS and not k.startswith(":")]
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    r = context.time_remaining()
+    return None if r is None or r > _MAX_DEADLINE_S else max(0.0, r)
+
+
+class Passthrough(grpc.GenericRpcHandler):
+    """Forwards every method of ``services`` not claimed by an earlier handler to the main
+    process over ``channel``, bytes in and out. ``streaming``: full method names answered with
+    a response stream (``/gantry.admin.v1.ClusterService/Backup``); every other is unary. Logs
+    one ``rpc_forwarded`` line per call (service, method, code, duration_ms, the client's peer,
+    request_id); the main process logs the call's ``rpc_finished``."""
+
+    def __init__(self, channel: grpc.Channel, services: Iterable[str],
+                 streaming: Iterable[str] = ()) -> None:
+        self._channel = channel
+        self._services = frozenset(services)
+        self._streaming = frozenset(streaming)
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._lock = threading.Lock()
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        service = method.lstrip("/").partition("/")[0]
+        if service not in self._services:
+            return None
+        with self._lock:
+            h = self._handlers.get(method)
+            if h is None:
+                if method in self._streaming:
+                    h = grpc.unary_stream_rpc_method_handler(self._stream(method))
+                else:
+                    h = grpc.unary_unary_rpc_method_handler(self._unary(method))
+                self._handlers[method] = h
+        return h
+
+    def _unary(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        upstream = self._channel.unary_unary(method)
+
+        def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
+            t0 = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                fut = upstream.future(request, timeout=_deadline(context),
+                                      metadata=_forward_metadata(context))
+                context.add_callback(fut.cancel)
+                try:
+                    response: bytes = fut.result()
+                except grpc.RpcError as e:
+                    code = e.code()
+                    _relay_error(context, e)
+                    raise  # not reached: abort raised
+                context.set_trailing_metadata(tuple(fut.trailing_metadata() or ()))
+                return response
+            finally:
+                _log_forwarded(method, code, t0, context)
+
+        return forward
+
+    def _stream(self, method: str) -> Callable[[bytes, grpc.ServicerContext], Iterator[bytes]]:
+        upstream = self._channel.unary_stream(method)
+
+        def forward(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            t0 = time.perf_counter()
+            code = grpc.StatusCode.OK
+            call = upstream(request, timeout=_deadline(context),
+                            metadata=_forward_metadata(context))
+            context.add_callback(call.cancel)
+            try:
+                try:
+                    yield from call
+                except grpc.RpcError as e:
+                    code = e.code()
+                    _relay_error(context, e)
+                context.set_trailing_metadata(tuple(call.trailing_metadata() or ()))
+            except GeneratorExit:
+                code = grpc.StatusCode.CANCELLED
+                call.cancel()
+                raise
+            finally:
+                _log_forwarded(method, code, t0, context)
+
+        return forward
+
+
+def _relay_error(context: grpc.ServicerContext, e: grpc.RpcError) -> None:
+    """Answer the client exactly what the main process answered: code, details and trailing
+    metadata (``grpc-status-details-bin`` included). A main process that is gone reads as
+    ``UNAVAILABLE`` from gRPC itself. Raises (``abort_with_status`` always does)."""
+    call: Any = e
+    context.abort_with_status(_Status(call.code(), call.details() or "",
+                                      tuple(call.trailing_metadata() or ())))
+
+
+def _log_forwarded(method: str, code: grpc.StatusCode, t0: float,
+                   context: grpc.ServicerContext) -> None:
+    service, _, name = method.lstrip("/").partition("/")
+    fields: dict[str, Any] = {"grpc.service": service, "grpc.method": name,
+                              "grpc.code": code.name,
+                              "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                              "peer": context.peer()}
+    for k, v in context.invocation_metadata() or ():
+        if k == "x-request-id":
+            fields["request_id"] = str(v)[:128]
+    log.info("rpc_forwarded", **fields)
+
+
+class RemoteReadIndex:
+    """A read index taken by the main process, for a worker's linearizable reads.
+
+    ``get()`` returns a Future of a log index obtained by an internal ReadIndex call that began
+    after ``get()`` was called (the main process's read index, itself taken after the call
+    arrived, is then at least the commit index when the read began). At most one call is in
+    flight; reads arriving meanwhile share the next one. The Future fails with the typed
+    consensus error (or ``TimeoutError``) main's read index failed with, or with
+    :class:`~gantry.consensus.errors.Stopping` when main cannot be reached."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._call = channel.unary_unary(READ_INDEX_METHOD)
+        self._lock = threading.Lock()
+        self._inflight = False
+        self._next: Future[int] | None = None
+
+    def get(self) -> Future[int]:
+        """A future of a log index committed after this call began."""
+        with self._lock:
+            if self._next is None:
+                self._next = Future()
+            fut = self._next
+            launch = None if self._inflight else self._claim_locked()
+        if launch is not None:
+            self._launch(launch)
+        return fut
+
+    def _claim_locked(self) -> Future[int] | None:
+        waiting, self._next = self._next, None
+        self._inflight = waiting is not None
+        return waiting
+
+    def _launch(self, waiting: Future[int]) -> None:
+        call = self._call.future(b"", timeout=READ_INDEX_TIMEOUT_S + 1)
+        call.add_done_callback(lambda c: self._done(c, waiting))
+
+    def _done(self, call: Any, waiting: Future[int]) -> None:
+        try:
+            index, error = pickle.loads(call.result())
+        except grpc.RpcError:
+            index, error = 0, Stopping()
+        except Exception as e:  # noqa: BLE001 - undecodable: the read answers UNAVAILABLE
+            index, error = 0, e
+        if error is not None:
+            waiting.set_exception(error)
+        else:
+            waiting.set_result(int(index))
+        with self._lock:
+            launch = self._claim_locked()
+        if launch is not None:
+            self._launch(launch)
+
+
+class AppliedFeed:
+    """Follows the main process's WatchApplied stream on a thread of its own: advances
+    ``watermark`` (or resets it, when main's went down after a restore) and mirrors health into
+    ``health_servicer`` (NOT_SERVING while the stream is down). Reconnects until :meth:`stop`."""
+
+    #: Pause (seconds) before reconnecting a broken stream.
+    RETRY_S = 0.1
+
+    def __init__(self, channel: grpc.Channel, watermark: Watermark,
+                 health_servicer: health.HealthServicer) -> None:
+        self._call = channel.unary_stream(WATCH_METHOD)
+        self._watermark = watermark
+        self._health = health_servicer
+        self._stop = threading.Event()
+        self._first = threading.Event()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, name="watch-applied", daemon=True)
+
+    def start(self, timeout_s: float) -> bool:
+        """Start following; True once the first message arrived within ``timeout_s`` seconds."""
+        self._thread.start()
+        return self._first.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+        self._thread.join(timeout=5)
+
+    def _set_health(self, serving: bool) -> None:
+        st = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health.set("", st)
+        self._health.set("gantry.service.v1.GantryService", st)
+
+    def _run(self) -> None:
+        serving: bool | None = None
+        while not self._stop.is_set():
+            try:
+                self._stream = self._call(b"", wait_for_ready=True)
+                for msg in self._stream:
+                    index, up = _APPLIED.unpack(msg)
+                    if index >= self._watermark.value:
+                        self._watermark.advance(index)
+                    else:
+                        self._watermark.reset(index)
+                    if bool(up) != serving:
+                        serving = bool(up)
+                        self._set_health(serving)
+                    self._first.set()
+            except grpc.RpcError as e:
+                if not self._stop.is_set():
+                    log.warning("applied_feed_broken", code=e.code().name)
+            if serving is not False:
+                serving = False
+                self._set_health(False)
+            self._stop.wait(self.RETRY_S)
+
