@@ -185,6 +185,28 @@ def test_health_and_status_through_a_worker(node: NodeProcess) -> None:
         ch.close()
 
 
+def test_backup_stream_through_a_worker(node: NodeProcess) -> None:
+    import hashlib
+
+    from gantry.pb.admin.v1 import admin_pb2, admin_pb2_grpc
+
+    ch = node.process_channel(worker=True)
+    try:
+        msgs = list(admin_pb2_grpc.ClusterServiceStub(ch).Backup(
+            admin_pb2.BackupRequest(chunk_bytes=4096), timeout=30))
+        with pytest.raises(grpc.RpcError) as ei:  # the same refusal as on main
+            list(admin_pb2_grpc.ClusterServiceStub(ch).Backup(
+                admin_pb2.BackupRequest(chunk_bytes=64 << 20), timeout=T))
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        ch.close()
+    header, *data, trailer = msgs
+    assert header.WhichOneof("kind") == "header" and trailer.WhichOneof("kind") == "trailer"
+    body = b"".join(m.data for m in data)
+    assert len(body) == header.header.size_bytes
+    assert hashlib.sha256(body).digest() == trailer.trailer.sha256
+
+
 def test_killed_worker_is_restarted(node: NodeProcess) -> None:
     """Runs last in the module: the worker pids change."""
     assert _metric(node, "gantry_read_workers_alive") == 2
