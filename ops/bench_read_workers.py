@@ -38,8 +38,9 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from ops import cluster  # noqa: E402
+import cluster  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 WORKLOADS = {
