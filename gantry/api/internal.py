@@ -18,8 +18,8 @@ No authorization runs here: a worker applied the node's interceptor to the clien
 connection (:mod:`gantry.api.auth` needs its TLS peer), and only the node's user can reach the
 socket.
 
-Worker side — :class:`Passthrough` (forwards a call to main: method, metadata, deadline,
-cancellation; relays status, details and trailing metadata), :class:`RemoteReadIndex`
+Worker side — :class:`Passthrough` (forwards a call to main: method, metadata, deadline;
+relays status, details and trailing metadata), :class:`RemoteReadIndex`
 (``get() -> Future[int]`` like :class:`~gantry.consensus.readindex.ReadIndex`, one internal call
 in flight per batch of waiting reads) and :class:`AppliedFeed` (consumes WatchApplied into the
 worker's own Watermark and health).
@@ -183,7 +183,8 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 
 class Passthrough(grpc.GenericRpcHandler):
     """Forwards every method of ``services`` not claimed by an earlier handler to the main
-    process over ``channel``, bytes in and out. ``streaming``: full method names answered with
+    process over ``channel``, bytes in and out (method, metadata, deadline; a response stream's
+    cancellation too). ``streaming``: full method names answered with
     a response stream (``/gantry.admin.v1.ClusterService/Backup``); every other is unary. Logs
     one ``rpc_forwarded`` line per call (service, method, code, duration_ms, the client's peer,
     request_id); the main process logs the call's ``rpc_finished``."""
@@ -218,17 +219,18 @@ class Passthrough(grpc.GenericRpcHandler):
             t0 = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                fut = upstream.future(request, timeout=_deadline(context),
-                                      metadata=_forward_metadata(context))
-                context.add_callback(fut.cancel)
+                # Blocking with_call: about half the CPU of .future() + a cancel callback
+                # (measured: 0.64 vs 1.1 ms per forwarded call, worker and main together). A
+                # client's cancellation is not passed on; its deadline is.
                 try:
-                    response: bytes = fut.result()
+                    response, call = upstream.with_call(request, timeout=_deadline(context),
+                                                        metadata=_forward_metadata(context))
                 except grpc.RpcError as e:
                     code = e.code()
                     _relay_error(context, e)
                     raise  # not reached: abort raised
-                context.set_trailing_metadata(tuple(fut.trailing_metadata() or ()))
-                return response
+                context.set_trailing_metadata(tuple(call.trailing_metadata() or ()))
+                return bytes(response)
             finally:
                 _log_forwarded(method, code, t0, context)
 

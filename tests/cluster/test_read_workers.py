@@ -13,11 +13,12 @@ import os
 import pathlib
 import signal
 import socket
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before grpc loads: nodes are spawned
 
 import grpc
 import pytest
@@ -234,23 +235,21 @@ def test_sigterm_stops_workers_and_ends_waiting_reads(tmp_path: pathlib.Path) ->
     with single_node(tmp_path, read_workers=2) as nd:
         pids = list(nd.worker_pids().values())
         stub = service_pb2_grpc.GantryServiceStub(nd.process_channel(worker=True))
-        errors: list[grpc.RpcError] = []
-
-        def waiting_read() -> None:  # waits for an index this node will never apply
-            try:
-                stub.GetBucket(svc.GetBucketRequest(name="never"), timeout=30,
-                               metadata=((MIN_INDEX, str(10**9)),))
-            except grpc.RpcError as e:
-                errors.append(e)
-
-        t = threading.Thread(target=waiting_read)
-        t.start()
-        wait_until(lambda: nd.proc is not None and nd.proc.poll() is None, T)
+        # Waits for an index this node will never apply.
+        waiting = stub.GetBucket.future(svc.GetBucketRequest(name="never"), timeout=30,
+                                        metadata=((MIN_INDEX, str(10**9)),))
+        # Evidence the waiting read is in the worker's hands: a later call on the same
+        # connection was answered (the server takes a connection's calls in order).
+        rid = uuid.uuid4().hex
+        with pytest.raises(grpc.RpcError):
+            stub.GetBucket(svc.GetBucketRequest(name="probe-bucket"), timeout=T,
+                           metadata=STALE + (("x-request-id", rid),))
+        assert nd.served_by(rid)[0] is not None
+        assert not waiting.done()
         code = nd.stop()
-        t.join(T)
         assert code == 0, nd.tail_log()
         assert all(_gone(p) for p in pids)
-        [err] = errors
+        err: Any = waiting.exception(T)
         assert (err.code(), err.details()) == (grpc.StatusCode.UNAVAILABLE, "node stopping")
         events = [e.get("event") for e in nd.log_events()]
         reaped = [e for e in nd.log_events() if e.get("event") == "read_worker_reaped"]

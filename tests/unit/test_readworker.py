@@ -4,12 +4,15 @@ server in one process, and the configuration a worker receives (gantry/readworke
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import pickle
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before grpc loads: nodes are spawned
 
 import grpc
 import pytest
