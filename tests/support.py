@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -85,6 +86,7 @@ class NodeProcess:
         #: ``--read-workers``; with workers, :meth:`channel` is connected to a worker.
         self.read_workers = TEST_READ_WORKERS if read_workers is None else read_workers
         self._health_channel: grpc.Channel | None = None
+        self._channel_lock = threading.Lock()
         #: The client peers (``ipv4:127.0.0.1:PORT``, as the node logs them) of the channels
         #: :meth:`process_channel` handed out to a worker.
         self.worker_peers: set[str] = set()
@@ -126,11 +128,13 @@ class NodeProcess:
         return self
 
     def channel(self) -> grpc.Channel:
-        """The harness's channel; with read workers, one served by a worker."""
-        if self._channel is None:
-            self._channel = (self.process_channel(worker=True) if self.read_workers
-                             else self.tls.channel(self.addr))
-        return self._channel
+        """The harness's channel; with read workers, one served by a worker (found once the
+        node answers: until then this waits, up to 30 s)."""
+        with self._channel_lock:
+            if self._channel is None:
+                self._channel = (self.process_channel(worker=True) if self.read_workers
+                                 else self.tls.channel(self.addr))
+            return self._channel
 
     def served_by(self, request_id: str, timeout_s: float = 10.0) -> tuple[int | None, str]:
         """``(worker index or None for main, client peer)`` of the call that carried
@@ -164,7 +168,11 @@ class NodeProcess:
                     metadata=(("x-gantry-consistency", "stale"), ("x-request-id", rid)))
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
+                    ch.close()
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)  # not listening yet (starting, restarting)
+                    continue
             where, peer = self.served_by(rid)
             if (where is not None) == worker:
                 if worker:
