@@ -32,10 +32,12 @@ reads its configuration from (main holds the write end until it exits).
 
 Trade-offs: the kernel balances connections, not calls — a client with one channel lands on one
 process; spread load with several channels or clients. A write through a worker costs one more
-local hop than on main. Metrics: ``/metrics`` is main's; it counts main's own calls and, once
-each, every call a worker forwarded (``gantry_rpc_*``), plus ``gantry_read_workers_alive`` and
-``gantry_read_worker_restarts_total``; reads answered by workers appear in their
-``rpc_finished`` log lines (each carries ``worker``), not in main's ``gantry_rpc_*``.
+local hop than on main. Metrics: ``/metrics`` is main's. ``gantry_rpc_requests_total`` counts
+every call once: main's own, each call a worker forwarded (counted by main, which answered it)
+and the reads workers answered (each worker reports its counts every second,
+:class:`~gantry.api.internal.RpcCountPusher`); ``gantry_rpc_duration_seconds`` has main's calls
+only (workers' latencies are in their ``rpc_finished`` lines, which carry ``worker``). Also
+``gantry_read_workers_alive`` and ``gantry_read_worker_restarts_total``.
 """
 
 from __future__ import annotations
@@ -399,7 +401,13 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
     from gantry.actors.frontdoor import FrontDoorActor
     from gantry.api.admin import SERVICE_NAME as ADMIN_SERVICE_NAME
     from gantry.api.auth import admin_interceptor
-    from gantry.api.internal import MAX_MESSAGE_BYTES, AppliedFeed, Passthrough, RemoteReadIndex
+    from gantry.api.internal import (
+        MAX_MESSAGE_BYTES,
+        AppliedFeed,
+        Passthrough,
+        RemoteReadIndex,
+        RpcCountPusher,
+    )
     from gantry.api.service import SERVICE_NAME, GantryService
     from gantry.consensus.readindex import ReadIndex
     from gantry.db import ReadPool
@@ -432,6 +440,8 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
         wlog.error("read_worker_start_failed", reason=err)
         frontdoor.stop()
         return 1
+    counts = RpcCountPusher(channel)
+    counts.start()
     wlog.info("read_worker_serving", grpc_port=port, pid=os.getpid())
     os.write(ready_fd, b"R")
     os.close(ready_fd)
@@ -450,6 +460,7 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
     frontdoor.stop()
     timer.cancel()
     watermark.close()
+    counts.stop()
     feed.stop()
     reads.close()
     channel.close()

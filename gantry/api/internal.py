@@ -12,7 +12,11 @@ Main side — :class:`InternalServer`, a ``grpc.Server`` on ``unix:DATA_DIR/run/
   serving)`` — one message per change of the main process's :class:`~gantry.db.Watermark`
   (the writer advances it once per applied batch; a restore resets it) or of its health;
 - ``gantry.internal.v1.ReadWorkers/ReadIndex``: the main process's ``ReadIndex.get()`` result
-  (a log index, or the consensus error / deadline it failed with).
+  (a log index, or the consensus error / deadline it failed with);
+- ``gantry.internal.v1.ReadWorkers/AddRpcCounts``: the calls a worker answered itself since its
+  last report (JSON ``[[service, method, code, count], …]``, every second), added to main's
+  ``gantry_rpc_requests_total`` so ``/metrics`` counts every call once (durations stay
+  main's own: a histogram cannot be merged from outside).
 
 No authorization runs here: a worker applied the node's interceptor to the client's own
 connection (:mod:`gantry.api.auth` needs its TLS peer), and only the node's user can reach the
@@ -32,6 +36,7 @@ it into the same status main would (:data:`gantry.api.errors.STATUSES`).
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pickle
@@ -47,6 +52,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2
 
+from gantry import metrics
 from gantry.consensus.errors import Stopping
 from gantry.db import Watermark
 
@@ -55,6 +61,7 @@ log = structlog.get_logger("gantry.internal")
 SERVICE = "gantry.internal.v1.ReadWorkers"
 WATCH_METHOD = f"/{SERVICE}/WatchApplied"
 READ_INDEX_METHOD = f"/{SERVICE}/ReadIndex"
+RPC_COUNTS_METHOD = f"/{SERVICE}/AddRpcCounts"
 #: WatchApplied message: applied log index (int64, big-endian), serving (one byte 0/1).
 _APPLIED = struct.Struct(">qB")
 #: How often (seconds) a WatchApplied stream looks for a change no advance announced (a reset to
@@ -136,6 +143,7 @@ class InternalServer:
         return grpc.method_handlers_generic_handler(SERVICE, {
             "WatchApplied": grpc.unary_stream_rpc_method_handler(self.watch_applied),
             "ReadIndex": grpc.unary_unary_rpc_method_handler(self.read_index),
+            "AddRpcCounts": grpc.unary_unary_rpc_method_handler(self.add_rpc_counts),
         })
 
     def watch_applied(self, _req: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -160,6 +168,13 @@ class InternalServer:
             return pickle.dumps((int(self._read_index().result(timeout=timeout)), None))
         except Exception as e:  # a ConsensusError, TimeoutError: the worker maps it as main would
             return pickle.dumps((0, e))
+
+    def add_rpc_counts(self, req: bytes, _context: grpc.ServicerContext) -> bytes:
+        """Add a worker's ``[[service, method, code, count], …]`` to ``gantry_rpc_requests``."""
+        for service, method, code, count in json.loads(req):
+            if count > 0:
+                metrics.RPC_REQUESTS.labels(service, method, code).inc(count)
+        return b""
 
 
 # -- worker side --------------------------------------------------------------------------------
@@ -396,3 +411,46 @@ class AppliedFeed:
                 self._set_health(False)
             self._stop.wait(self.RETRY_S)
 
+
+
+class RpcCountPusher:
+    """Reports the calls this worker answered (its ``gantry_rpc_requests_total``) to the main
+    process every ``interval_s`` seconds, as deltas; a report that fails is sent with the next
+    one. :meth:`stop` sends a last report."""
+
+    def __init__(self, channel: grpc.Channel, interval_s: float = 1.0) -> None:
+        self._call = channel.unary_unary(RPC_COUNTS_METHOD)
+        self._interval = interval_s
+        self._sent: dict[tuple[str, str, str], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rpc-counts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.push()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.push()
+
+    def push(self) -> None:
+        """Send what was counted since the last report that got through."""
+        now: dict[tuple[str, str, str], float] = {}
+        for family in metrics.RPC_REQUESTS.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    lb = sample.labels
+                    now[(lb["grpc_service"], lb["grpc_method"], lb["grpc_code"])] = sample.value
+        delta = [[*k, v - self._sent.get(k, 0.0)] for k, v in now.items()
+                 if v > self._sent.get(k, 0.0)]
+        if not delta:
+            return
+        try:
+            self._call(json.dumps(delta).encode(), timeout=2)
+        except grpc.RpcError:
+            return  # main busy or gone: the next report carries these too
+        self._sent = now

@@ -208,6 +208,25 @@ def test_backup_stream_through_a_worker(node: NodeProcess) -> None:
     assert hashlib.sha256(body).digest() == trailer.trailer.sha256
 
 
+def test_main_metrics_count_the_reads_workers_answered(node: NodeProcess,
+                                                        on_worker: Any) -> None:
+    series = ('gantry_rpc_requests_total{grpc_code="OK",grpc_method="GetBucket",'
+              'grpc_service="gantry.service.v1.GantryService"}')
+
+    def count() -> float:
+        try:
+            return _metric(node, series)
+        except AssertionError:
+            return 0.0
+
+    name = uniq("count")
+    on_worker.CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
+    before = count()
+    for _ in range(5):
+        on_worker.GetBucket(svc.GetBucketRequest(name=name), timeout=T, metadata=STALE)
+    wait_until(lambda: count() >= before + 5, T, what="the worker's reads in main's /metrics")
+
+
 def test_killed_worker_is_restarted(node: NodeProcess) -> None:
     """Runs last in the module: the worker pids change."""
     assert _metric(node, "gantry_read_workers_alive") == 2
