@@ -1,19 +1,31 @@
 """FrontDoorActor: owns the gRPC server's lifecycle — start, health, graceful stop.
 
-The server's own thread pool runs the handlers (:class:`gantry.api.service.GantryService`); this actor
-only starts and stops it, so a slow RPC never blocks the actor. Health (``grpc.health.v1``) is
-flipped by the node from the Raft tick thread through the thread-safe health servicer.
+The API is served by a ``grpc.aio`` server on ONE asyncio event loop running in a thread of its
+own (``grpc-aio``). Handlers (:class:`gantry.api.service.GantryService` and the admin services)
+are coroutines on that loop: a call waiting for its write or its read index holds an asyncio
+future, not a thread, and the writer resolves a whole applied batch in one hand-off to the loop
+(``loop.call_soon_threadsafe``; :mod:`gantry.consensus.proposals`, :class:`gantry.db.Watermark`).
+Work that must block (admin calls that ask a Raft actor, listings, backup file reads) runs on the
+loop's small executor (:data:`EXECUTOR_WORKERS` threads, ``grpc-aside``), never on the loop.
 
-Health has its own path: ``Health/Check`` runs on a small pool of its own (grpcio's per-method
-``experimental_thread_pool``), so it answers in milliseconds even when every handler thread is
-held by a slow or waiting call (issue 7 item 11: it queued behind 300 calls and timed out).
+This actor keeps the lifecycle: ``on_start`` starts the loop thread and the server on it and
+records the bound port or why binding failed; :meth:`FrontDoorActor.stop_serving` flips health
+to NOT_SERVING, then stops the server with a grace period; then the loop thread ends. Health is
+flipped by the node from the Raft tick thread through the thread-safe (sync) health servicer.
+
+Health has its own path: ``Health/Check`` is answered inline on the loop from the servicer's
+table (microseconds), so it never queues behind waiting calls, however many wait (issue 7 item
+11; issue 10). Overload: at most :data:`MAX_CONCURRENT_RPCS` calls at once, as before — the next
+one is refused by gRPC with ``RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded!"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent import futures
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pykka
@@ -25,20 +37,71 @@ from gantry.pb.service.v1 import service_pb2
 
 log = structlog.get_logger("gantry.frontdoor")
 
-#: Handler threads; each blocks while its write is committed, so this bounds in-flight writes.
-MAX_WORKERS = 128
-#: Threads that answer only ``grpc.health.v1.Health/Check``.
-HEALTH_WORKERS = 2
+#: Calls in progress at once (as the sync server's ``maximum_concurrent_rpcs`` was: 128 handler
+#: threads × 8); the next is refused with RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded!".
+MAX_CONCURRENT_RPCS = 1024
+#: Threads of the loop's executor: blocking admin calls, listings, backup reads.
+EXECUTOR_WORKERS = 8
+#: How often a ``Health/Watch`` stream looks for a change (seconds).
+WATCH_POLL_S = 0.2
 #: Largest request/response (bytes).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Longest the actor waits for the loop to start or stop the server, beyond the grace (seconds).
+LOOP_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio event loop running forever in a daemon thread named ``name``, with a default
+    executor of ``workers`` threads. :meth:`run` runs a coroutine on it from another thread;
+    :meth:`close` stops the loop, cancels what is left and joins the thread."""
+
+    def __init__(self, name: str = "grpc-aio", workers: int = EXECUTOR_WORKERS) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="grpc-aside"))
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for t in pending:
+                t.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+        """Run ``coro`` on the loop and wait up to ``timeout_s`` seconds for its result; raises
+        what it raises, or ``TimeoutError``."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop (idempotent) and wait up to ``timeout_s`` seconds for its thread."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:  # closed meanwhile
+            pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
 
 
 class FrontDoorActor(pykka.ThreadingActor):
-    """Starts a grpc.Server on ``host:port`` (port 0 = any free port) serving ``handlers``,
+    """Starts a grpc.aio server on ``host:port`` (port 0 = any free port) serving ``handlers``,
     the health service and, when ``reflection`` is set, server reflection. ``credentials``:
-    TLS (:mod:`gantry.tlsconfig`), else plaintext; ``interceptors`` run before every handler
-    (:mod:`gantry.api.auth`). ``reuse_port``: bind with ``SO_REUSEPORT``, so the node's read
-    workers share the port (:mod:`gantry.readworker`); off, a port in use is a start error."""
+    TLS (:mod:`gantry.tlsconfig`), else plaintext; ``interceptors`` (``grpc.aio`` server
+    interceptors) run before every handler (:mod:`gantry.api.auth`). ``reuse_port``: bind with
+    ``SO_REUSEPORT``, so the node's read workers share the port (:mod:`gantry.readworker`); off,
+    a port in use is a start error."""
 
     def __init__(
         self,
@@ -49,7 +112,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         reflection_enabled: bool,
         extra_service_names: tuple[str, ...] = (),
         credentials: grpc.ServerCredentials | None = None,
-        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         reuse_port: bool = False,
     ) -> None:
         super().__init__()
@@ -62,27 +125,40 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._credentials = credentials
         self._interceptors = tuple(interceptors)
         self._reuse_port = reuse_port
-        self._server: grpc.Server | None = None
-        self._health_pool: futures.ThreadPoolExecutor | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: LoopThread | None = None
         self._bound_port = 0
         #: Why on_start failed (bind error), or "" when serving.
         self.start_error = ""
 
     def on_start(self) -> None:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="grpc"),
+        self._loop = LoopThread()
+        try:
+            self._loop.run(self._start(), LOOP_TIMEOUT_S)
+        except Exception as e:  # the server did not start: say so, as for a bind error
+            self.start_error = f"cannot start the gRPC server: {e!r}"
+            log.exception("grpc_start_failed")
+        if self._server is None:
+            self._loop.close()
+            self._loop = None
+            return
+        log.info("grpc_started", host=self._host, port=self._bound_port,
+                 reflection=self._reflection, tls=self._credentials is not None)
+
+    async def _start(self) -> None:
+        """On the loop: build, bind and start the server (``self._server`` stays None when the
+        address cannot be bound; ``start_error`` says why)."""
+        server = grpc.aio.server(
             handlers=self._handlers,
             interceptors=self._interceptors,
-            maximum_concurrent_rpcs=MAX_WORKERS * 8,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
-        self._health_pool = futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS,
-                                                       thread_name_prefix="grpc-health")
-        server.add_generic_rpc_handlers((_health_handler(self._health, self._health_pool),))
+        server.add_generic_rpc_handlers((_health_handler(self._health),))
         if self._reflection:
             names = (
                 service_pb2.DESCRIPTOR.services_by_name["GantryService"].full_name,
@@ -102,11 +178,10 @@ class FrontDoorActor(pykka.ThreadingActor):
         if self._bound_port == 0:
             self.start_error = f"cannot listen on gRPC address {self._host}:{self._port} (in use?)"
             log.error("grpc_bind_failed", host=self._host, port=self._port)
+            await server.stop(None)
             return
-        server.start()
+        await server.start()
         self._server = server
-        log.info("grpc_started", host=self._host, port=self._bound_port,
-                 reflection=self._reflection, tls=self._credentials is not None)
 
     def get_start_error(self) -> str:
         """"" when serving; otherwise why the server could not start."""
@@ -116,47 +191,74 @@ class FrontDoorActor(pykka.ThreadingActor):
         """The TCP port the server is bound to."""
         return self._bound_port
 
-    def stop_serving(self, grace_s: float) -> None:
-        """Health NOT_SERVING, refuse new RPCs, give in-flight ones ``grace_s`` seconds."""
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the API runs on (None once stopped); for tests and tools."""
+        return None if self._loop is None else self._loop.loop
+
+    def stop_serving(self, grace_s: float, keep_loop: bool = False) -> None:
+        """Health NOT_SERVING, refuse new RPCs, give in-flight ones ``grace_s`` seconds, then
+        cancel what is left and end the loop thread. ``keep_loop``: the loop thread runs on
+        until the actor stops (the read workers' internal listener still serves on it)."""
         self._health.enter_graceful_shutdown()
-        if self._server is not None:
-            self._server.stop(grace_s).wait()
-            self._server = None
-            log.info("grpc_stopped")
-        self._stop_health_pool()
+        self._stop_server(grace_s, keep_loop)
+        log.info("grpc_stopped")
+
+    def _stop_server(self, grace_s: float, keep_loop: bool = False) -> None:
+        server, self._server = self._server, None
+        if server is not None and self._loop is not None:
+            try:
+                self._loop.run(server.stop(grace_s), grace_s + LOOP_TIMEOUT_S)
+            except Exception:
+                log.exception("grpc_stop_failed")
+        if self._loop is not None and not keep_loop:
+            self._loop.close()
+            self._loop = None
 
     def on_stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(0).wait()
-            self._server = None
-        self._stop_health_pool()
-
-    def _stop_health_pool(self) -> None:
-        if self._health_pool is not None:
-            self._health_pool.shutdown(wait=False, cancel_futures=True)
-            self._health_pool = None
+        self._stop_server(0)
 
     def on_failure(self, *args: Any) -> None:
         self.on_stop()
 
 
-def _health_handler(servicer: health.HealthServicer,
-                    pool: futures.ThreadPoolExecutor) -> grpc.GenericRpcHandler:
-    """``grpc.health.v1.Health`` with ``Check`` on ``pool`` (grpcio runs a behaviour that has an
-    ``experimental_thread_pool`` attribute on that pool instead of the server's); ``Watch``, a
-    long-lived stream, stays on the server's pool."""
+class _StatusOnly:
+    """The one thing the sync health servicer's ``Check`` asks of its context: ``set_code``."""
 
-    def check(request: Any, context: grpc.ServicerContext) -> Any:
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+
+def _health_handler(servicer: health.HealthServicer) -> grpc.GenericRpcHandler:
+    """``grpc.health.v1.Health`` over the node's (thread-safe, sync) servicer. ``Check`` reads
+    its table inline on the loop; ``Watch`` streams the status whenever it changes (looked at
+    every :data:`WATCH_POLL_S`), ``SERVICE_UNKNOWN`` for a service it does not know."""
+
+    async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return servicer.Check(request, context)
 
-    check.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    async def watch(request: Any, context: grpc.aio.ServicerContext[Any, Any]
+                    ) -> AsyncIterator[Any]:
+        last = None
+        while True:
+            probe = _StatusOnly()
+            resp = servicer.Check(request, probe)
+            status = (resp.status if probe.code == grpc.StatusCode.OK
+                      else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            if status != last:
+                last = status
+                yield health_pb2.HealthCheckResponse(status=status)
+            await asyncio.sleep(WATCH_POLL_S)
+
     return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
         "Check": grpc.unary_unary_rpc_method_handler(
             check,
             request_deserializer=health_pb2.HealthCheckRequest.FromString,
             response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
         "Watch": grpc.unary_stream_rpc_method_handler(
-            servicer.Watch,
+            watch,
             request_deserializer=health_pb2.HealthCheckRequest.FromString,
             response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
     })

@@ -497,8 +497,8 @@ class WriterActor(pykka.ThreadingActor):
                 self._disk.report_ok("database")
         last = batch[-1][0]
         self._watermark.advance(last)
-        for a in applied:
-            if a.result is not None and a.proposal_id:
-                self._proposals.resolve(a.proposal_id, (a.result, a.index))
+        # One call for the whole batch: waiting API calls are handed to the event loop at once.
+        self._proposals.resolve_batch([(a.proposal_id, (a.result, a.index)) for a in applied
+                                       if a.result is not None and a.proposal_id])
         log.debug("entries_applied", count=len(batch), last_index=last)
         return True

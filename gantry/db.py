@@ -9,11 +9,15 @@ log index whose effect is committed to the file.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import os
 import pathlib
 import sqlite3
 import threading
 import time
+from typing import Any
 
 BUSY_TIMEOUT_MS = 5000
 #: ``PRAGMA journal_size_limit`` of the writer (bytes): SQLite truncates the WAL file back to this
@@ -70,18 +74,33 @@ def open_ro(path: pathlib.Path) -> sqlite3.Connection:
     return conn
 
 
+#: Abandoned loop-side waits a Watermark keeps before pruning them.
+PRUNE_AFTER = 1024
+
+
 class Watermark:
     """A monotonic "applied log index" that the writer advances and readers wait on.
 
-    Thread-safe. ``wait_for(index, timeout_s)`` returns True once the watermark is ≥ ``index``,
+    Thread-safe. ``wait_for(index, timeout_s)`` (a thread) and ``await wait_async(index,
+    timeout_s)`` (a coroutine on an event loop) return True once the watermark is ≥ ``index``,
     False when ``timeout_s`` (seconds) passes first or once :meth:`close` was called (the node
     is stopping: check :attr:`closed`).
+
+    Loop-side waiters cost no thread: they sit in a heap by index, and each :meth:`advance` (the
+    writer calls it once per applied batch) hands every waiter it satisfies to its loop in one
+    ``call_soon_threadsafe`` — none when nobody waits at or below the new value.
     """
 
     def __init__(self, value: int = 0) -> None:
         self._value = value
         self._cond = threading.Condition()
         self._closed = False
+        #: (index, tie-breaker, future) of loop-side waiters, smallest index first.
+        self._aio: list[tuple[int, int, asyncio.Future[bool]]] = []
+        self._seq = itertools.count()
+        self._abandoned = 0
+        #: Loop hand-offs made so far (tests count them: one per batch that wakes someone).
+        self.handoffs = 0
 
     @property
     def value(self) -> int:
@@ -93,12 +112,18 @@ class Watermark:
             if index > self._value:
                 self._value = index
                 self._cond.notify_all()
+                due = self._due_locked()
+            else:
+                due = []
+        self._wake(due, True)
 
     def reset(self, index: int) -> None:
         """Set the watermark to exactly ``index`` (after a snapshot restore replaced the file)."""
         with self._cond:
             self._value = index
             self._cond.notify_all()
+            due = self._due_locked()
+        self._wake(due, True)
 
     @property
     def closed(self) -> bool:
@@ -111,6 +136,9 @@ class Watermark:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            due = [f for _, _, f in self._aio]
+            self._aio.clear()
+        self._wake(due, False)
 
     def wait_for(self, index: int, timeout_s: float | None) -> bool:
         """True once the watermark is ≥ ``index``; False after ``timeout_s`` seconds or when
@@ -125,6 +153,64 @@ class Watermark:
                     return False
                 self._cond.wait(remaining)
             return True
+
+    async def wait_async(self, index: int, timeout_s: float | None) -> bool:
+        """Coroutine form of :meth:`wait_for` for the running event loop: no thread waits."""
+        if self._value >= index:
+            return True
+        if self._closed:
+            return False
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._value >= index:
+                return True
+            if self._closed:
+                return False
+            heapq.heappush(self._aio, (index, next(self._seq), fut))
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await fut
+        except TimeoutError:
+            return False
+        finally:
+            if fut.cancelled():  # deadline or client gone: its heap entry is now dead weight
+                self._forget_one()
+
+    def _forget_one(self) -> None:
+        """Count one abandoned loop-side waiter; once they are most of the heap (and over
+        :data:`PRUNE_AFTER`), drop them all: waits on an index far ahead (a bogus
+        ``x-gantry-min-log-index``) must not pile up until the node reaches it."""
+        with self._cond:
+            self._abandoned += 1
+            if self._abandoned > PRUNE_AFTER and 2 * self._abandoned > len(self._aio):
+                self._aio = [e for e in self._aio if not e[2].done()]
+                heapq.heapify(self._aio)
+                self._abandoned = 0
+
+    def _due_locked(self) -> list[asyncio.Future[bool]]:
+        due = []
+        while self._aio and self._aio[0][0] <= self._value:
+            due.append(heapq.heappop(self._aio)[2])
+        return due
+
+    def _wake(self, futs: list[asyncio.Future[bool]], value: bool) -> None:
+        if not futs:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = {}
+        for f in futs:
+            by_loop.setdefault(f.get_loop(), []).append(f)
+        for loop, batch in by_loop.items():
+            self.handoffs += 1
+            try:
+                loop.call_soon_threadsafe(_set_all, batch, value)
+            except RuntimeError:  # the loop is closed: nobody waits on it any more
+                pass
+
+
+def _set_all(futs: list[asyncio.Future[Any]], value: Any) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(value)
 
 
 class ReadPool:

@@ -9,11 +9,12 @@ writer apply what it holds, checkpoint the WAL, close.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -107,6 +108,8 @@ class Node:
         self._metrics: tuple[metrics.MetricsServer, metrics.NodeCollector] | None = None
         #: With --read-workers: the worker processes and the internal listener they use.
         self._workers: readworker.ReadWorkers | None = None
+        #: Raft asks made for the event loop (the disk-full read index), off its thread.
+        self._aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-aside")
 
     # -- lifecycle --
     def start(self) -> None:
@@ -155,8 +158,8 @@ class Node:
         self._read_source = self._raft.proxy().read_index_source().get(timeout=30)
         self._reads = ReadPool(cfg.database)
         read_index = ReadIndex(self._read_barrier)
-        service = GantryService(self._reads, self.propose, cfg.app_env, self.watermark, read_index,
-                                heartbeats=cfg.heartbeat_interval_s > 0)
+        service = GantryService(self._reads, self.propose_aio, cfg.app_env, self.watermark,
+                                read_index, heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self, tlsconfig.node_client(cfg))
         backup = BackupService(CopyTaker(cfg.database, cfg.data_dir), cfg.node_id, cfg.raft_addr)
         auth = admin_interceptor(cfg)
@@ -176,8 +179,10 @@ class Node:
         port = self._frontdoor.proxy().port().get(timeout=30)
         if cfg.read_workers:  # after the front door: workers bind the port it got
             try:
+                loop = self._frontdoor.proxy().loop().get(timeout=30)
                 self._workers = readworker.ReadWorkers(cfg, port, handlers, self.watermark,
-                                                       lambda: self._serving, read_index.get)
+                                                       lambda: self._serving, read_index.get,
+                                                       loop)
                 self._workers.start()
             except readworker.WorkerStartError as e:
                 raise StartError(str(e)) from None
@@ -205,7 +210,10 @@ class Node:
         if self._frontdoor is not None:
             grace = self.config.grace_s
             try:
-                stopped = self._frontdoor.proxy().stop_serving(grace)
+                # With workers the loop outlives the public server: the internal listener on
+                # it answers the workers' forwarded calls until they are gone (finish_stop).
+                stopped = self._frontdoor.proxy().stop_serving(
+                    grace, keep_loop=self._workers is not None)
                 try:  # in-flight calls get the grace, less a margin to answer the waiting ones
                     stopped.get(timeout=grace - min(END_WAITS_MARGIN_S, grace / 2))
                 except pykka.Timeout:
@@ -213,9 +221,10 @@ class Node:
                     stopped.get(timeout=grace + 5)
             except Exception:
                 log.exception("frontdoor_stop_failed")
-            self._frontdoor.stop()
         if self._workers is not None:
             self._workers.finish_stop(self.config.grace_s + 5)
+        if self._frontdoor is not None:
+            self._frontdoor.stop()  # ends the loop thread
         self._end_waits()
         if self._monitor is not None:
             self._monitor.stop()
@@ -231,6 +240,7 @@ class Node:
             self._reads.close()
         if self._db_lock is not None:
             self._db_lock.release()
+        self._aside.shutdown(wait=False, cancel_futures=True)
         if self._metrics is not None:  # last: /readyz said 503 all through the stop
             metrics.stop(*self._metrics)
         self._lock.release()
@@ -253,10 +263,24 @@ class Node:
             self.proposals.discard(command.proposal_id)
             raise
 
-    def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
-        """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
-        node applied it, or fails with ConsensusError. Raises Stopping / NoLeader at once when the
-        node is stopping or knows no reachable leader."""
+    async def propose_aio(self, command: command_pb2.Command,
+                          timeout_s: float) -> tuple[ApplyResult, int]:
+        """:meth:`propose` for the gRPC event loop: the wait is an asyncio future the writer
+        resolves with the rest of its batch (no thread waits). Raises what :meth:`propose`
+        raises (``TimeoutError`` after ``timeout_s`` seconds)."""
+        self._check_proposable()
+        pid = command.proposal_id
+        fut = self.proposals.register_async(pid)
+        try:
+            self._proposer.propose(pid, commands.encode(command))  # type: ignore[union-attr]
+            async with asyncio.timeout(timeout_s):
+                result: tuple[ApplyResult, int] = await fut
+            return result
+        finally:
+            self.proposals.discard(pid)  # a no-op once resolved; forgets it on a timeout
+
+    def _check_proposable(self) -> None:
+        """Raises Stopping / NoLeader / NoSpace when a proposal cannot be made now."""
         if self._stopping.is_set() or self._proposer is None:
             raise Stopping()
         if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
@@ -264,6 +288,13 @@ class Node:
         self._free.check()  # raises the alarm up front when the disk is about to be full
         if self.disk.full:  # etcd's NOSPACE alarm: refused until the write that failed fits
             raise NoSpace()
+
+    def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
+        """Propose ``command``; the Future resolves with ``(ApplyResult, log index)`` once this
+        node applied it, or fails with ConsensusError. Raises Stopping / NoLeader at once when the
+        node is stopping or knows no reachable leader."""
+        self._check_proposable()
+        assert self._proposer is not None
         pid = command.proposal_id
         fut = self.proposals.register(pid)
         self._proposer.propose(pid, commands.encode(command))  # on this thread: no mailbox hop
@@ -281,7 +312,9 @@ class Node:
         above it was acknowledged: on one member a write is acknowledged only once applied here);
         elsewhere such a read is refused (UNAVAILABLE, ErrorInfo DISK_FULL: try another node),
         since this node could not apply a read index it obtains. When only the Raft log is full a
-        ReadIndex round still works (it appends nothing); its barrier fallback is refused."""
+        ReadIndex round still works (it appends nothing); its barrier fallback is refused. That
+        disk-full case asks the Raft actor on a thread of its own: the caller may be the gRPC
+        event loop, which never waits on an actor."""
         self._free.check()
         if self._stopping.is_set() or self._raft is None or self._read_source is None:
             raise Stopping()
@@ -295,12 +328,16 @@ class Node:
                 return barrier_future(self.propose_async, commands.barrier)
 
             return with_fallback(self._read_source.request(), barrier)
+        return self._aside.submit(self._solo_read_index)
+
+    def _solo_read_index(self) -> int:
+        """The one-member leader's read index while its database is full (see
+        :meth:`_read_barrier`); an ask of the Raft actor, run on ``node-aside``."""
+        assert self._raft is not None
         index = self._raft.proxy().solo_read_index().get(timeout=10)
         if index is None:
             raise NoSpace()
-        out: Future[int] = Future()
-        out.set_result(min(int(index), self.watermark.value))
-        return out
+        return min(int(index), self.watermark.value)
 
     def status(self) -> RaftStatus:
         """Raft role, leader, term, commit/applied indexes, members."""

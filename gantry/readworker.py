@@ -43,6 +43,7 @@ only (workers' latencies are in their ``rpc_finished`` lines, which carry ``work
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import dataclasses
 import json
@@ -67,6 +68,8 @@ from gantry import metrics
 from gantry.api.internal import InternalServer, socket_path
 from gantry.config import Config
 from gantry.db import Watermark
+from gantry.pb.command.v1 import command_pb2
+from gantry.state.statemachine import ApplyResult
 
 log = structlog.get_logger("gantry.readworker")
 
@@ -156,21 +159,23 @@ class ReadWorkers:
     """Runs ``cfg.read_workers`` worker processes for a node whose front door is bound to
     ``port``, and main's internal listener they talk to.
 
-    ``handlers``: the node's public generic handlers (served to workers on the unix socket);
+    ``handlers``: the node's public generic handlers (served to workers on the unix socket, on
+    ``loop``, the front door's event loop, where they run for clients too);
     ``watermark``, ``serving`` (the node's health verdict), ``read_index`` (``ReadIndex.get``):
     what the workers follow. Every child is spawned and reaped by one supervisor thread, so
     ``PR_SET_PDEATHSIG`` (tied to the spawning thread) fires only when main is gone."""
 
     def __init__(self, cfg: Config, port: int, handlers: Sequence[grpc.GenericRpcHandler],
                  watermark: Watermark, serving: Callable[[], bool],
-                 read_index: Callable[[], Future[int]]) -> None:
+                 read_index: Callable[[], Future[int]],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._cfg = cfg
         self._port = port
         try:
             path = socket_path(cfg.data_dir)
         except ValueError as e:
             raise WorkerStartError(str(e)) from None
-        self._server = InternalServer(path, handlers, watermark, serving, read_index)
+        self._server = InternalServer(path, handlers, watermark, serving, read_index, loop)
         self._children = [_Child(i) for i in range(cfg.read_workers)]
         self._stopping = threading.Event()
         self._started = threading.Event()
@@ -387,7 +392,10 @@ class _ReadsOnly(grpc.GenericRpcHandler):
         return None
 
 
-def _never_propose(command: Any, timeout_s: float) -> Any:
+async def _never_propose(command: command_pb2.Command,
+                         timeout_s: float) -> tuple[ApplyResult, int]:
+    """The worker's :class:`~gantry.api.service.Proposer`: never called (a worker answers only
+    :data:`READ_METHODS`; writes are forwarded to main)."""
     raise RuntimeError("a read worker proposes nothing: writes are forwarded to main")
 
 
@@ -429,9 +437,12 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
     service = GantryService(reads, _never_propose, cfg.app_env, watermark, read_index,
                             heartbeats=cfg.heartbeat_interval_s > 0)
     auth = admin_interceptor(cfg)
-    handlers = [_ReadsOnly(service.generic_handler(), SERVICE_NAME),
-                Passthrough(channel, (SERVICE_NAME, ADMIN_SERVICE_NAME),
-                            streaming=(f"/{ADMIN_SERVICE_NAME}/Backup",))]
+    # Forwarded calls ride a grpc.aio channel of their own, made on the front door's loop.
+    passthrough = Passthrough(f"unix:{sock}", (SERVICE_NAME, ADMIN_SERVICE_NAME),
+                              streaming=(f"/{ADMIN_SERVICE_NAME}/Backup",),
+                              options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    handlers = [_ReadsOnly(service.generic_handler(), SERVICE_NAME), passthrough]
     frontdoor: pykka.ActorRef[Any] = FrontDoorActor.start(
         cfg.host, port, handlers, health_servicer, cfg.reflection, (ADMIN_SERVICE_NAME,),
         tlsconfig.node_server_credentials(cfg), (auth,) if auth.required else (), reuse_port=True)
@@ -454,7 +465,10 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
     timer.daemon = True
     timer.start()
     try:
-        frontdoor.proxy().stop_serving(grace).get(timeout=grace + 5)
+        frontdoor.proxy().stop_serving(grace, keep_loop=True).get(timeout=grace + 5)
+        loop = frontdoor.proxy().loop().get(timeout=5)
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(passthrough.aclose(), loop).result(timeout=5)
     except Exception:
         wlog.exception("frontdoor_stop_failed")
     frontdoor.stop()

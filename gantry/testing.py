@@ -18,6 +18,7 @@ elections, replication, snapshots, crashes or the pysyncobj engine belongs in ``
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import threading
 from concurrent.futures import Future
@@ -58,6 +59,7 @@ class InlineConsensus:
         self._lock = threading.Lock()
         self._index = first_index
         self._fail: list[ConsensusError] = []
+        self._held: list[bytes] | None = None
         self.proposed = 0
 
     def fail_next(self, error: ConsensusError) -> None:
@@ -68,17 +70,54 @@ class InlineConsensus:
 
     def propose_async(self, command: command_pb2.Command) -> Future[tuple[ApplyResult, int]]:
         fut: Future[tuple[ApplyResult, int]] = self._proposals.register(command.proposal_id)
+        self._commit(command)
+        return fut
+
+    def hold(self) -> None:
+        """Keep later proposals registered but uncommitted until :meth:`release` (writes that
+        wait: what a cluster without a quorum does to them)."""
+        with self._lock:
+            self._held = []
+
+    def release(self) -> None:
+        """Commit the held proposals, in the order proposed, and stop holding."""
+        with self._lock:
+            held, self._held = self._held, None
+            wake = False
+            for data in held or ():
+                self._index += 1
+                self.proposed += 1
+                wake = self._queue.put(self._index, data, 1) or wake
+        if wake:
+            self._writer.tell(DRAIN)
+
+    def _commit(self, command: command_pb2.Command) -> None:
         data = commands.encode(command)
         with self._lock:  # one lock: indexes and queue order agree
             if self._fail:
                 self._proposals.fail(command.proposal_id, self._fail.pop(0))
-                return fut
+                return
+            if self._held is not None:
+                self._held.append(data)
+                return
             self._index += 1
             self.proposed += 1
             wake = self._queue.put(self._index, data, 1)
         if wake:
             self._writer.tell(DRAIN)
-        return fut
+
+    async def propose_aio(self, command: command_pb2.Command,
+                          timeout_s: float) -> tuple[ApplyResult, int]:
+        """The event loop's ``propose`` (what GantryService is given): an asyncio future the
+        writer resolves with its batch; raises ConsensusError or ``TimeoutError``."""
+        fut = self._proposals.register_async(command.proposal_id)
+        try:
+            self._commit(command)
+            async with asyncio.timeout(timeout_s):
+                result: tuple[ApplyResult, int] = await fut
+            return result
+        finally:
+            self._proposals.discard(command.proposal_id)
 
     def propose(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
         """``propose_async`` and wait up to ``timeout_s`` seconds; raises ConsensusError or
@@ -96,7 +135,8 @@ class InProcessNode:
 
     Offers what the process-backed ``tests.support.NodeProcess`` offers the contract tests:
     ``addr``, ``data_dir``, ``channel()``, ``stub()``; plus ``consensus`` (the
-    :class:`InlineConsensus`) and ``watermark``. ``cradle_addr`` registers a storage server at
+    :class:`InlineConsensus`) and ``watermark``; ``frontdoor`` is the FrontDoorActor's ref.
+    ``cradle_addr`` registers a storage server at
     start, as ``gantry serve --cradle-addr`` does.
     """
 
@@ -131,7 +171,7 @@ class InProcessNode:
         self._reads = ReadPool(db_path)
         read_index = ReadIndex(lambda: barrier_future(self.consensus.propose_async,  # type: ignore[union-attr]
                                                       commands.barrier))
-        service = GantryService(self._reads, self.consensus.propose, self.app_env,
+        service = GantryService(self._reads, self.consensus.propose_aio, self.app_env,
                                 self.watermark, read_index)
         health_servicer = health.HealthServicer()
         self._frontdoor = FrontDoorActor.start(
@@ -145,12 +185,19 @@ class InProcessNode:
             self.consensus.propose(commands.register_cradle_server(self.cradle_addr), 10)
         return self
 
-    def stop(self) -> None:
+    @property
+    def frontdoor(self) -> pykka.ActorRef[Any] | None:
+        """The FrontDoorActor (None when stopped)."""
+        return self._frontdoor
+
+    def stop(self, grace_s: float = 0.5) -> None:
+        """Stop serving (in-flight calls get ``grace_s`` seconds), end every wait with
+        Stopping, stop the writer."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         if self._frontdoor is not None:
-            self._frontdoor.proxy().stop_serving(0.5).get(timeout=10)
+            self._frontdoor.proxy().stop_serving(grace_s).get(timeout=grace_s + 10)
             self._frontdoor.stop()
             self._frontdoor = None
         self.watermark.close()

@@ -4,10 +4,10 @@
 Usage: ``python ops/floor_server.py [--host 127.0.0.1] [--port 9200]``
 
 It stores nothing, checks nothing and ignores the call's metadata; every other GantryService
-method answers UNIMPLEMENTED. The server is built the way a Gantry node builds its own (a sync
-``grpc.server`` on a thread pool of :data:`~gantry.actors.frontdoor.MAX_WORKERS` = 128 threads,
-the same concurrent-RPC limit and message-size options), so what a benchmark measures against it
-is grpcio's own cost per call: the most any Python grpcio node can do on this machine.
+method answers UNIMPLEMENTED. The server is built the way a Gantry node built its own before
+issue 10 moved the node to grpc.aio (a sync ``grpc.server`` on a thread pool of
+:data:`MAX_WORKERS` = 128 threads, the same concurrent-RPC limit and message-size options), so
+what a benchmark measures against it is sync grpcio's own cost per call.
 Stops on Ctrl-C / SIGTERM.
 """
 
@@ -25,10 +25,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 
-from gantry.actors.frontdoor import MAX_MESSAGE_BYTES, MAX_WORKERS  # noqa: E402
+from gantry.actors.frontdoor import MAX_MESSAGE_BYTES  # noqa: E402
 from gantry.pb.bucket.v1 import bucket_pb2  # noqa: E402
 from gantry.pb.service.v1 import service_pb2 as svc  # noqa: E402
 from gantry.pb.service.v1 import service_pb2_grpc  # noqa: E402
+
+#: Handler threads of the floor's sync server.
+MAX_WORKERS = 128
 
 #: The one bucket every reply carries (the size of a real one: a name and an RFC 3339 time).
 FIXED_BUCKET = bucket_pb2.Bucket(name="floor-bucket", created_at_rfc3339="2026-01-01T00:00:00.000000Z")

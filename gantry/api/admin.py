@@ -87,7 +87,8 @@ class AdminService:
             "TransferLeadership": (self.transfer, pb.TransferLeadershipRequest,
                                    pb.TransferLeadershipResponse),
         }
-        return build_handler(SERVICE_NAME, methods)
+        # Every method asks a Raft actor and waits (or calls the leader): off the event loop.
+        return build_handler(SERVICE_NAME, methods, blocking=True)
 
     def status(self, req: Any, context: grpc.ServicerContext) -> pb.StatusResponse:
         return self._node.cluster_status()

@@ -20,15 +20,16 @@ Refusals, with stable messages:
 - ``PERMISSION_DENIED "admin calls disabled: this node listens beyond loopback with neither
   GANTRY_ADMIN_TOKEN nor --tls-client-ca set"`` — nobody can be authorized.
 
-It is a gRPC server interceptor, so it covers every ClusterService method however it is
-registered (unary or streaming). A refusal logs one ``admin_call_refused`` line instead of the
-wrapper's ``rpc_finished`` (the handler never runs).
+It is a ``grpc.aio`` server interceptor, so it covers every ClusterService method however it is
+registered (unary or streaming, coroutine or plain function). A refusal logs one
+``admin_call_refused`` line instead of the wrapper's ``rpc_finished`` (the handler never runs).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -54,7 +55,7 @@ MSG_DISABLED = ("admin calls disabled: this node listens beyond loopback with ne
 Refusal = tuple[grpc.StatusCode, str]
 
 
-class AdminAuth(grpc.ServerInterceptor):
+class AdminAuth(grpc.aio.ServerInterceptor):
     """Guards ClusterService's closed methods when ``required`` (the server is bound beyond
     loopback). ``token``: the admin token ("" = none); ``client_certs``: the server verifies
     client certificates (``--tls-client-ca``)."""
@@ -73,7 +74,7 @@ class AdminAuth(grpc.ServerInterceptor):
                                 ("admin token", bool(self._token))) if on]
         return " or ".join(ways) or "disabled"
 
-    def refusal(self, context: grpc.ServicerContext) -> Refusal | None:
+    def refusal(self, context: Any) -> Refusal | None:
         """None when the call may proceed, else the status to answer."""
         if not self.required:
             return None
@@ -90,9 +91,11 @@ class AdminAuth(grpc.ServerInterceptor):
             return grpc.StatusCode.UNAUTHENTICATED, MSG_INVALID_TOKEN
         return grpc.StatusCode.UNAUTHENTICATED, MSG_CREDENTIALS_REQUIRED
 
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
-                          handler_call_details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(handler_call_details)
+    async def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+            handler_call_details: grpc.HandlerCallDetails) -> Any:
+        """The method's handler, guarded when it is a closed ClusterService method."""
+        handler = await continuation(handler_call_details)
         if handler is None or not self.required:
             return handler
         service, _, method = handler_call_details.method.lstrip("/").partition("/")
@@ -111,35 +114,49 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-def _guarded(handler: Any, method: str,
-             refusal: Callable[[grpc.ServicerContext], Refusal | None]) -> Any:
-    """``handler`` (a grpc.RpcMethodHandler of any shape) with ``refusal`` checked first."""
+def _guarded(handler: Any, method: str, refusal: Callable[[Any], Refusal | None]) -> Any:
+    """``handler`` (a grpc.RpcMethodHandler of any shape) with ``refusal`` checked first; the
+    behaviour may be a coroutine function, an async generator function or a plain one."""
 
-    def wrap(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            refused = refusal(context)
-            if refused is not None:
-                code, message = refused
-                log.warning("admin_call_refused", **{"grpc.service": SERVICE_NAME,
-                                                     "grpc.method": method,
-                                                     "grpc.code": code.name},
-                            peer=context.peer(), message=message)
-                context.abort(code, message)
-            return fn(request, context)
+    async def check(context: Any) -> None:
+        refused = refusal(context)
+        if refused is not None:
+            code, message = refused
+            log.warning("admin_call_refused", **{"grpc.service": SERVICE_NAME,
+                                                 "grpc.method": method,
+                                                 "grpc.code": code.name},
+                        peer=context.peer(), message=message)
+            await context.abort(code, message)
 
-        pool = getattr(fn, "experimental_thread_pool", None)
-        if pool is not None:
-            guarded.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    def unary(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+        async def guarded(request: Any, context: Any) -> Any:
+            await check(context)
+            result = fn(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return guarded
+
+    def streaming(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+        async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
+            await check(context)
+            responses = fn(request, context)
+            if hasattr(responses, "__aiter__"):
+                async for r in responses:
+                    yield r
+            else:
+                for r in responses:
+                    yield r
+
         return guarded
 
     ser, de = handler.response_serializer, handler.request_deserializer
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), de, ser)
+        return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), de, ser)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), de, ser)
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), de, ser)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), de, ser)
-    return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), de, ser)
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), de, ser)
+    return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), de, ser)
 
 
 def admin_interceptor(cfg: Config) -> AdminAuth:

@@ -7,6 +7,9 @@ transaction, into the data directory) before the first message; the stream is th
 handler for the ClusterService name (gRPC looks a method up handler by handler), so the unary
 admin methods in :mod:`gantry.api.admin` stay as they are.
 
+The handler is an async generator on the gRPC event loop; the copy and every file read run on
+the loop's executor (``asyncio.to_thread``), so a backup never stalls the other calls.
+
 Like every Gantry RPC it logs one ``rpc_finished`` line (here once the stream ended, with the
 bytes sent) and answers stable statuses: ``RESOURCE_EXHAUSTED`` when a backup is already
 running, ``INTERNAL`` with the reason when the copy could not be written (disk full…),
@@ -15,8 +18,9 @@ running, ``INTERNAL`` with the reason when the copy could not be written (disk f
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -26,7 +30,14 @@ from google.protobuf.message import DecodeError
 from gantry.api.admin import SERVICE_NAME
 from gantry.api.errors import RpcError, invalid_argument
 from gantry.api.rpc import request_id
-from gantry.backup import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, BackupBusy, BackupError, CopyTaker
+from gantry.backup import (
+    DEFAULT_CHUNK_BYTES,
+    MAX_CHUNK_BYTES,
+    BackupBusy,
+    BackupError,
+    CopyTaker,
+    NodeCopy,
+)
 from gantry.pb.admin.v1 import admin_pb2 as pb
 
 log = structlog.get_logger("gantry.rpc")
@@ -40,6 +51,21 @@ def _parse(data: bytes) -> pb.BackupRequest | None:
     except (DecodeError, ValueError):
         return None
     return msg
+
+
+async def _take(copies: CopyTaker) -> NodeCopy:
+    """``copies.take()`` on the executor. If the call is cancelled meanwhile, the copy is
+    closed once taken (else it would hold the one-backup-at-a-time lock)."""
+    task = asyncio.ensure_future(asyncio.to_thread(copies.take))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def close(t: asyncio.Future[NodeCopy]) -> None:
+            if not t.cancelled() and t.exception() is None:
+                t.result().close()
+
+        task.add_done_callback(close)
+        raise
 
 
 class BackupService:
@@ -57,8 +83,11 @@ class BackupService:
                 response_serializer=lambda m: m.SerializeToString()),
         })
 
-    def backup(self, req: pb.BackupRequest | None, context: grpc.ServicerContext
-               ) -> Iterator[pb.BackupChunk]:
+    async def backup(self, req: pb.BackupRequest | None,
+                     context: grpc.aio.ServicerContext[Any, Any]
+                     ) -> AsyncIterator[pb.BackupChunk]:
+        """The stream: header, data chunks, trailer (see the module docstring). Aborts with
+        INVALID_ARGUMENT, RESOURCE_EXHAUSTED (busy) or INTERNAL."""
         t0 = time.perf_counter()
         code, message = grpc.StatusCode.OK, ""
         fields: dict[str, Any] = {}
@@ -70,7 +99,7 @@ class BackupService:
             if not 0 < chunk <= MAX_CHUNK_BYTES:
                 raise invalid_argument(f"chunk_bytes must be 1..{MAX_CHUNK_BYTES}", "chunk_bytes")
             try:
-                copy = self._copies.take()
+                copy = await _take(self._copies)
             except BackupBusy as e:
                 raise RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
             except BackupError as e:
@@ -82,21 +111,22 @@ class BackupService:
                 size_bytes=copy.size_bytes, applied_index=copy.applied_index,
                 applied_term=copy.applied_term, node_id=self._node_id,
                 raft_addr=self._raft_addr))
-            for data in copy.chunks(chunk):
+            chunks = copy.chunks(chunk)
+            while (data := await asyncio.to_thread(next, chunks, None)) is not None:
                 yield pb.BackupChunk(data=data)
             yield pb.BackupChunk(trailer=pb.BackupTrailer(
                 size_bytes=copy.sent_bytes, applied_index=copy.applied_index,
                 applied_term=copy.applied_term, sha256=copy.sha256))
         except RpcError as e:
             code, message = e.code, e.message
-            context.abort_with_status(e.to_status())
-        except GeneratorExit:  # the client went away (cancelled, or its deadline passed)
-            code = grpc.StatusCode.CANCELLED
+            await context.abort_with_status(e.to_status())
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away (cancelled, or
+            code = grpc.StatusCode.CANCELLED  # its deadline passed)
             raise
         except Exception:
             code, message = grpc.StatusCode.INTERNAL, "internal error"
             log.exception("rpc_failed", **{"grpc.service": SERVICE_NAME, "grpc.method": _METHOD})
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
             if copy is not None:
                 fields["sent_bytes"] = copy.sent_bytes
@@ -110,4 +140,4 @@ class BackupService:
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "peer": context.peer()}, **fields)
             if copy is not None:  # after the log line: the next backup's line comes after it
-                copy.close()
+                copy.close()  # closes a file and releases a lock: microseconds

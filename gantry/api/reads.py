@@ -15,6 +15,10 @@ Levels (chosen per call with gRPC metadata, so upstream request messages stay un
   — the ``x-gantry-log-index`` a write returned — then read locally. No log round trip.
 - ``x-gantry-consistency: stale``: read this node's state at once.
 
+The API waits on the gRPC event loop (:func:`wait_for_read_async`): a read index and the applied
+index are asyncio waits resolved once per read-index result and once per applied batch, so a waiting
+read holds no thread.
+
 Every read reply carries ``x-gantry-log-index``: the applied index the read saw (at least).
 """
 
@@ -22,12 +26,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import grpc
 
 from gantry.api.errors import IndexNotApplied, RpcError, invalid_argument
 from gantry.consensus.errors import Stopping
-from gantry.consensus.readindex import ReadIndex
+from gantry.consensus.readindex import LoopReadIndex
 from gantry.db import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
@@ -36,6 +41,9 @@ LOG_INDEX_KEY = "x-gantry-log-index"
 #: Longest a read waits for its index when the client set no deadline (seconds).
 DEFAULT_READ_TIMEOUT_S = 10.0
 
+#: A call's context, sync or grpc.aio (both have the methods read here).
+AnyContext: TypeAlias = "grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]"
+
 
 class Consistency(enum.Enum):
     LINEARIZABLE = "linearizable"
@@ -43,7 +51,7 @@ class Consistency(enum.Enum):
     MIN_INDEX = "min-index"
 
 
-def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
+def parse(context: AnyContext) -> tuple[Consistency, int]:
     """``(level, min index)`` from the call's metadata; raises RpcError(INVALID_ARGUMENT)."""
     level, min_index = "", 0
     for k, v in context.invocation_metadata() or ():
@@ -63,7 +71,7 @@ def parse(context: grpc.ServicerContext) -> tuple[Consistency, int]:
     raise invalid_argument("InvalidConsistency", CONSISTENCY_KEY)
 
 
-def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
+def timeout_of(context: AnyContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -> float:
     """Seconds this call may still wait: the client's deadline less 5 ms, at most ``default_s``
     (no client deadline shows up as None or as an enormous number of seconds)."""
     r = context.time_remaining()
@@ -72,9 +80,12 @@ def timeout_of(context: grpc.ServicerContext, default_s: float = DEFAULT_READ_TI
     return max(0.0, r - 0.005)
 
 
-def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
-                  read_index: ReadIndex, on_error: Callable[[BaseException], RpcError]) -> int:
-    """Block until this node may serve the call's read; returns the applied index to report.
+async def wait_for_read_async(context: grpc.aio.ServicerContext[Any, Any], watermark: Watermark,
+                              read_index: LoopReadIndex,
+                              on_error: Callable[[BaseException], RpcError]) -> int:
+    """Wait, on the event loop (no thread waits), until this node may serve the call's read;
+    returns the applied index to report. ``read_index``: the loop's side of the node's
+    :class:`~gantry.consensus.readindex.ReadIndex`.
 
     Raises RpcError: INVALID_ARGUMENT for bad metadata; otherwise ``on_error(e)`` — the call's
     status for ``e`` (:data:`~gantry.api.errors.STATUSES`, kind READ) — for the read index's
@@ -86,10 +97,10 @@ def wait_for_read(context: grpc.ServicerContext, watermark: Watermark,
     timeout = timeout_of(context)
     if level is Consistency.LINEARIZABLE:
         try:
-            min_index = max(min_index, read_index.get().result(timeout=timeout))
+            min_index = max(min_index, await read_index.index(timeout))
         except Exception as e:  # consensus failed (no leader, lost leadership, stopping), deadline
             raise on_error(e) from None
-    if min_index and not watermark.wait_for(min_index, timeout):
+    if min_index and not await watermark.wait_async(min_index, timeout):
         if watermark.closed:  # the node is stopping: what its proposals get too
             raise on_error(Stopping())
         raise on_error(IndexNotApplied(min_index))

@@ -5,14 +5,19 @@ becomes ``INTERNAL "internal error"`` with the stack in the log only, and every 
 ``rpc_finished`` line (service, method, code, duration_ms, peer, request_id).
 
 Used by both services (:mod:`gantry.api.service`, :mod:`gantry.api.admin`) through
-:func:`build_handler`; runs on the gRPC handler thread of the call.
+:func:`build_handler`; runs on the gRPC event loop (``grpc.aio``, :mod:`gantry.actors.frontdoor`).
+A handler is a coroutine function, awaited on the loop (it must never block: waits are asyncio
+waits), or — ``blocking=True``, for the rare admin calls that ask a Raft actor and wait — a plain
+function run on the loop's small executor (``asyncio.to_thread``), so the loop never blocks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import structlog
@@ -50,7 +55,7 @@ def _serializer(msg: Message) -> bytes:
     return msg.SerializeToString()
 
 
-def request_id(context: grpc.ServicerContext) -> str:
+def request_id(context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]) -> str:
     """The call's ``x-request-id`` metadata (at most 128 characters), or ""."""
     for k, v in context.invocation_metadata() or ():
         if k == REQUEST_ID_KEY:
@@ -59,62 +64,75 @@ def request_id(context: grpc.ServicerContext) -> str:
 
 
 def build_handler(service: str,
-                  methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]]
-                  ) -> grpc.GenericRpcHandler:
+                  methods: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]],
+                  blocking: bool = False) -> grpc.GenericRpcHandler:
     """A grpc generic handler for ``service``: method name → (handler, request type, response
     type). Every method refuses unparseable requests (INVALID_ARGUMENT), maps RpcError to its
-    status, anything else to INTERNAL, and logs one ``rpc_finished`` line."""
+    status, anything else to INTERNAL, and logs one ``rpc_finished`` line. Handlers are
+    coroutine functions ``(request, context) -> response``; with ``blocking`` they are plain
+    functions that may block, run off the loop (``asyncio.to_thread``)."""
     return grpc.method_handlers_generic_handler(service, {
         name: grpc.unary_unary_rpc_method_handler(
-            rpc_wrapper(service, name, _refuse_malformed(fn)),
+            rpc_wrapper(service, name, _refuse_malformed(_on_loop(fn, blocking))),
             request_deserializer=_deserializer(req), response_serializer=_serializer)
         for name, (fn, req, _resp) in methods.items()
     })
 
 
-def _refuse_malformed(fn: Callable[[Any, grpc.ServicerContext], Any]
-                      ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def handler(req: Any, context: grpc.ServicerContext) -> Any:
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+def _on_loop(fn: Callable[..., Any], blocking: bool) -> Handler:
+    """``fn`` as a coroutine function: itself when it is one; else, with ``blocking``, run in
+    the loop's executor. Raises TypeError for a plain function without ``blocking`` (it would
+    run on the loop and could stall every call)."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+    if not blocking:
+        raise TypeError(f"{fn!r} is not a coroutine function: pass blocking=True")
+
+    async def off_loop(req: Any, context: Any) -> Any:
+        return await asyncio.to_thread(fn, req, context)
+
+    return off_loop
+
+
+def _refuse_malformed(fn: Handler) -> Handler:
+    async def handler(req: Any, context: Any) -> Any:
         if req is MALFORMED:
             raise invalid_argument(_MSG_MALFORMED, "")
-        return fn(req, context)
+        return await fn(req, context)
 
     return handler
 
 
-class _Status(NamedTuple):
-    """A grpc.Status (code, details, trailing_metadata) for abort_with_status."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-def rpc_wrapper(service: str, method: str, fn: Callable[[Any, grpc.ServicerContext], Any]
-                ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    """Wrap a handler: map :class:`RpcError` to the status, any other exception to INTERNAL,
-    and log one ``rpc_finished`` line (grpc.service, grpc.method, grpc.code, duration_ms, peer,
-    request_id) and counts it in the metrics (:func:`gantry.metrics.rpc_observer`)."""
+def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
+    """Wrap a coroutine handler: map :class:`RpcError` to the status, any other exception to
+    INTERNAL, and log one ``rpc_finished`` line (grpc.service, grpc.method, grpc.code,
+    duration_ms, peer, request_id) and counts it in the metrics
+    (:func:`gantry.metrics.rpc_observer`). A call cancelled by its client (or gRPC, at its
+    deadline) logs ``CANCELLED``."""
     observe = metrics.rpc_observer(service, method)
 
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
         message = ""
         try:
-            return fn(request, context)
+            return await fn(request, context)
         except RpcError as e:
             code, message = e.code, e.message
             status = e.to_status()
             already = tuple(context.trailing_metadata() or ())  # e.g. the write's log index
-            if already:
-                status = _Status(status.code, status.details,
-                                 tuple(status.trailing_metadata) + already)
-            context.abort_with_status(status)
+            await context.abort(status.code, status.details,
+                                tuple(status.trailing_metadata) + already)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
         except Exception:
             code, message = INTERNAL.code, INTERNAL.message
             log.exception("rpc_failed", **{"grpc.service": service, "grpc.method": method})
-            context.abort(INTERNAL.code, INTERNAL.message)
+            await context.abort(INTERNAL.code, INTERNAL.message)
         finally:
             elapsed = time.perf_counter() - t0
             observe(code, elapsed)

@@ -2,6 +2,12 @@
 
 Upstream BlockCloset behaviour is kept: the order of checks, status codes, messages and error
 details (``BucketOwnershipConflict``, ``PlanWriteError``) are stable API (see DESIGN.md §1).
+Handlers are coroutines on the gRPC event loop (:mod:`gantry.actors.frontdoor`): a write waits
+for its proposal and a read for its consistency level as asyncio futures, resolved in batches
+from the writer, so a waiting call holds no thread. At most :data:`MAX_IN_FLIGHT_WRITES` writes
+wait for their proposal at once (what the 128 handler threads bounded before); more wait for a
+slot within their deadline. Point reads run on the loop (microseconds of SQLite); the listings,
+whose pages reach thousands of rows, run on the loop's executor.
 Writes return after the entry is committed and applied on this node; the log index of the write
 travels back in the ``x-gantry-log-index`` trailing metadata. Handlers decide request checks
 (validation) themselves; every status for a domain outcome, a consensus error or a deadline comes
@@ -10,12 +16,14 @@ from :data:`gantry.api.errors.STATUSES`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
 import sqlite3
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
@@ -32,10 +40,10 @@ from gantry.api.errors import (
     outcome_error,
     outcome_status,
 )
-from gantry.api.reads import LOG_INDEX_KEY, timeout_of, wait_for_read
+from gantry.api.reads import LOG_INDEX_KEY, timeout_of, wait_for_read_async
 from gantry.api.rpc import build_handler, request_id
 from gantry.consensus.errors import ConsensusError
-from gantry.consensus.readindex import ReadIndex
+from gantry.consensus.readindex import LoopReadIndex, ReadIndex
 from gantry.db import ReadPool, Watermark
 from gantry.ids import rfc3339_us
 from gantry.pb.admin.v1 import admin_pb2
@@ -55,16 +63,22 @@ DEV_BUCKETS = frozenset({"bad", "taken", "forbidden", "no-cradles", "panic"})
 DEFAULT_WRITE_TIMEOUT_S = 10.0
 #: Object ids are 26-character ULIDs; anything far longer cannot exist and is not proposed.
 MAX_OBJECT_ID_LEN = 64
+#: Writes waiting for their proposal at once; later ones wait for a slot (within their deadline).
+MAX_IN_FLIGHT_WRITES = 128
+
+#: The call context of a handler on the event loop.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class Proposer(Protocol):
-    """Proposes a Command through Raft and waits until this node applied it.
+    """Proposes a Command through Raft and waits (on the event loop) until this node applied it.
 
     Returns ``(ApplyResult, log index)``. Raises a :class:`~gantry.consensus.errors.ConsensusError`
     when consensus failed and ``TimeoutError`` after ``timeout_s`` seconds.
     """
 
-    def __call__(self, command: command_pb2.Command, timeout_s: float) -> tuple[ApplyResult, int]:
+    async def __call__(self, command: command_pb2.Command,
+                       timeout_s: float) -> tuple[ApplyResult, int]:
         ...
 
 
@@ -78,7 +92,8 @@ def placeable_where(heartbeats: bool) -> str:
 
 class GantryService:
     """The upstream RPCs plus Gantry's additions. ``reads`` serves queries after the call's
-    consistency level is met (:mod:`gantry.api.reads`); ``propose`` writes through Raft."""
+    consistency level is met (:mod:`gantry.api.reads`); ``propose`` writes through Raft (a
+    coroutine: :meth:`gantry.node.Node.propose_aio`). Serve it from one event loop."""
 
     def __init__(self, reads: ReadPool, propose: Proposer, app_env: str = "production",
                  watermark: Watermark | None = None, read_index: ReadIndex | None = None,
@@ -87,7 +102,8 @@ class GantryService:
         self._propose = propose
         self._dev = app_env == "development"
         self._watermark = watermark or Watermark()
-        self._read_index = read_index
+        self._read_index = None if read_index is None else LoopReadIndex(read_index)
+        self._write_slots = asyncio.Semaphore(MAX_IN_FLIGHT_WRITES)
         # With heartbeats on, a server is placeable once one has reported its free space.
         self._needs_report = heartbeats
 
@@ -133,14 +149,25 @@ class GantryService:
     def _call(self, kind: Kind, method: str = "") -> Call:
         return Call(kind, method, self._leader_grpc_addr)
 
-    def _write(self, context: grpc.ServicerContext, cmd: command_pb2.Command,
-               method: str) -> ApplyResult:
+    async def _write(self, context: Context, cmd: command_pb2.Command,
+                     method: str) -> ApplyResult:
         """Propose ``cmd`` and wait until it applied here; report its log index. Returns an OK
         result; raises RpcError (:data:`~gantry.api.errors.STATUSES`) for any other outcome,
-        a consensus error or the deadline."""
+        a consensus error or the deadline (also when no write slot freed up in time)."""
         call = self._call(Kind.WRITE, method)
+        timeout = timeout_of(context, DEFAULT_WRITE_TIMEOUT_S)
         try:
-            result, index = self._propose(cmd, timeout_of(context, DEFAULT_WRITE_TIMEOUT_S))
+            if self._write_slots.locked():  # MAX_IN_FLIGHT_WRITES wait already: queue for a slot
+                t0 = time.monotonic()
+                async with asyncio.timeout(timeout):
+                    await self._write_slots.acquire()
+                timeout = max(0.0, timeout - (time.monotonic() - t0))
+            else:
+                await self._write_slots.acquire()  # free: returns at once
+            try:
+                result, index = await self._propose(cmd, timeout)
+            finally:
+                self._write_slots.release()
         except (TimeoutError, ConsensusError) as e:
             raise error_status(e, call) from None
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
@@ -148,16 +175,25 @@ class GantryService:
             raise outcome_error(result, call)
         return result
 
-    def _read(self, context: grpc.ServicerContext) -> sqlite3.Connection:
-        """Wait for the call's consistency level, report the index, return a read connection."""
-        if self._read_index is None:
-            index = self._watermark.value
-        else:
-            call = self._call(Kind.READ)
-            index = wait_for_read(context, self._watermark, self._read_index,
-                                  lambda e: error_status(e, call))
+    async def _read(self, context: Context) -> sqlite3.Connection:
+        """Wait for the call's consistency level, report the index, return a read connection
+        (this thread's: call it on the thread that runs the query)."""
+        index = await self._read_wait(context)
         context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
         return self._reads.conn()
+
+    async def _read_only(self, context: Context) -> None:
+        """:meth:`_read` without the connection: for a query run on another thread."""
+        index = await self._read_wait(context)
+        context.set_trailing_metadata(((LOG_INDEX_KEY, str(index)),))
+
+    async def _read_wait(self, context: Context) -> int:
+        """The applied index a read may report once its consistency level is met."""
+        if self._read_index is None:
+            return self._watermark.value
+        call = self._call(Kind.READ)
+        return await wait_for_read_async(context, self._watermark, self._read_index,
+                                         lambda e: error_status(e, call))
 
     def _leader_grpc_addr(self, raft_addr: str) -> str:
         try:
@@ -193,18 +229,18 @@ class GantryService:
         return str(row[0])
 
     # -- upstream RPCs --
-    def create_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.CreateBucketResponse:
+    async def create_bucket(self, req: Any, context: Context) -> svc.CreateBucketResponse:
         err = validation.bucket_name_error(req.name)
         if err:
             raise invalid_argument(err, "name")
         self._dev_bucket(req.name)
-        res = self._write(context, commands.create_bucket(req.name, request_id(context)),
+        res = await self._write(context, commands.create_bucket(req.name, request_id(context)),
                           "CreateBucket")
         return svc.CreateBucketResponse(
             bucket=bucket_pb2.Bucket(name=res.name, created_at_rfc3339=rfc3339_us(res.created_at_us))
         )
 
-    def list_buckets(self, req: Any, context: grpc.ServicerContext) -> svc.ListBucketsResponse:
+    async def list_buckets(self, req: Any, context: Context) -> svc.ListBucketsResponse:
         if req.max_buckets < 0:
             raise invalid_argument("InvalidMaxBuckets", "max_buckets")
         limit = min(req.max_buckets or MAX_BUCKETS_PAGE, MAX_BUCKETS_PAGE)
@@ -214,10 +250,15 @@ class GantryService:
                 after = _decode_bucket_token(req.continuation_token)
             except ValueError:
                 raise invalid_argument("InvalidContinuationToken", "continuation_token") from None
-        rows = self._read(context).execute(
-            "SELECT name, created_at, id FROM buckets WHERE deleted_at IS NULL"
-            " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
-            (after[0], after[1], limit + 1)).fetchall()
+        await self._read_only(context)
+
+        def page() -> list[Any]:  # up to 10,001 rows: off the loop
+            return self._reads.conn().execute(
+                "SELECT name, created_at, id FROM buckets WHERE deleted_at IS NULL"
+                " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+                (after[0], after[1], limit + 1)).fetchall()
+
+        rows = await asyncio.to_thread(page)
         resp = svc.ListBucketsResponse(
             buckets=[bucket_pb2.Bucket(name=n, created_at_rfc3339=rfc3339_us(c))
                      for n, c, _ in rows[:limit]])
@@ -226,7 +267,7 @@ class GantryService:
             resp.next_continuation_token = _encode_bucket_token(c, i)
         return resp
 
-    def plan_write(self, req: Any, context: grpc.ServicerContext) -> svc.PlanWriteResponse:
+    async def plan_write(self, req: Any, context: Context) -> svc.PlanWriteResponse:
         err = validation.size_error(req.size)
         if err:
             raise invalid_argument(err, "size")
@@ -242,13 +283,13 @@ class GantryService:
             (req.size,))]
         cradle = random.choice(ids) if ids else ""
         cmd = commands.plan_write(req.bucket, req.key, req.size, cradle, request_id(context))
-        res = self._write(context, cmd, "PlanWrite")
+        res = await self._write(context, cmd, "PlanWrite")
         return svc.PlanWriteResponse(
             write_plan=write_plan_pb2.WritePlan(object_id=res.object_id,
                                                 cradle_address=res.cradle_address)
         )
 
-    def commit_object(self, req: Any, context: grpc.ServicerContext) -> svc.CommitObjectResponse:
+    async def commit_object(self, req: Any, context: Context) -> svc.CommitObjectResponse:
         if req.size <= 0:
             raise invalid_argument(validation.INVALID_SIZE, "size")
         if not req.object_id:
@@ -259,14 +300,14 @@ class GantryService:
             raise outcome_status(Outcome.OBJECT_NOT_FOUND)
         cmd = commands.commit_object(req.object_id, req.size, req.last_modified_ms,
                                      request_id(context))
-        self._write(context, cmd, "CommitObject")
+        await self._write(context, cmd, "CommitObject")
         return svc.CommitObjectResponse()
 
     # -- Gantry additions --
-    def get_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.GetBucketResponse:
+    async def get_bucket(self, req: Any, context: Context) -> svc.GetBucketResponse:
         if validation.bucket_name_error(req.name):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
-        row = self._read(context).execute(
+        row = (await self._read(context)).execute(
             "SELECT name, created_at FROM buckets WHERE name = ? AND deleted_at IS NULL",
             (req.name,)).fetchone()
         if row is None:
@@ -274,18 +315,18 @@ class GantryService:
         return svc.GetBucketResponse(
             bucket=bucket_pb2.Bucket(name=row[0], created_at_rfc3339=rfc3339_us(row[1])))
 
-    def delete_bucket(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteBucketResponse:
+    async def delete_bucket(self, req: Any, context: Context) -> svc.DeleteBucketResponse:
         if validation.bucket_name_error(req.name):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "name")
-        self._write(context, commands.delete_bucket(req.name, request_id(context)), "DeleteBucket")
+        await self._write(context, commands.delete_bucket(req.name, request_id(context)), "DeleteBucket")
         return svc.DeleteBucketResponse()
 
-    def head_object(self, req: Any, context: grpc.ServicerContext) -> svc.HeadObjectResponse:
+    async def head_object(self, req: Any, context: Context) -> svc.HeadObjectResponse:
         if validation.bucket_name_error(req.bucket):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if validation.key_error(req.key):
             raise invalid_argument(validation.INVALID_KEY_NAME, "key")
-        conn = self._read(context)
+        conn = await self._read(context)
         bucket_id = self._bucket_id(conn, req.bucket)
         row = conn.execute(
             "SELECT o.object_id, o.size_actual, o.last_modified, c.address FROM objects o"
@@ -298,16 +339,21 @@ class GantryService:
                                       last_modified_ms=int(row[2] or 0) // 1000,
                                       cradle_address=row[3])
 
-    def list_objects(self, req: Any, context: grpc.ServicerContext) -> svc.ListObjectsResponse:
+    async def list_objects(self, req: Any, context: Context) -> svc.ListObjectsResponse:
         if validation.bucket_name_error(req.bucket):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if req.max_keys < 0:
             raise invalid_argument("InvalidMaxKeys", "max_keys")
-        conn = self._read(context)
-        bucket_id = self._bucket_id(conn, req.bucket)
-        try:
-            page = listing.list_objects(conn, bucket_id, req.prefix, req.delimiter,
+        await self._read_only(context)
+
+        def query() -> listing.Page:  # a page of up to 1000 keys: off the loop
+            conn = self._reads.conn()
+            bucket_id = self._bucket_id(conn, req.bucket)
+            return listing.list_objects(conn, bucket_id, req.prefix, req.delimiter,
                                         req.start_after, req.max_keys, req.continuation_token)
+
+        try:
+            page = await asyncio.to_thread(query)
         except listing.InvalidToken:
             raise invalid_argument("InvalidContinuationToken", "continuation_token") from None
         return svc.ListObjectsResponse(
@@ -318,66 +364,65 @@ class GantryService:
             next_continuation_token=page.next_token,
             key_count=len(page.contents) + len(page.common_prefixes))
 
-    def delete_object(self, req: Any, context: grpc.ServicerContext) -> svc.DeleteObjectResponse:
+    async def delete_object(self, req: Any, context: Context) -> svc.DeleteObjectResponse:
         if validation.bucket_name_error(req.bucket):
             raise invalid_argument(validation.INVALID_BUCKET_NAME, "bucket")
         if validation.key_error(req.key):
             raise invalid_argument(validation.INVALID_KEY_NAME, "key")
-        self._write(context, commands.delete_object(req.bucket, req.key, request_id(context)),
+        await self._write(context, commands.delete_object(req.bucket, req.key, request_id(context)),
                     "DeleteObject")
         return svc.DeleteObjectResponse()
 
-    def abort_object(self, req: Any, context: grpc.ServicerContext) -> svc.AbortObjectResponse:
+    async def abort_object(self, req: Any, context: Context) -> svc.AbortObjectResponse:
         if not req.object_id:
             raise invalid_argument(validation.INVALID_OBJECT_ID, "object_id")
         if len(req.object_id) > MAX_OBJECT_ID_LEN:
             raise outcome_status(Outcome.OBJECT_NOT_FOUND)
-        self._write(context, commands.abort_object(req.object_id, request_id(context)),
+        await self._write(context, commands.abort_object(req.object_id, request_id(context)),
                     "AbortObject")
         return svc.AbortObjectResponse()
 
-    def delete_objects(self, req: Any, context: grpc.ServicerContext
-                       ) -> svc.DeleteObjectsResponse:
+    async def delete_objects(self, req: Any, context: Context) -> svc.DeleteObjectsResponse:
         """S3 Multi-Object Delete as one log entry; checks and reply in :mod:`gantry.api.batch`."""
         plan = batch.plan_delete_objects(req)
         self._dev_bucket(req.bucket)
-        res = self._write(context, plan.command(request_id(context)), "DeleteObjects")
+        res = await self._write(context, plan.command(request_id(context)), "DeleteObjects")
         return plan.response(res)
 
-    def put_objects(self, req: Any, context: grpc.ServicerContext) -> svc.PutObjectsResponse:
+    async def put_objects(self, req: Any, context: Context) -> svc.PutObjectsResponse:
         """Bulk PlanWrite + CommitObject as one log entry; checks, placement (decided here,
         before proposing) and reply in :mod:`gantry.api.batch`."""
         plan = batch.plan_put_objects(req)
         self._dev_bucket(req.bucket)
         cradles = batch.place(self._reads.conn(), placeable_where(self._needs_report), plan.sizes)
-        res = self._write(context, plan.command(cradles, request_id(context)), "PutObjects")
+        res = await self._write(context, plan.command(cradles, request_id(context)), "PutObjects")
         return plan.response(res)
 
-    def register_cradle_server(self, req: Any, context: grpc.ServicerContext
+    async def register_cradle_server(self, req: Any, context: Context
                                ) -> svc.RegisterCradleServerResponse:
         try:
             address = validation.normalize_address(req.address)
         except ValueError:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
-        res = self._write(context, commands.register_cradle_server(address, request_id(context)),
+        res = await self._write(context, commands.register_cradle_server(address, request_id(context)),
                           "RegisterCradleServer")
         row = self._reads.conn().execute(_CRADLE_SQL + " AND id = ?",
                                          (res.cradle_server_id,)).fetchone()
         return svc.RegisterCradleServerResponse(cradle_server=_cradle(row))
 
-    def list_cradle_servers(self, req: Any, context: grpc.ServicerContext
+    async def list_cradle_servers(self, req: Any, context: Context
                             ) -> svc.ListCradleServersResponse:
-        rows = self._read(context).execute(_CRADLE_SQL + " ORDER BY address").fetchall()
+        rows = (await self._read(context)).execute(_CRADLE_SQL + " ORDER BY address").fetchall()
         return svc.ListCradleServersResponse(cradle_servers=[_cradle(r) for r in rows])
 
 
-    def unregister_cradle_server(self, req: Any, context: grpc.ServicerContext
+    async def unregister_cradle_server(self, req: Any, context: Context
                                  ) -> admin_pb2.UnregisterCradleServerResponse:
         try:
             address = validation.normalize_address(req.address)
         except ValueError:
             raise invalid_argument(validation.INVALID_ADDRESS, "address") from None
-        res = self._write(context, commands.unregister_cradle_server(address, req.force,
+        res = await self._write(context, commands.unregister_cradle_server(address, req.force,
                                                                     request_id(context)),
                           "UnregisterCradleServer")
         live = self._reads.conn().execute(

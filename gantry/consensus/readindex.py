@@ -67,6 +67,7 @@ runs only on pysyncobj's tick thread (its futures are resolved there).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -169,6 +170,56 @@ class ReadIndex:
             launch = self._claim_locked()
         if launch is not None:
             self._launch(launch)
+
+
+class LoopReadIndex:
+    """The event loop's side of a :class:`ReadIndex`: ``await index(timeout_s)`` gives a log
+    index committed after the call began, without a thread waiting for it.
+
+    Every read coalesced onto the same barrier (the same ``ReadIndex`` future) shares ONE
+    done-callback: when the barrier resolves (on the writer or tick thread), all its loop-side
+    waiters are handed to the loop in a single ``call_soon_threadsafe``. Use one instance per
+    loop, only from that loop's thread.
+    """
+
+    def __init__(self, read_index: ReadIndex) -> None:
+        self._read_index = read_index
+        self._waiting: dict[Future[int], list[asyncio.Future[int]]] = {}
+        #: Loop hand-offs made so far (one per barrier result that had loop-side waiters).
+        self.handoffs = 0
+
+    async def index(self, timeout_s: float) -> int:
+        """The read index (log index). Raises the barrier's error (a ConsensusError: no
+        leader, lost leadership, stopping) or ``TimeoutError`` after ``timeout_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        barrier = self._read_index.get()  # may propose the barrier: a queue append, no wait
+        mine: asyncio.Future[int] = loop.create_future()
+        waiters = self._waiting.get(barrier)
+        if waiters is None:
+            self._waiting[barrier] = waiters = [mine]
+
+            def done(f: Future[int]) -> None:  # writer / tick thread (or here, if done already)
+                self.handoffs += 1
+                try:
+                    loop.call_soon_threadsafe(self._settle, f)
+                except RuntimeError:  # the loop closed: nobody waits any more
+                    pass
+
+            barrier.add_done_callback(done)
+        else:
+            waiters.append(mine)
+        async with asyncio.timeout(timeout_s):
+            return await mine
+
+    def _settle(self, barrier: Future[int]) -> None:
+        exc = barrier.exception()
+        for w in self._waiting.pop(barrier, ()):
+            if w.done():  # its deadline passed
+                continue
+            if exc is not None:
+                w.set_exception(exc)
+            else:
+                w.set_result(barrier.result())
 
 
 def barrier_future(propose_async: Callable[[Any], Future[Any]], make: Callable[[], Any]

@@ -3,6 +3,7 @@ and the statuses the others get. The process tests (tests/cluster/test_tls.py) s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -36,7 +37,7 @@ class FakeContext:
     def peer(self) -> str:
         return "ipv4:10.0.0.9:5000"
 
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.aborted = (code, details)
         raise Aborted
 
@@ -52,18 +53,48 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 
 def call(a: auth.AdminAuth, method: str, ctx: FakeContext, streaming: bool = False) -> Any:
-    """Run ``method`` through the interceptor; the handler answers "ran"."""
-    def behaviour(request: Any, context: Any) -> str:
+    """Run ``method`` through the (grpc.aio) interceptor on an event loop; the handler answers
+    "ran" (a coroutine, or an async generator yielding it once)."""
+    async def behaviour(request: Any, context: Any) -> str:
         return "ran"
 
-    handler = (grpc.unary_stream_rpc_method_handler(behaviour) if streaming
+    async def stream(request: Any, context: Any) -> Any:
+        yield "ran"
+
+    handler = (grpc.unary_stream_rpc_method_handler(stream) if streaming
                else grpc.unary_unary_rpc_method_handler(behaviour))
-    h = a.intercept_service(lambda _d: handler, Details(method))  # type: ignore[arg-type]
-    fn = h.unary_stream if streaming else h.unary_unary
-    try:
-        return fn(None, ctx)
-    except Aborted:
-        return ctx.aborted
+
+    async def continuation(_d: Any) -> Any:
+        return handler
+
+    async def run() -> Any:
+        h = await a.intercept_service(continuation, Details(method))  # type: ignore[arg-type]
+        try:
+            if streaming:
+                return [r async for r in h.unary_stream(None, ctx)][0]
+            return await h.unary_unary(None, ctx)
+        except Aborted:
+            return ctx.aborted
+
+    return asyncio.run(run())
+
+
+def test_a_plain_function_behaviour_is_guarded_too() -> None:
+    a = auth.AdminAuth(required=True, token=TOKEN)
+    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: "ran")
+
+    async def continuation(_d: Any) -> Any:
+        return handler
+
+    async def run(ctx: FakeContext) -> Any:
+        h = await a.intercept_service(continuation, Details(ADMIN + "AddNode"))  # type: ignore[arg-type]
+        try:
+            return await h.unary_unary(None, ctx)
+        except Aborted:
+            return ctx.aborted
+
+    assert asyncio.run(run(FakeContext(bearer(TOKEN)))) == "ran"
+    assert asyncio.run(run(FakeContext()))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_loopback_is_open_as_before() -> None:

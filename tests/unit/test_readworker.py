@@ -151,9 +151,31 @@ def test_applied_feed_follows_main(wire: Any) -> None:
 
 
 class _Echo(grpc.GenericRpcHandler):
-    """Stands in for main's handlers: fails with details and trailing metadata, or streams."""
+    """Stands in for main's handlers: fails with details and trailing metadata, answers, streams
+    or hangs until its call ends (``started``, ``ended``, the deadline it saw)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.ended = threading.Event()
+        self.ended_remaining: float | None = None
 
     def service(self, hcd: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if hcd.method == "/t.S/Ok":
+            def ok(req: bytes, context: grpc.ServicerContext) -> bytes:
+                context.set_trailing_metadata((("x-ok", "1"),))
+                return req + b"?"
+
+            return grpc.unary_unary_rpc_method_handler(ok)
+        if hcd.method == "/t.S/Hang":
+            def hang(req: bytes, context: grpc.ServicerContext) -> bytes:
+                self.ended_remaining = context.time_remaining()
+                self.started.set()
+                while context.is_active():
+                    threading.Event().wait(0.02)
+                self.ended.set()
+                return b""
+
+            return grpc.unary_unary_rpc_method_handler(hang)
         if hcd.method == "/t.S/Fail":
             def fail(req: bytes, context: grpc.ServicerContext) -> bytes:
                 context.set_trailing_metadata((("x-a", "1"), ("grpc-status-details-bin", b"\x01"),
@@ -172,33 +194,67 @@ class _Echo(grpc.GenericRpcHandler):
         return None
 
 
-def test_passthrough_relays_status_details_and_trailers(tmp_path: pathlib.Path) -> None:
+@pytest.fixture()
+def passthrough(tmp_path: pathlib.Path) -> Iterator[tuple[grpc.Channel, _Echo]]:
+    """A sync stand-in for main behind a worker's Passthrough on a grpc.aio server (its own
+    loop thread, as the worker's front door); yields a client channel to the worker."""
     from concurrent import futures
 
-    main = grpc.server(futures.ThreadPoolExecutor(4), handlers=[_Echo()])
+    from gantry.actors.frontdoor import LoopThread
+
+    echo = _Echo()
+    main = grpc.server(futures.ThreadPoolExecutor(4), handlers=[echo])
     main.add_insecure_port(f"unix:{tmp_path / 'm.sock'}")
     main.start()
-    up = grpc.insecure_channel(f"unix:{tmp_path / 'm.sock'}")
-    worker = grpc.server(futures.ThreadPoolExecutor(4),
-                         handlers=[internal.Passthrough(up, ["t.S"], ["/t.S/Stream"])])
-    port = worker.add_insecure_port("127.0.0.1:0")
-    worker.start()
+    pt = internal.Passthrough(f"unix:{tmp_path / 'm.sock'}", ["t.S"], ["/t.S/Stream"])
+    lt = LoopThread(name="worker-loop", workers=1)
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(handlers=[pt])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    worker, port = lt.run(start(), T)
     client = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        with pytest.raises(grpc.RpcError) as ei:
-            client.unary_unary("/t.S/Fail")(b"x", timeout=T, metadata=(("x-md", "v"),))
-        e: Any = ei.value
-        assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "gone")
-        assert list(e.trailing_metadata()) == [("x-a", "1"), ("grpc-status-details-bin", b"\x01"),
-                                               ("x-md", "v")]
-        call = client.unary_stream("/t.S/Stream")(b"hi", timeout=T)
-        assert list(call) == [b"hi", b"hi!"]
-        assert dict(call.trailing_metadata())["x-end"] == "yes"
-        with pytest.raises(grpc.RpcError) as ei:
-            client.unary_unary("/other.S/M")(b"", timeout=T)  # not forwarded: unknown here
-        assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        yield client, echo
     finally:
         client.close()
-        worker.stop(0).wait()
-        up.close()
+        lt.run(worker.stop(0), T)
+        lt.run(pt.aclose(), T)
+        lt.close()
         main.stop(0).wait()
+
+
+def test_passthrough_relays_status_details_and_trailers(passthrough: Any) -> None:
+    client, _echo = passthrough
+    with pytest.raises(grpc.RpcError) as ei:
+        client.unary_unary("/t.S/Fail")(b"x", timeout=T, metadata=(("x-md", "v"),))
+    e: Any = ei.value
+    assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "gone")
+    assert list(e.trailing_metadata()) == [("x-a", "1"), ("grpc-status-details-bin", b"\x01"),
+                                           ("x-md", "v")]
+    response, call = client.unary_unary("/t.S/Ok").with_call(b"ok", timeout=T)
+    assert response == b"ok?" and dict(call.trailing_metadata())["x-ok"] == "1"
+    call = client.unary_stream("/t.S/Stream")(b"hi", timeout=T)
+    assert list(call) == [b"hi", b"hi!"]
+    assert dict(call.trailing_metadata())["x-end"] == "yes"
+    with pytest.raises(grpc.RpcError) as ei:
+        client.unary_unary("/other.S/M")(b"", timeout=T)  # not forwarded: unknown here
+    assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_passthrough_passes_the_deadline_and_cancellation_on(passthrough: Any) -> None:
+    client, echo = passthrough
+    with pytest.raises(grpc.RpcError) as ei:
+        client.unary_unary("/t.S/Hang")(b"", timeout=0.5)
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert echo.ended.wait(T) and echo.ended_remaining is not None
+    assert echo.ended_remaining < 1  # main saw the client's deadline
+    echo.ended.clear()
+    echo.started.clear()
+    fut = client.unary_unary("/t.S/Hang").future(b"", timeout=T)
+    assert echo.started.wait(T)
+    fut.cancel()
+    assert echo.ended.wait(T / 2)  # main's call ended long before its deadline: cancelled
