@@ -2,8 +2,9 @@
 :mod:`gantry.readworker`): what the main process serves on its private unix socket, and the
 pieces a worker builds on it.
 
-Main side — :class:`InternalServer`, a ``grpc.Server`` on ``unix:DATA_DIR/run/internal.sock``
-(directory 0700; only started when workers are on, never on a TCP port), serving
+Main side — :class:`InternalServer`, a ``grpc.aio`` server on the front door's event loop,
+listening on ``unix:DATA_DIR/run/internal.sock`` (directory 0700; only started when workers are
+on, never on a TCP port), serving
 
 - the node's public handlers (GantryService, ClusterService, Backup), so a worker forwards a
   call it does not answer itself byte for byte and the main process answers it exactly as it
@@ -22,8 +23,9 @@ No authorization runs here: a worker applied the node's interceptor to the clien
 connection (:mod:`gantry.api.auth` needs its TLS peer), and only the node's user can reach the
 socket.
 
-Worker side — :class:`Passthrough` (forwards a call to main: method, metadata, deadline;
-relays status, details and trailing metadata), :class:`RemoteReadIndex`
+Worker side — :class:`Passthrough` (forwards a call to main on a ``grpc.aio`` channel:
+method, metadata, deadline, cancellation; relays status, details and trailing metadata),
+:class:`RemoteReadIndex`
 (``get() -> Future[int]`` like :class:`~gantry.consensus.readindex.ReadIndex`, one internal call
 in flight per batch of waiting reads) and :class:`AppliedFeed` (consumes WatchApplied into the
 worker's own Watermark and health).
