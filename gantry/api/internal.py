@@ -295,6 +295,7 @@ class Passthrough(grpc.GenericRpcHandler):
         async def forward(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             t0 = time.perf_counter()
             code = grpc.StatusCode.OK
+            peer = context.peer()  # before the call ends: aio forgets it once the deadline passed
             call = self._upstream().unary_unary(method)(
                 request, timeout=_deadline(context), metadata=_forward_metadata(context))
             try:
@@ -311,7 +312,7 @@ class Passthrough(grpc.GenericRpcHandler):
                 call.cancel()
                 raise
             finally:
-                _log_forwarded(method, code, t0, context)
+                _log_forwarded(method, code, t0, peer, context)
 
         return forward
 
@@ -320,6 +321,7 @@ class Passthrough(grpc.GenericRpcHandler):
                           ) -> AsyncIterator[bytes]:
             t0 = time.perf_counter()
             code = grpc.StatusCode.OK
+            peer = context.peer()  # before the call ends: aio forgets it once the deadline passed
             call = self._upstream().unary_stream(method)(
                 request, timeout=_deadline(context), metadata=_forward_metadata(context))
             try:
@@ -335,7 +337,7 @@ class Passthrough(grpc.GenericRpcHandler):
                 call.cancel()
                 raise
             finally:
-                _log_forwarded(method, code, t0, context)
+                _log_forwarded(method, code, t0, peer, context)
 
         return forward
 
@@ -348,13 +350,13 @@ async def _relay_error(context: grpc.aio.ServicerContext[Any, Any],
     await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
 
 
-def _log_forwarded(method: str, code: grpc.StatusCode, t0: float,
+def _log_forwarded(method: str, code: grpc.StatusCode, t0: float, peer: str,
                    context: grpc.aio.ServicerContext[Any, Any]) -> None:
     service, _, name = method.lstrip("/").partition("/")
     fields: dict[str, Any] = {"grpc.service": service, "grpc.method": name,
                               "grpc.code": code.name,
                               "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                              "peer": context.peer()}
+                              "peer": peer}
     for k, v in context.invocation_metadata() or ():
         if k == "x-request-id":
             fields["request_id"] = str(v)[:128]
