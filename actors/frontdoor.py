@@ -99,7 +99,9 @@ class FrontDoorActor(pykka.ThreadingActor):
     """Starts a grpc.aio server on ``host:port`` (port 0 = any free port) serving ``handlers``,
     the health service and, when ``reflection`` is set, server reflection. ``credentials``:
     TLS (:mod:`gantry.tlsconfig`), else plaintext; ``interceptors`` (``grpc.aio`` server
-    interceptors) run before every handler (:mod:`gantry.api.auth`)."""
+    interceptors) run before every handler (:mod:`gantry.api.auth`). ``reuse_port``: bind with
+    ``SO_REUSEPORT``, so the node's read workers share the port (:mod:`gantry.readworker`); off,
+    a port in use is a start error."""
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         extra_service_names: tuple[str, ...] = (),
         credentials: grpc.ServerCredentials | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        reuse_port: bool = False,
     ) -> None:
         super().__init__()
         self._host = host
@@ -121,6 +124,7 @@ class FrontDoorActor(pykka.ThreadingActor):
         self._extra = extra_service_names
         self._credentials = credentials
         self._interceptors = tuple(interceptors)
+        self._reuse_port = reuse_port
         self._server: grpc.aio.Server | None = None
         self._loop: LoopThread | None = None
         self._bound_port = 0
@@ -151,7 +155,7 @@ class FrontDoorActor(pykka.ThreadingActor):
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
         server.add_generic_rpc_handlers((_health_handler(self._health),))
@@ -191,21 +195,22 @@ class FrontDoorActor(pykka.ThreadingActor):
         """The event loop the API runs on (None once stopped); for tests and tools."""
         return None if self._loop is None else self._loop.loop
 
-    def stop_serving(self, grace_s: float) -> None:
+    def stop_serving(self, grace_s: float, keep_loop: bool = False) -> None:
         """Health NOT_SERVING, refuse new RPCs, give in-flight ones ``grace_s`` seconds, then
-        cancel what is left and end the loop thread."""
+        cancel what is left and end the loop thread. ``keep_loop``: the loop thread runs on
+        until the actor stops (the read workers' internal listener still serves on it)."""
         self._health.enter_graceful_shutdown()
-        self._stop_server(grace_s)
+        self._stop_server(grace_s, keep_loop)
         log.info("grpc_stopped")
 
-    def _stop_server(self, grace_s: float) -> None:
+    def _stop_server(self, grace_s: float, keep_loop: bool = False) -> None:
         server, self._server = self._server, None
         if server is not None and self._loop is not None:
             try:
                 self._loop.run(server.stop(grace_s), grace_s + LOOP_TIMEOUT_S)
             except Exception:
                 log.exception("grpc_stop_failed")
-        if self._loop is not None:
+        if self._loop is not None and not keep_loop:
             self._loop.close()
             self._loop = None
 

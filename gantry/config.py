@@ -76,6 +76,8 @@ class Config:
     # Writes are refused up front while a data file system has less than this free (bytes);
     # 0: only when a write actually fails for lack of space (gantry/diskspace.py).
     min_free_bytes: int = 1024 * 1024
+    # Read-only worker processes answering reads beside the main process (gantry/readworker.py).
+    read_workers: int = 0
     # `serve --force-new-cluster` only (never from the environment: a one-shot recovery that a
     # unit file must not repeat at every restart); see gantry/recovery.py.
     force_new_cluster: bool = False
@@ -165,6 +167,8 @@ class Config:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: use json or pretty")
         if not math.isfinite(self.grace_s) or self.grace_s < 0:
             raise ConfigError(f"{said('grace_s')}: must be a number of seconds ≥ 0")
+        if not 0 <= self.read_workers <= MAX_READ_WORKERS:
+            raise ConfigError(f"{said('read_workers')}: must be 0–{MAX_READ_WORKERS}")
         if self.min_free_bytes < 0:
             raise ConfigError(f"{said('min_free_bytes')}: must be ≥ 0")
         if not math.isfinite(self.heartbeat_interval_s) or self.heartbeat_interval_s < 0:
@@ -201,6 +205,8 @@ class Config:
                 "without spaces (e.g. `openssl rand -hex 32`)")
 
 
+#: Most read workers a node runs (--read-workers).
+MAX_READ_WORKERS = 64
 #: Shortest admin token accepted (characters).
 MIN_ADMIN_TOKEN = 16
 
@@ -387,6 +393,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("min_free_bytes", ("GANTRY_MIN_FREE_BYTES",), INT,
             "refuse writes (RESOURCE_EXHAUSTED, disk full) while a data file system has less "
             "free than this, in bytes; 0 = only once a write fails", "--min-free-bytes"),
+    Setting("read_workers", ("GANTRY_READ_WORKERS",), INT,
+            "read-only worker processes that answer reads on other cores, sharing the gRPC port "
+            "(SO_REUSEPORT); 0 = the main process answers everything", "--read-workers"),
     # Environment only.
     Setting("app_env", ("APP_ENV",), STR, "development turns on reflection and canned errors"),
     Setting("log_format", ("LOG_FORMAT",), STR, "json or pretty",

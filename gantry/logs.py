@@ -25,11 +25,13 @@ def _drop_matching_truncation(record: logging.LogRecord) -> bool:
     return "truncating already-applied log entries" not in str(record.msg)
 
 
-def configure(node_id: str, log_format: str = "", level: str = "info") -> None:
+def configure(node_id: str, log_format: str = "", level: str = "info",
+              extra: dict[str, Any] | None = None) -> None:
     """Configure structlog and stdlib logging for this process.
 
     ``log_format``: ``"json"``, ``"pretty"`` or ``""`` (auto by ``sys.stdout.isatty()``).
-    ``level``: debug|info|warning|error|critical.
+    ``level``: debug|info|warning|error|critical. ``extra``: fields every line carries too
+    (a read worker's ``worker``: :mod:`gantry.readworker`).
 
     Gantry's own events take structlog's native path (a filtering bound logger writing rendered
     lines straight to stdout, JSON by orjson): the per-RPC line is on the hot path, and going
@@ -38,9 +40,12 @@ def configure(node_id: str, log_format: str = "", level: str = "info") -> None:
     """
     json_out = log_format == "json" or (log_format == "" and not sys.stdout.isatty())
     levelno = _LEVELS.get(level, logging.INFO)
+    fixed = tuple((extra or {}).items())
 
     def add_node_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("node_id", node_id)
+        for k, v in fixed:
+            event.setdefault(k, v)
         return event
 
     shared: list[Any] = [

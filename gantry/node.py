@@ -22,7 +22,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import diskspace, metrics, preflight, recovery, tlsconfig
+from gantry import diskspace, metrics, preflight, readworker, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus, ReadIndexSource
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -106,6 +106,8 @@ class Node:
         self._db_lock: DataDirLock | None = None
         self._registrar = Registrar(self.propose, lambda: self._raft_serving, self._stopping)
         self._metrics: tuple[metrics.MetricsServer, metrics.NodeCollector] | None = None
+        #: With --read-workers: the worker processes and the internal listener they use.
+        self._workers: readworker.ReadWorkers | None = None
         #: Raft asks made for the event loop (the disk-full read index), off its thread.
         self._aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-aside")
 
@@ -156,22 +158,35 @@ class Node:
         self._read_source = self._raft.proxy().read_index_source().get(timeout=30)
         self._reads = ReadPool(cfg.database)
         read_index = ReadIndex(self._read_barrier)
-        service = GantryService(self._reads, self.propose_aio, cfg.app_env, self.watermark, read_index,
-                                heartbeats=cfg.heartbeat_interval_s > 0)
+        service = GantryService(self._reads, self.propose_aio, cfg.app_env, self.watermark,
+                                read_index, heartbeats=cfg.heartbeat_interval_s > 0)
         admin = AdminService(self, tlsconfig.node_client(cfg))
         backup = BackupService(CopyTaker(cfg.database, cfg.data_dir), cfg.node_id, cfg.raft_addr)
         auth = admin_interceptor(cfg)
+        handlers = [service.generic_handler(), admin.generic_handler(),
+                    backup.generic_handler(), service.admin_handler()]
+        if cfg.read_workers and not readworker.check_port_free(cfg.host, cfg.port):
+            raise StartError(f"cannot listen on gRPC address {cfg.host}:{cfg.port} (in use?)")
         self._frontdoor = FrontDoorActor.start(
-            cfg.host, cfg.port, [service.generic_handler(), admin.generic_handler(),
-                                 backup.generic_handler(), service.admin_handler()],
-            self.health,
+            cfg.host, cfg.port, handlers, self.health,
             cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
-            (auth,) if auth.required else ()  # on loopback: no interceptor in the call path
+            (auth,) if auth.required else (),  # on loopback: no interceptor in the call path
+            reuse_port=cfg.read_workers > 0,
         )
         err = self._frontdoor.proxy().get_start_error().get(timeout=30)
         if err:
             raise StartError(err)
-        self.port = self._frontdoor.proxy().port().get(timeout=30)
+        port = self._frontdoor.proxy().port().get(timeout=30)
+        if cfg.read_workers:  # after the front door: workers bind the port it got
+            try:
+                loop = self._frontdoor.proxy().loop().get(timeout=30)
+                self._workers = readworker.ReadWorkers(cfg, port, handlers, self.watermark,
+                                                       lambda: self._serving, read_index.get,
+                                                       loop)
+                self._workers.start()
+            except readworker.WorkerStartError as e:
+                raise StartError(str(e)) from None
+        self.port = port
         self._spawn(self._register_self, "register-node")
         if cfg.cradle_addr:
             self._spawn(self._register_cradle, "register-cradle")
@@ -190,10 +205,15 @@ class Node:
         self._stopping.set()
         log.info("node_stopping", grace_s=self.config.grace_s)
         self._publish_health()
+        if self._workers is not None:  # they drain beside the front door, within the grace
+            self._workers.begin_stop()
         if self._frontdoor is not None:
             grace = self.config.grace_s
             try:
-                stopped = self._frontdoor.proxy().stop_serving(grace)
+                # With workers the loop outlives the public server: the internal listener on
+                # it answers the workers' forwarded calls until they are gone (finish_stop).
+                stopped = self._frontdoor.proxy().stop_serving(
+                    grace, keep_loop=self._workers is not None)
                 try:  # in-flight calls get the grace, less a margin to answer the waiting ones
                     stopped.get(timeout=grace - min(END_WAITS_MARGIN_S, grace / 2))
                 except pykka.Timeout:
@@ -201,7 +221,10 @@ class Node:
                     stopped.get(timeout=grace + 5)
             except Exception:
                 log.exception("frontdoor_stop_failed")
-            self._frontdoor.stop()
+        if self._workers is not None:
+            self._workers.finish_stop(self.config.grace_s + 5)
+        if self._frontdoor is not None:
+            self._frontdoor.stop()  # ends the loop thread
         self._end_waits()
         if self._monitor is not None:
             self._monitor.stop()

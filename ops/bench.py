@@ -5,7 +5,7 @@ Usage::
     python ops/bench.py --targets 127.0.0.1:8081[,HOST:PORT...] \\
         --workload create-bucket|plan-commit|get-bucket|head-object|list-objects \\
         --concurrency 16 --duration 10 [--warmup 2] [--json] [--timeout 5] [--size 4096] \\
-        [--bucket NAME] [--request-id] [--processes N] \\
+        [--bucket NAME] [--request-id] [--processes N] [--channels K] \\
         [--consistency stale|linearizable|min-index] [--buckets 100] [--objects 1000] \\
         [--page-size 1000] [--prefix P] [--delimiter D] \\
         [--tls-ca CA.pem [--tls-cert C.pem --tls-key C.key]]
@@ -13,8 +13,12 @@ Usage::
 Exit status 0 when every measured op succeeded, 1 when any failed, 2 on bad flags.
 
 ``--concurrency`` workers are spread over the targets round-robin (worker *i* talks to target
-``i % len(targets)``); each worker sends one request at a time and sends the next as soon as the
-previous one finished (a closed loop, so the offered load follows the cluster's latency).
+``i % len(targets)``); with ``--channels K`` each process opens K channels per target, each with
+a TCP connection of its own (``grpc.use_local_subchannel_pool``), and worker *i* uses its
+target's channel ``(i // len(targets)) % K`` — a node with ``--read-workers`` spreads
+connections, not calls, over its processes, so one channel would load one process. Each worker
+sends one request at a time and sends the next as soon as the previous one finished (a closed
+loop, so the offered load follows the cluster's latency).
 
 Workloads:
 
@@ -140,6 +144,7 @@ class RunSpec:
     keys: list[str] = field(default_factory=list)  # head-object: keys to read (set by setup)
     setup_s: float = 0.0
     client: tlsconfig.ClientConfig = tlsconfig.PLAINTEXT  # --tls-ca/--tls-cert/--tls-key
+    channels: int = 1  # per target and process, each its own connection (--channels)
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -369,17 +374,22 @@ async def _sync_targets(spec: RunSpec) -> None:
 
 async def run_async(spec: RunSpec) -> dict[str, Any]:
     """Run ``spec`` in this process's event loop; return raw latencies, errors and timings."""
-    channels = [spec.client.aio_channel(t) for t in spec.targets]
+    own = (("grpc.use_local_subchannel_pool", 1),) if spec.channels > 1 else ()
+    # Channel j of target t is channels[j * len(targets) + t]: worker w talks to target
+    # w % len(targets) over its channel (w // len(targets)) % K.
+    channels = [spec.client.aio_channel(t, options=own)
+                for _ in range(spec.channels) for t in spec.targets]
     try:
-        for t, ch in zip(spec.targets, channels, strict=True):
+        for i, ch in enumerate(channels):
             try:
                 await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
             except TimeoutError:
-                raise SystemExit(f"bench: cannot connect to {t} within {spec.timeout_s}s") from None
+                raise SystemExit(f"bench: cannot connect to {spec.targets[i % len(spec.targets)]}"
+                                 f" within {spec.timeout_s}s") from None
         stubs = [service_pb2_grpc.GantryServiceStub(ch) for ch in channels]
         if spec.workload == "plan-commit" and spec.create_bucket:
             await _ensure_bucket(stubs[0], spec.bucket, spec.timeout_s)
-        stats = [WorkerStats(target=spec.targets[(spec.worker_offset + i) % len(stubs)])
+        stats = [WorkerStats(target=spec.targets[(spec.worker_offset + i) % len(spec.targets)])
                  for i in range(spec.concurrency)]
         if spec.start_at:
             await asyncio.sleep(max(0.0, spec.start_at - time.time()))
@@ -390,8 +400,10 @@ async def run_async(spec: RunSpec) -> dict[str, Any]:
         tasks = []
         for i in range(spec.concurrency):
             w = spec.worker_offset + i
+            nt = len(spec.targets)
+            stub = stubs[((w // nt) % spec.channels) * nt + w % nt]
             tasks.append(asyncio.create_task(
-                _worker(stubs[w % len(stubs)], spec, w, measure_from, end, stats[i])))
+                _worker(stub, spec, w, measure_from, end, stats[i])))
         await asyncio.gather(*tasks)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - start
@@ -462,6 +474,7 @@ def summarize(spec: RunSpec, parts: list[dict[str, Any]], processes: int) -> dic
         "targets": spec.targets,
         "concurrency": spec.concurrency,
         "processes": processes,
+        "channels": spec.channels,
         "duration_s": spec.duration_s,
         "warmup_s": spec.warmup_s,
         "timeout_s": spec.timeout_s,
@@ -557,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1,
                    help="client processes sharing the workers, for when one client core is the "
                         "bottleneck (default 1)")
+    p.add_argument("--channels", type=int, default=1,
+                   help="channels per target in each process, each with its own connection "
+                        "(default 1; a node with --read-workers spreads connections)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     tlsconfig.add_client_arguments(p)
     return p
@@ -588,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                    run_id=run_id, bucket=ns.bucket or f"bench-{run_id}", request_ids=ns.request_id,
                    consistency=ns.consistency, setup_buckets=ns.buckets, setup_objects=ns.objects,
                    reuse_bucket=bool(ns.bucket), page_size=ns.page_size, prefix=ns.prefix,
-                   delimiter=ns.delimiter, client=client)
+                   delimiter=ns.delimiter, client=client, channels=max(1, ns.channels))
     spec = asyncio.run(prepare(spec))
     if processes == 1:
         parts = [_run_in_process(spec)]

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,12 @@ from gantry.pb.service.v1 import service_pb2_grpc
 from gantry.tlsconfig import PLAINTEXT, ClientConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+#: ``GANTRY_TEST_READ_WORKERS=N``: every node a test starts runs ``--read-workers N`` and the
+#: harness's channel is one the kernel gave to a worker (checked in the node's log), so a suite
+#: (tests/contract) runs against workers unchanged.
+TEST_READ_WORKERS = int(os.environ.get("GANTRY_TEST_READ_WORKERS") or 0)
+#: Keeps a channel's connection its own (grpcio shares subchannels between channels otherwise).
+OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 def free_ports(n: int) -> list[int]:
@@ -61,7 +68,8 @@ class NodeProcess:
 
     def __init__(self, data_dir: pathlib.Path, port: int, raft_port: int, peers: list[int] = (),  # type: ignore[assignment]
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 node_id: str = "", tls: ClientConfig = PLAINTEXT) -> None:
+                 node_id: str = "", tls: ClientConfig = PLAINTEXT,
+                 read_workers: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.raft_port = raft_port
@@ -75,6 +83,13 @@ class NodeProcess:
         self.tls = tls
         #: Its --metrics-addr port: a free one chosen by the first args() (start), then kept.
         self.metrics_port = 0
+        #: ``--read-workers``; with workers, :meth:`channel` is connected to a worker.
+        self.read_workers = TEST_READ_WORKERS if read_workers is None else read_workers
+        self._health_channel: grpc.Channel | None = None
+        self._channel_lock = threading.Lock()
+        #: The client peers (``ipv4:127.0.0.1:PORT``, as the node logs them) of the channels
+        #: :meth:`process_channel` handed out to a worker.
+        self.worker_peers: set[str] = set()
 
     @property
     def addr(self) -> str:
@@ -96,6 +111,8 @@ class NodeProcess:
              "--grace", "5", "--metrics-addr", f"127.0.0.1:{self.metrics_port}"]
         if self.peers:
             a += ["--peers", ",".join(f"127.0.0.1:{p}" for p in self.peers)]
+        if self.read_workers and "--read-workers" not in self.extra_args:
+            a += ["--read-workers", str(self.read_workers)]
         return a + self.extra_args
 
     def start(self) -> NodeProcess:
@@ -111,9 +128,79 @@ class NodeProcess:
         return self
 
     def channel(self) -> grpc.Channel:
-        if self._channel is None:
-            self._channel = self.tls.channel(self.addr)
-        return self._channel
+        """The harness's channel; with read workers, one served by a worker (found once the
+        node answers: until then this waits, up to 30 s)."""
+        with self._channel_lock:
+            if self._channel is None:
+                self._channel = (self.process_channel(worker=True) if self.read_workers
+                                 else self.tls.channel(self.addr))
+            return self._channel
+
+    def served_by(self, request_id: str, timeout_s: float = 10.0) -> tuple[int | None, str]:
+        """``(worker index or None for main, client peer)`` of the call that carried
+        ``request_id``, from its ``rpc_finished`` / ``rpc_forwarded`` log line (polled)."""
+        def find() -> tuple[int | None, str] | None:
+            for e in self.log_events():
+                if (e.get("event") in ("rpc_finished", "rpc_forwarded")
+                        and e.get("request_id") == request_id):
+                    return e.get("worker"), str(e.get("peer"))
+            return None
+
+        found: tuple[int | None, str] = wait_until(find, timeout_s, 0.02,
+                                                   f"the log line of request {request_id}")
+        return found
+
+    def process_channel(self, worker: bool, timeout_s: float = 30.0) -> grpc.Channel:
+        """A channel with a connection of its own that the kernel gave to a read worker
+        (``worker``) or to the main process: channels are opened and probed with a stale
+        GetBucket (its log line names the process) until one lands where asked."""
+        import uuid
+
+        from gantry.pb.service.v1 import service_pb2 as svc
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ch = self.tls.channel(self.addr, options=(OWN_CONNECTION,))
+            rid = f"probe-{uuid.uuid4().hex}"
+            try:
+                service_pb2_grpc.GantryServiceStub(ch).GetBucket(
+                    svc.GetBucketRequest(name="probe-bucket"), timeout=5,
+                    metadata=(("x-gantry-consistency", "stale"), ("x-request-id", rid)))
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    ch.close()
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)  # not listening yet (starting, restarting)
+                    continue
+            where, peer = self.served_by(rid)
+            if (where is not None) == worker:
+                if worker:
+                    self.worker_peers.add(peer)
+                return ch
+            ch.close()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no connection landed on a {'worker' if worker else 'main'}"
+                                     f" process of {self.node_id} within {timeout_s}s")
+
+    def calls_on_worker_channels(self) -> tuple[int, int]:
+        """``(calls workers logged, calls main logged)`` from the client peers in
+        :attr:`worker_peers`: proof a suite ran on workers is a large first and a zero second
+        (a write a worker forwards is logged by main with the socket as its peer, not these)."""
+        on_worker = on_main = 0
+        for e in self.log_events():
+            if e.get("event") in ("rpc_finished", "rpc_forwarded") and \
+                    e.get("peer") in self.worker_peers:
+                if e.get("worker") is None:
+                    on_main += 1
+                else:
+                    on_worker += 1
+        return on_worker, on_main
+
+    def worker_pids(self) -> dict[int, int]:
+        """worker index → pid of its latest ``read_worker_started`` line."""
+        return {int(e["worker"]): int(e["pid"]) for e in self.log_events()
+                if e.get("event") == "read_worker_started"}
 
     def stub(self) -> service_pb2_grpc.GantryServiceStub:
         return service_pb2_grpc.GantryServiceStub(self.channel())
@@ -122,7 +209,9 @@ class NodeProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"node {self.node_id} exited with {self.proc.returncode}:\n"
                                  + self.tail_log())
-        stub = health_pb2_grpc.HealthStub(self.channel())
+        if self._health_channel is None:
+            self._health_channel = self.tls.channel(self.addr)
+        stub = health_pb2_grpc.HealthStub(self._health_channel)
         try:
             r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
         except grpc.RpcError:
@@ -134,9 +223,10 @@ class NodeProcess:
         return self
 
     def close_channel(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        for ch in (self._channel, self._health_channel):
+            if ch is not None:
+                ch.close()
+        self._channel = self._health_channel = None
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it outlives ``timeout_s``. Returns the exit code."""
@@ -200,12 +290,18 @@ def cluster(tmp: pathlib.Path, n: int, extra_args: list[str] | None = None,
 @contextlib.contextmanager
 def single_node(tmp: pathlib.Path, extra_args: list[str] | None = None,
                 env: dict[str, str] | None = None,
-                tls: ClientConfig = PLAINTEXT) -> Iterator[NodeProcess]:
-    """One single-node-cluster process on free ports; stopped on exit."""
+                tls: ClientConfig = PLAINTEXT,
+                read_workers: int | None = None) -> Iterator[NodeProcess]:
+    """One single-node-cluster process on free ports; stopped on exit. With read workers
+    (``read_workers``, else ``GANTRY_TEST_READ_WORKERS``), also waits until every one serves."""
     port, raft = free_ports(2)
-    nd = NodeProcess(tmp / "node", port, raft, [], extra_args, env, node_id="solo", tls=tls)
+    nd = NodeProcess(tmp / "node", port, raft, [], extra_args, env, node_id="solo", tls=tls,
+                     read_workers=read_workers)
     try:
         nd.start().wait_serving()
+        if nd.read_workers:
+            wait_until(lambda: len(nd.worker_pids()) == nd.read_workers, 30.0, 0.05,
+                       f"{nd.read_workers} read workers of {nd.node_id}")
         yield nd
     finally:
         nd.stop()

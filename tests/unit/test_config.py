@@ -184,6 +184,7 @@ def test_heartbeat_interval_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     ("GANTRY_RAFT_ADDR", "nohost", "GANTRY_RAFT_ADDR=nohost: expected HOST:PORT"),
     ("GANTRY_RAFT_ADDR", "10.1.2.3:7081", "GANTRY_RAFT_ADDR=10.1.2.3:7081 is not a loopback"),
     ("GANTRY_CRADLE_ADDR", "x", "GANTRY_CRADLE_ADDR=x: expected HOST:PORT"),
+    ("GANTRY_READ_WORKERS", "-1", "GANTRY_READ_WORKERS=-1: must be 0–64"),
     ("GANTRY_PEERS", "127.0.0.1:2,a:b", "GANTRY_PEERS entry 'a:b': expected HOST:PORT"),
     ("GANTRY_PEERS", "127.0.0.1:7081", "GANTRY_PEERS must not include this node's own "
                                        "--raft-addr 127.0.0.1:7081"),
@@ -201,6 +202,7 @@ def test_a_refused_variable_is_named_as_written(monkeypatch: pytest.MonkeyPatch,
     (["--port", "99999"], "--port 99999: must be 0–65535"),
     (["--grace", "-1"], "--grace -1: must be a number of seconds ≥ 0"),
     (["--raft-addr", "nohost"], "--raft-addr nohost: expected HOST:PORT"),
+    (["--read-workers", "65"], "--read-workers 65: must be 0–64"),
 ])
 def test_a_refused_flag_is_named_as_a_flag(monkeypatch: pytest.MonkeyPatch, argv: list[str],
                                            message: str) -> None:
@@ -221,3 +223,11 @@ def test_duplicate_peers_are_refused(monkeypatch: pytest.MonkeyPatch, peers: str
     monkeypatch.setenv("GANTRY_PEERS", peers)
     with pytest.raises(config.ConfigError, match="^GANTRY_PEERS lists 127.0.0.1:2 twice"):
         parse([])
+
+
+def test_read_workers_from_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_settings_env(monkeypatch)
+    assert parse([]).read_workers == 0
+    monkeypatch.setenv("GANTRY_READ_WORKERS", "2")
+    assert parse([]).read_workers == 2
+    assert parse(["--read-workers", "3"]).read_workers == 3
