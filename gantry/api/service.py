@@ -290,8 +290,12 @@ class GantryService:
         )
 
     async def commit_object(self, req: Any, context: Context) -> svc.CommitObjectResponse:
-        if req.size <= 0:
-            raise invalid_argument(validation.INVALID_SIZE, "size")
+        # PlanWrite's size rule: ≤ 0 "InvalidSize" (upstream), above S3's 5 GiB single-PUT limit
+        # "EntityTooLarge" (no object could have been planned that large; sizes near 2**63
+        # overflowed SUM(size) in the live_objects recipes).
+        err = validation.size_error(req.size)
+        if err:
+            raise invalid_argument(err, "size")
         if not req.object_id:
             raise invalid_argument(validation.INVALID_OBJECT_ID, "object_id")
         if validation.last_modified_error(req.last_modified_ms):

@@ -370,6 +370,9 @@ def test_plan_write_without_cradle_servers(tmp_path: pathlib.Path) -> None:
     pytest.param("", 1, 1, "InvalidObjectID", id="emptyid-only"),
     pytest.param("01ARZ3NDEKTSV4RRFFQ69G5FAV", 1, 0, "InvalidLastModifiedMs", id="lm0"),
     pytest.param("01ARZ3NDEKTSV4RRFFQ69G5FAV", 1, -1, "InvalidLastModifiedMs", id="lm-negative"),
+    pytest.param("01ARZ3NDEKTSV4RRFFQ69G5FAV", 5 * 1024**3 + 1, 1, "EntityTooLarge", id="over-5gib"),
+    pytest.param("01ARZ3NDEKTSV4RRFFQ69G5FAV", 2**63 - 1, 1, "EntityTooLarge", id="int64-max"),
+    pytest.param("", 2**63 - 1, 0, "EntityTooLarge", id="too-large-first"),
 ])
 def test_commit_object_validation_order(stub: service_pb2_grpc.GantryServiceStub, object_id: str,
                                         size: int, lm: int, message: str) -> None:
