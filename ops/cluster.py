@@ -145,7 +145,10 @@ def start_node(node: Node, args: list[str], log_level: str,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath or REPO), env.get("PYTHONPATH", ""))
                                         if p)
     with open(node.log_path, "ab") as logf:
+        # cwd: ``python -m gantry.cli`` imports from the working directory first, so another
+        # checkout's node must run there (else it silently runs this checkout's code).
         node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                     cwd=str(pythonpath) if pythonpath else None,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
