@@ -102,12 +102,7 @@ def _exit_within(bound_s: float, code: int) -> None:
         alive = [t.name for t in threading.enumerate()
                  if t.is_alive() and not t.daemon and t is not threading.main_thread()]
         log.warning("exit_forced", exit_code=code, threads=alive)
-        for f in (sys.stdout, sys.stderr):
-            try:
-                f.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        logs.exit_now(code)
 
     threading.Thread(target=force, name="exit-watchdog", daemon=True).start()
 

@@ -8,8 +8,9 @@ otherwise. Every line carries ``node_id``. Event names are past-tense snake_case
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import structlog
@@ -106,3 +107,15 @@ def _add_logger_name(logger: Any, _: str, event: dict[str, Any]) -> dict[str, An
 
 def _orjson_dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush stdout and stderr (the JSON log lines written so far) and end the process at once
+    with ``code`` (``os._exit``: no atexit hooks, no waiting for pykka or grpc threads). For the
+    paths that must not wait: a failed Raft log fsync, a stuck shutdown, an orphaned worker."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

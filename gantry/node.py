@@ -10,8 +10,6 @@ writer apply what it holds, checkpoint the WAL, close.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +20,7 @@ import pykka
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from gantry import diskspace, metrics, preflight, readworker, recovery, tlsconfig
+from gantry import diskspace, logs, metrics, preflight, readworker, recovery, tlsconfig
 from gantry.actors.frontdoor import FrontDoorActor
 from gantry.actors.raft import Proposer, RaftActor, RaftStatus, ReadIndexSource
 from gantry.actors.writer import EntryQueue, WriterActor
@@ -57,12 +55,7 @@ def _exit_now(reason: str) -> None:
     now, as kill -9 would (which loses nothing acknowledged), before this node can commit or
     acknowledge anything more; the next start reads the log from the disk."""
     log.critical("node_failed", reason=reason, exit_code=1)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(1)
+    logs.exit_now(1)
 
 
 class StartError(RuntimeError):

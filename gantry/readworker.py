@@ -64,7 +64,7 @@ import grpc
 import structlog
 from prometheus_client import Counter, Gauge
 
-from gantry import metrics
+from gantry import logs, metrics
 from gantry.api.internal import InternalServer, socket_path
 from gantry.config import Config
 from gantry.db import Watermark
@@ -370,12 +370,7 @@ def _watch_stdin(stdin: IO[bytes]) -> None:
     while stdin.read(65536):
         pass
     structlog.get_logger("gantry.readworker").warning("read_worker_orphaned")
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(0)
+    logs.exit_now(0)
 
 
 class _ReadsOnly(grpc.GenericRpcHandler):
@@ -491,7 +486,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent", type=int, required=True)
     ns = p.parse_args(argv)
     _die_with_parent(ns.parent)
-    from gantry import logs
 
     stdin = sys.stdin.buffer
     payload = json.loads(stdin.readline() or b"{}")
@@ -513,12 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         structlog.get_logger("gantry.readworker").exception("read_worker_failed")
         code = 1
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)  # pykka/grpc threads must not hold the exit
+    logs.exit_now(code)  # pykka/grpc threads must not hold the exit
 
 
 if __name__ == "__main__":

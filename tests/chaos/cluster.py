@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -357,3 +357,17 @@ class ChaosCluster:
             nd.close()
         if self.cradle.proc is not None and self.cradle.proc.poll() is None:
             self.cradle.proc.kill()
+
+
+@contextlib.contextmanager
+def serving_cluster(base: pathlib.Path, nodes: int, gid_base: int) -> Iterator[ChaosCluster]:
+    """A started :class:`ChaosCluster` of ``nodes`` under ``base``, SERVING within 60 s
+    (AssertionError otherwise), stopped on exit. ``gid_base``: its first iptables group id (keep
+    test modules apart, e.g. ``47000 + os.getpid() % 1000 * 3``)."""
+    c = ChaosCluster(base, nodes, [], gid_base=gid_base)
+    try:
+        c.start()
+        assert not c.wait_serving(60), "cluster did not start"
+        yield c
+    finally:
+        c.stop()

@@ -17,7 +17,7 @@ import pytest
 
 from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.chaos.cluster import ChaosCluster, ChaosNode, poll
+from tests.chaos.cluster import ChaosCluster, ChaosNode, poll, serving_cluster
 from tests.chaos.net import Partitioner
 
 
@@ -43,13 +43,8 @@ def net() -> Iterator[Partitioner]:
 
 @pytest.fixture
 def three(tmp_path: pathlib.Path) -> Iterator[ChaosCluster]:
-    c = ChaosCluster(tmp_path, 3, [], gid_base=47000 + os.getpid() % 1000 * 3)
-    try:
-        c.start()
-        assert not c.wait_serving(60), "cluster did not start"
+    with serving_cluster(tmp_path, 3, 47000 + os.getpid() % 1000 * 3) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _create(nd: ChaosNode, name: str, timeout_s: float = 5.0, budget_s: float = 30.0) -> bool:

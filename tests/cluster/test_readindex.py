@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.chaos.cluster import ChaosCluster, ChaosNode, poll
+from tests.chaos.cluster import ChaosCluster, ChaosNode, poll, serving_cluster
 from tests.chaos.net import Partitioner
 from tests.cluster.helpers import status
 from tests.support import NodeProcess, cluster, wait_until, write_any
@@ -119,13 +119,8 @@ def _create(nd: ChaosNode, name: str, budget_s: float = 30.0) -> float | None:
 
 @pytest.fixture
 def three(tmp_path: pathlib.Path) -> Iterator[ChaosCluster]:
-    c = ChaosCluster(tmp_path, 3, [], gid_base=48000 + os.getpid() % 1000 * 3)
-    try:
-        c.start()
-        assert not c.wait_serving(60), "cluster did not start"
+    with serving_cluster(tmp_path, 3, 48000 + os.getpid() % 1000 * 3) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _new_leader(others: list[ChaosNode], above_term: int) -> ChaosNode:
