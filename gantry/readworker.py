@@ -14,7 +14,7 @@ node's gRPC port with ``SO_REUSEPORT``, so the kernel spreads client *connection
   advances its watermark only after the batch's COMMIT, so a read the worker starts afterwards
   sees it;
 - takes a linearizable read's index from main (``ReadIndex``, one call in flight per batch of
-  waiting reads: :class:`~gantry.api.internal.RemoteReadIndex`), then waits for it locally;
+  waiting reads: :func:`~gantry.api.internal.remote_read_index`), then waits for it locally;
 - forwards everything else — writes, ``ClusterService`` (Backup included) — unchanged to main
   over the private unix socket (:class:`~gantry.api.internal.Passthrough`): main's own handlers
   answer, so statuses, messages, details and trailing metadata are main's, byte for byte;
@@ -408,11 +408,10 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
         MAX_MESSAGE_BYTES,
         AppliedFeed,
         Passthrough,
-        RemoteReadIndex,
         RpcCountPusher,
+        remote_read_index,
     )
     from gantry.api.service import SERVICE_NAME, GantryService
-    from gantry.consensus.readindex import ReadIndex
     from gantry.db import ReadPool
 
     wlog = structlog.get_logger("gantry.readworker")
@@ -426,9 +425,7 @@ def serve_worker(index: int, cfg: Config, port: int, sock: pathlib.Path, ready_f
         wlog.error("read_worker_start_failed", reason="no applied index from main")
         return 1
     reads = ReadPool(cfg.database)
-    # RemoteReadIndex has ReadIndex's one method the service calls (get); the cast keeps the
-    # service's signature as it is.
-    read_index = cast(ReadIndex, RemoteReadIndex(channel))
+    read_index = remote_read_index(channel)
     service = GantryService(reads, _never_propose, cfg.app_env, watermark, read_index,
                             heartbeats=cfg.heartbeat_interval_s > 0)
     auth = admin_interceptor(cfg)

@@ -25,9 +25,9 @@ socket.
 
 Worker side — :class:`Passthrough` (forwards a call to main on a ``grpc.aio`` channel:
 method, metadata, deadline, cancellation; relays status, details and trailing metadata),
-:class:`RemoteReadIndex`
-(``get() -> Future[int]`` like :class:`~gantry.consensus.readindex.ReadIndex`, one internal call
-in flight per batch of waiting reads) and :class:`AppliedFeed` (consumes WatchApplied into the
+:func:`remote_read_index`
+(a :class:`~gantry.consensus.readindex.ReadIndex` whose request is one internal call: one in
+flight per batch of waiting reads) and :class:`AppliedFeed` (consumes WatchApplied into the
 worker's own Watermark and health).
 
 Messages are a fixed 9-byte struct (WatchApplied) and a pickle of ``(index, exception)``
@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import structlog
@@ -119,7 +119,7 @@ class InternalServer:
         self._handlers = list(handlers)
         self._watermark = watermark
         self._serving = serving
-        self._loop_read_index = LoopReadIndex(cast(ReadIndex, _GetOnly(read_index)))
+        self._loop_read_index = LoopReadIndex(_GetOnly(read_index))
         self._loop = loop
         self._own_loop: LoopThread | None = None
         self._server: grpc.aio.Server | None = None
@@ -363,57 +363,35 @@ def _log_forwarded(method: str, code: grpc.StatusCode, t0: float, peer: str,
     log.info("rpc_forwarded", **fields)
 
 
-class RemoteReadIndex:
-    """A read index taken by the main process, for a worker's linearizable reads.
-
-    ``get()`` returns a Future of a log index obtained by an internal ReadIndex call that began
-    after ``get()`` was called (the main process's read index, itself taken after the call
-    arrived, is then at least the commit index when the read began). At most one call is in
-    flight; reads arriving meanwhile share the next one. The Future fails with the typed
-    consensus error (or ``TimeoutError``) main's read index failed with, or with
+def remote_read_index(channel: grpc.Channel) -> ReadIndex:
+    """A read index taken by the main process, for a worker's linearizable reads: a
+    :class:`~gantry.consensus.readindex.ReadIndex` (its coalescing: at most one call in flight,
+    reads arriving meanwhile share the next one) whose request is one internal ReadIndex call.
+    The main process's read index is itself taken after the call arrived, so it is at least the
+    commit index when the read began. The Future fails with the typed consensus error (or
+    ``TimeoutError``) main's read index failed with, or with
     :class:`~gantry.consensus.errors.Stopping` when main cannot be reached."""
+    call = channel.unary_unary(READ_INDEX_METHOD)
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._call = channel.unary_unary(READ_INDEX_METHOD)
-        self._lock = threading.Lock()
-        self._inflight = False
-        self._next: Future[int] | None = None
+    def obtain() -> Future[int]:
+        out: Future[int] = Future()
 
-    def get(self) -> Future[int]:
-        """A future of a log index committed after this call began."""
-        with self._lock:
-            if self._next is None:
-                self._next = Future()
-            fut = self._next
-            launch = None if self._inflight else self._claim_locked()
-        if launch is not None:
-            self._launch(launch)
-        return fut
+        def done(c: Any) -> None:
+            try:
+                index, error = pickle.loads(c.result())
+            except grpc.RpcError:
+                index, error = 0, Stopping()
+            except Exception as e:  # noqa: BLE001 - undecodable: the read answers UNAVAILABLE
+                index, error = 0, e
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(int(index))
 
-    def _claim_locked(self) -> Future[int] | None:
-        waiting, self._next = self._next, None
-        self._inflight = waiting is not None
-        return waiting
+        call.future(b"", timeout=READ_INDEX_TIMEOUT_S + 1).add_done_callback(done)
+        return out
 
-    def _launch(self, waiting: Future[int]) -> None:
-        call = self._call.future(b"", timeout=READ_INDEX_TIMEOUT_S + 1)
-        call.add_done_callback(lambda c: self._done(c, waiting))
-
-    def _done(self, call: Any, waiting: Future[int]) -> None:
-        try:
-            index, error = pickle.loads(call.result())
-        except grpc.RpcError:
-            index, error = 0, Stopping()
-        except Exception as e:  # noqa: BLE001 - undecodable: the read answers UNAVAILABLE
-            index, error = 0, e
-        if error is not None:
-            waiting.set_exception(error)
-        else:
-            waiting.set_result(int(index))
-        with self._lock:
-            launch = self._claim_locked()
-        if launch is not None:
-            self._launch(launch)
+    return ReadIndex(obtain)
 
 
 class AppliedFeed:

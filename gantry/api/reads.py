@@ -80,7 +80,7 @@ def timeout_of(context: AnyContext, default_s: float = DEFAULT_READ_TIMEOUT_S) -
     the client before its deadline on a busy node, so the client gets the node's own status
     message rather than gRPC's generic "Deadline Exceeded" (5 ms lost that race under load)."""
     r = context.time_remaining()
-    if r is None or r > default_s + deadline_margin_s(default_s):
+    if r is None or r > default_s:
         return default_s
     return max(0.0, r - deadline_margin_s(r))
 

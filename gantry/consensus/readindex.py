@@ -172,6 +172,14 @@ class ReadIndex:
             self._launch(launch)
 
 
+class ReadIndexGetter(Protocol):
+    """What :class:`LoopReadIndex` needs of a read index: ``get() -> Future[int]`` (a
+    :class:`ReadIndex`, or a worker's view of the main process's)."""
+
+    def get(self) -> Future[int]:
+        ...
+
+
 class LoopReadIndex:
     """The event loop's side of a :class:`ReadIndex`: ``await index(timeout_s)`` gives a log
     index committed after the call began, without a thread waiting for it.
@@ -182,7 +190,7 @@ class LoopReadIndex:
     loop, only from that loop's thread.
     """
 
-    def __init__(self, read_index: ReadIndex) -> None:
+    def __init__(self, read_index: ReadIndexGetter) -> None:
         self._read_index = read_index
         self._waiting: dict[Future[int], list[asyncio.Future[int]]] = {}
         #: Loop hand-offs made so far (one per barrier result that had loop-side waiters).

@@ -104,7 +104,7 @@ def test_socket_directory_is_private(tmp_path: pathlib.Path) -> None:
 
 def test_remote_read_index_one_call_per_batch_of_reads(wire: Any) -> None:
     _server, ch, _wm, ri, _ = wire
-    remote = internal.RemoteReadIndex(ch)
+    remote = internal.remote_read_index(ch)
     first = remote.get()
     wait_until(lambda: len(ri.calls) == 1, T, what="the first call")
     later = [remote.get() for _ in range(5)]  # arrive while the first call flies
@@ -122,7 +122,7 @@ def test_remote_read_index_without_main_is_stopping(tmp_path: pathlib.Path) -> N
     ch = grpc.insecure_channel(f"unix:{tmp_path / 'nobody.sock'}")
     try:
         with pytest.raises(ce.Stopping):
-            internal.RemoteReadIndex(ch).get().result(T)
+            internal.remote_read_index(ch).get().result(T)
     finally:
         ch.close()
 
