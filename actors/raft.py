@@ -152,7 +152,8 @@ class TickView:
 class Proposer:
     """Hands proposals to the engine from any thread (the gRPC handlers' own): no mailbox hop.
 
-    ``propose(proposal_id, data)`` pickles and queues ``data`` (an encoded Command) into
+    ``propose(proposal_id, data)`` pickles (protocol 5, :meth:`~gantry.consensus.pysyncobj_compat.
+    SafeSyncObj.propose_call`) and queues ``data`` (an encoded Command) into
     pysyncobj's locked command queue; the outcome reaches the proposal's Future in
     :class:`~gantry.consensus.proposals.Proposals` (resolved by the writer after apply, or failed
     on the tick thread). After :meth:`close` (the node is stopping) a proposal fails at once with
@@ -170,7 +171,7 @@ class Proposer:
         if self._closed:
             self._proposals.fail(proposal_id, Stopping())
             return
-        self._sync.apply_entry(data, callback=functools.partial(self._on_result, proposal_id))
+        self._sync.propose_call("apply_entry", data, functools.partial(self._on_result, proposal_id))
 
     def close(self) -> None:
         self._closed = True

@@ -306,6 +306,88 @@ def test_gantry_payload_reads_what_pysyncobj_journals_for_apply_entry(
         gantry_payload(evil)  # nothing but tuples, ints and bytes is ever unpickled
 
 
+# -- override 8: entries and messages encoded once, cheaply --
+
+def test_propose_call_is_the_entry_apply_entry_makes_pickled_with_protocol_5(
+        tmp_path: pathlib.Path) -> None:
+    """A proposal is the REGULAR call entry ``@replicated`` journals, with the same call inside
+    (so pysyncobj 0.3.17 and older builds apply it as before), but pickled with protocol 5: the
+    protobuf bytes are framed as they are, not spelled as a latin-1 string (protocol 2)."""
+    import pickle
+
+    from gantry.actors.raft import GantrySyncObj
+    from gantry.consensus.pysyncobj_compat import gantry_payload
+
+    (port,) = free_ports(1)
+    node = GantrySyncObj(f"127.0.0.1:{port}", [], SyncObjConf(autoTick=False),
+                         lambda *_a: None)
+    try:
+        data = bytes(range(256)) * 2
+        node.apply_entry(data, callback=lambda *_a: None)
+        stock, _ = node._SyncObj__commandsQueue.get_nowait()
+        node.propose_call("apply_entry", data, lambda *_a: None)
+        ours, _ = node._SyncObj__commandsQueue.get_nowait()
+    finally:
+        node._SyncObj__transport.destroy()
+    assert ours[:1] == stock[:1] == b"\x00"
+    assert pickle.loads(ours[1:]) == pickle.loads(stock[1:])
+    assert ours[1:3] == b"\x80\x05"  # protocol 5; pysyncobj's is protocol 2
+    assert len(ours) < len(data) + 40 < len(stock)
+    assert gantry_payload(ours) == gantry_payload(stock) == data
+
+
+def _sent_body(message: Any) -> bytes:
+    """What a connection with :func:`use_encoded_send` writes for ``message``, without its
+    4-byte length prefix, read from the other end of a real socket pair."""
+    import socket
+    import struct
+
+    from pysyncobj.poller import createPoller
+    from pysyncobj.tcp_connection import TcpConnection
+
+    from gantry.consensus.pysyncobj_compat import use_encoded_send
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        conn = TcpConnection(poller=createPoller("auto"), socket=a, timeout=10.0,
+                             sendBufferSize=2**20, recvBufferSize=2**20)
+        use_encoded_send(conn)
+        conn.send(message)
+        b.settimeout(5.0)
+        head = b.recv(4, socket.MSG_WAITALL)
+        (length,) = struct.unpack("i", head)
+        body = b""
+        while len(body) < length:
+            body += b.recv(length - len(body))
+        return body
+    finally:
+        a.close()
+        b.close()
+
+
+def test_raft_messages_are_stored_zlib_streams_of_protocol_5_pickles() -> None:
+    """A heartbeat-sized message travels as a stored zlib stream (deflate level 0: no 256 KiB
+    compressor set-up per message, ~100 µs with pysyncobj's ``zlib.compress(data, 3)``) of a
+    protocol-5 pickle, which pysyncobj 0.3.17's receiver, ``pickle.loads(zlib.decompress(body))``,
+    reads unchanged; a long message (a snapshot chunk) is still deflated."""
+    import pickle
+    import zlib
+
+    from gantry.consensus.pysyncobj_compat import DEFLATE_MIN_BYTES
+
+    small = {"type": "append_entries", "term": 3, "entries": [(b"\x00" + bytes(range(200)), 7, 3)]}
+    body = _sent_body(small)
+    assert pickle.loads(zlib.decompress(body)) == small
+    raw = zlib.decompress(body)
+    assert raw[:2] == b"\x80\x05"
+    assert len(body) > len(raw)  # stored, not deflated: a zlib header, block headers, adler32
+    big = {"type": "append_entries", "term": 3, "data": b"a" * DEFLATE_MIN_BYTES}
+    body = _sent_body(big)
+    assert pickle.loads(zlib.decompress(body)) == big
+    assert len(body) < DEFLATE_MIN_BYTES // 10  # compressible and long: deflated
+
+
 # -- override 6: a Raft log out of space (gantry.diskspace) --
 
 class _FillingJournal(DurableJournal):
@@ -503,6 +585,27 @@ def test_a_leader_sends_a_round_at_once_and_counts_only_echoes_of_it(
     assert not fut.done()
     node._SyncObj__onMessageReceived(peers[0], _ack7(1, rid))
     assert fut.result(timeout=0) == 3
+
+
+@pytest.mark.parametrize("cls, rounds", [(_Stock, 10), (SafeSyncObj, 1)])
+def test_a_leader_sends_one_append_entries_per_follower_per_drained_queue(
+        tmp_path: pathlib.Path, made: list[Any], cls: type, rounds: int) -> None:
+    """Override 9. Ten commands queued in one tick: the stock engine (append batching off)
+    sends append_entries to each follower once per command; here once, with all ten entries."""
+    node, sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _lead(node, peers)
+    node._SyncObj__connectedNodes = set(node._SyncObj__otherNodes)
+    sent.clear()
+    for i in range(10):
+        node._applyCommand(b"c%d" % i, None, 0)
+    node._SyncObj__conf.appendEntriesUseBatch = False  # as the Raft actor configures it
+    node._checkCommandsToApply()
+    appends = [m for m in sent if m["type"] == "append_entries"]
+    assert len(appends) == len(peers) * rounds
+    assert sorted(e[1] for m in appends for e in m["entries"]) == sorted(
+        list(range(4, 14)) * len(peers))
+    assert all(e[2] == 1 for m in appends for e in m["entries"])
 
 
 def test_the_durable_transport_stamps_rounds_and_echoes_them(
