@@ -90,6 +90,17 @@ Invariants this module protects:
    heartbeat, a ReadIndex round or an election is never held back by more than the tick's own
    work.
 
+10. **What one drain sends to a member travels as one message** (a follower forwards its
+    proposals, a leader answers forwarded ones). pysyncobj sends one ``apply_command`` per
+    forwarded proposal and one ``apply_command_response`` back: two messages per write that
+    did not arrive at the leader. While a tick drains its command queue,
+    :class:`DurableTransport` holds the messages for a member that runs this build (it stamps
+    :data:`BATCH_KEY` on every append_entries and next_node_idx it sends) and sends them, with
+    the drain's append_entries, as one ``gantry_batch`` message; the receiver hands them to the
+    engine one by one, in order, as if they had come separately. A member not known to read
+    batches (an older build, or one not heard from since its connection last dropped) gets
+    every message separately, as before.
+
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
 without reaching into its private names itself, and the hooks at the bottom plug the durable log
@@ -121,7 +132,7 @@ import pysyncobj.syncobj as _syncobj_module
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj
 from pysyncobj.monotonic import monotonic as _monotonic
-from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 
 from gantry.consensus.errors import FAIL_DISK_FULL
@@ -139,6 +150,7 @@ _log = structlog.get_logger("gantry.raft")
 RECONFIG_MAX_LAG = 1000
 
 _TRANSMISSION_PARTIAL = ("start", "process")
+_CONNECTED = CONNECTION_STATE.CONNECTED
 #: Least time (seconds) between two keep-alives of a follower receiving a snapshot (override 5).
 SNAPSHOT_KEEPALIVE_S = 0.1
 _REGULAR = b"\x00"  # pysyncobj's _COMMAND_TYPE.REGULAR prefix byte: a @replicated call
@@ -149,6 +161,10 @@ _NO_OP = b"\x01"  # pysyncobj's _COMMAND_TYPE.NO_OP prefix byte
 #: Pickle protocol of proposals and Raft messages (override 8): 5 frames bytes as they are;
 #: every build that can join a cluster (Python >= 3.11) reads it.
 PICKLE_PROTOCOL = 5
+#: Override 10: the message type of several messages for one member sent as one, and the key
+#: that says its sender reads them (stamped on every append_entries and next_node_idx).
+BATCH_TYPE = "gantry_batch"
+BATCH_KEY = "gantry_batches"
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
 DEFLATE_MIN_BYTES = 64 * 1024
@@ -463,6 +479,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         whose append failed is undone (membership) and kept for :meth:`take_refused`."""
         journal = self._SyncObj__raftLog
         self._defer_appends = True  # override 9 (already set when called from _onTick)
+        transport = self._SyncObj__transport
+        batching = isinstance(transport, DurableTransport)
+        if batching:
+            transport.begin_batch()  # override 10
         try:
             if self._isLeader() and getattr(journal, "full", False) and not journal.probe_space():
                 self._refuse_queued()
@@ -476,6 +496,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._refuse_queued()
         finally:
             self._send_deferred_appends()  # override 9: every command drained, one round
+            if batching:
+                transport.end_batch()  # override 10: one message a member
 
     def _refuse_queued(self) -> None:
         queue = self._SyncObj__commandsQueue
@@ -702,10 +724,31 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     #: ``request_vote`` dropped) nor accepts commands forwarded by followers (answered
     #: NOT_LEADER), so a caught-up follower can take over and stay leader.
     draining = False
+    _batching = False  # override 10: True while a drain's messages are held
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending_acks: list[tuple[Any, Any]] = []
+        #: Override 10: what is held, by member; the Raft addresses of the members known to read
+        #: batches (tick thread only).
+        self._outbox: dict[Any, list[Any]] = {}
+        self.batch_peers: set[str] = set()
+
+    def begin_batch(self) -> None:
+        """Hold messages for members that read batches until :meth:`end_batch` (override 10)."""
+        self._batching = True
+
+    def end_batch(self) -> None:
+        """Send what was held: one message a member (the message itself when it is alone)."""
+        self._batching = False
+        outbox, self._outbox = self._outbox, {}
+        if self.journal is not None and self.journal.failed is not None:
+            return  # an fsync or a term/vote write failed meanwhile: stay silent (as send)
+        for node, messages in outbox.items():
+            if len(messages) == 1:
+                super().send(node, messages[0])
+            else:
+                super().send(node, {"type": BATCH_TYPE, "messages": messages})
 
     # override 8: every connection, outgoing or accepted, sends with encode_message
     def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
@@ -729,6 +772,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                     message = reads.stamp(message)
                 elif kind == "next_node_idx":
                     message = reads.echo(node.id, message)
+            if kind in ("append_entries", "next_node_idx"):
+                message = {**message, BATCH_KEY: 1}  # override 10: this build reads batches
             if kind == "next_node_idx" and self.journal is not None:
                 # Group commit on followers: acknowledgements wait for the end of this tick,
                 # when one fsync covers every append that arrived in the same poll.
@@ -736,7 +781,21 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 return True
             if kind == "request_vote" and self.draining:
                 return True
+        if self._batching and node.id in self.batch_peers and self._connected(node):
+            self._outbox.setdefault(node, []).append(message)  # override 10
+            return True
         return bool(super().send(node, message))
+
+    def _connected(self, node: Any) -> bool:
+        """Whether the connection to ``node`` is up (what ``TCPTransport.send`` checks)."""
+        conn = self._connections.get(node)
+        return conn is not None and conn.state == _CONNECTED
+
+    def _onDisconnected(self, conn: Any) -> None:  # noqa: N802 - pysyncobj's name
+        node = self._connToNode(conn)
+        if node is not None:  # it may come back as another build: not known to read batches
+            self.batch_peers.discard(node.id)
+        super()._onDisconnected(conn)
 
     def flush_acks(self) -> None:
         """fsync the journal, then send the acknowledgements held back since the last flush.
@@ -750,6 +809,18 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             super().send(node, message)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == BATCH_TYPE:  # override 10: each message in order, as if sent alone
+                self.batch_peers.add(node.id)
+                for inner in message.get("messages", ()):
+                    self._onMessageReceived(node, inner)
+                return
+            if kind in ("append_entries", "next_node_idx"):
+                if BATCH_KEY in message:
+                    self.batch_peers.add(node.id)
+                else:
+                    self.batch_peers.discard(node.id)
         if self.draining and isinstance(message, dict) and message.get("type") == "apply_command":
             if "request_id" in message:
                 super().send(node, {"type": "apply_command_response",

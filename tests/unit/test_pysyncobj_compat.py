@@ -15,10 +15,13 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj import pickle as sync_pickle
 from pysyncobj.node import TCPNode
+from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
 from gantry.consensus.journal import DurableJournal
 from gantry.consensus.pysyncobj_compat import (
+    BATCH_KEY,
+    BATCH_TYPE,
     FAIL_DISK_FULL,
     RECONFIG_MAX_LAG,
     DurableTransport,
@@ -608,6 +611,67 @@ def test_a_leader_sends_one_append_entries_per_follower_per_drained_queue(
     assert all(e[2] == 1 for m in appends for e in m["entries"])
 
 
+def _bare_transport(monkeypatch: pytest.MonkeyPatch, connected: list[TCPNode]
+                    ) -> tuple[DurableTransport, list[tuple[str, dict[str, Any]]]]:
+    """A DurableTransport without sockets whose sends (to ``connected`` members) land in the
+    returned list as (member, message)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def sent(_self: Any, node: Any, msg: dict[str, Any]) -> bool:
+        out.append((node.id, msg))
+        return True
+
+    monkeypatch.setattr(TCPTransport, "send", sent)
+    transport = DurableTransport.__new__(DurableTransport)
+    transport._syncObj = None
+    transport._pending_acks = []
+    transport._outbox = {}
+    transport.batch_peers = set()
+    up = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED})()
+    transport._connections = {n: up for n in connected}
+    return transport, out
+
+
+def test_a_drain_sends_one_batch_to_a_member_that_reads_batches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 10: what a drain sends to a member of this build is one message, in order; a
+    member not known to read batches (an older build) gets each message as before."""
+    new, old = TCPNode("127.0.0.1:1"), TCPNode("127.0.0.1:2")
+    transport, out = _bare_transport(monkeypatch, [new, old])
+    transport.batch_peers.add(new.id)
+    transport.begin_batch()
+    for i in range(3):
+        transport.send(new, {"type": "apply_command", "command": b"c%d" % i, "request_id": i})
+        transport.send(old, {"type": "apply_command", "command": b"c%d" % i, "request_id": i})
+    assert [to for to, _m in out] == [old.id] * 3, "held for the new member, not for the old"
+    transport.end_batch()
+    to, batch = out[-1]
+    assert to == new.id and batch["type"] == BATCH_TYPE
+    assert [m["request_id"] for m in batch["messages"]] == [0, 1, 2]
+    out.clear()
+    transport.send(new, {"type": "apply_command", "command": b"x", "request_id": 9})
+    assert out == [(new.id, {"type": "apply_command", "command": b"x", "request_id": 9})]
+
+
+def test_a_batch_is_received_as_its_messages_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver hands a batch's messages to the engine one by one, as if sent alone, and
+    learns who reads batches from the key on append_entries / next_node_idx."""
+    seen: list[Any] = []
+    monkeypatch.setattr(TCPTransport, "_onMessageReceived",
+                        lambda _self, _node, msg: seen.append(msg))
+    peer = TCPNode("127.0.0.1:1")
+    transport, _out = _bare_transport(monkeypatch, [peer])
+    inner = [{"type": "apply_command_response", "request_id": i, "log_idx": 10 + i,
+              "log_term": 2} for i in range(3)]
+    transport._onMessageReceived(peer, {"type": BATCH_TYPE, "messages": inner})
+    assert seen == inner
+    assert peer.id in transport.batch_peers
+    transport._onMessageReceived(peer, {"type": "append_entries", "term": 2})  # an older build
+    assert peer.id not in transport.batch_peers
+    transport._onMessageReceived(peer, {"type": "next_node_idx", BATCH_KEY: 1})
+    assert peer.id in transport.batch_peers
+
+
 def test_the_durable_transport_stamps_rounds_and_echoes_them(
         monkeypatch: pytest.MonkeyPatch) -> None:
     out: list[dict[str, Any]] = []
@@ -630,3 +694,4 @@ def test_the_durable_transport_stamps_rounds_and_echoes_them(
     assert out[0][ROUND_KEY] == 12
     assert out[1][ECHO_KEY] == (4, 3)
     assert ECHO_KEY not in out[2]  # never saw a round from that node
+    assert all(m[BATCH_KEY] == 1 for m in out)  # override 10: this build reads batches
