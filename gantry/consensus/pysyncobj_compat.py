@@ -732,6 +732,7 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         #: Override 10: what is held, by member; the Raft addresses of the members known to read
         #: batches (tick thread only).
         self._outbox: dict[Any, list[Any]] = {}
+        self._holds_append: set[Any] = set()  # members whose outbox holds an append_entries
         self.batch_peers: set[str] = set()
 
     def begin_batch(self) -> None:
@@ -741,14 +742,29 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     def end_batch(self) -> None:
         """Send what was held: one message a member (the message itself when it is alone)."""
         self._batching = False
-        outbox, self._outbox = self._outbox, {}
-        if self.journal is not None and self.journal.failed is not None:
+        for node in list(self._outbox):
+            self._flush(node)
+
+    def _flush(self, node: Any) -> None:
+        messages = self._outbox.pop(node, [])
+        self._holds_append.discard(node)
+        if not messages or (self.journal is not None and self.journal.failed is not None):
             return  # an fsync or a term/vote write failed meanwhile: stay silent (as send)
-        for node, messages in outbox.items():
-            if len(messages) == 1:
-                super().send(node, messages[0])
-            else:
-                super().send(node, {"type": BATCH_TYPE, "messages": messages})
+        if len(messages) == 1:
+            super().send(node, messages[0])
+        else:
+            super().send(node, {"type": BATCH_TYPE, "messages": messages})
+
+    def _hold(self, node: Any, kind: Any, message: Any) -> None:
+        """Hold ``message`` for ``node`` until the drain ends. At most one append_entries is
+        held per member: a second one (a catch-up loop, snapshot chunks, each up to 64 KiB)
+        first sends what is held, so a batch never grows past one append_entries and the small
+        messages before it."""
+        if kind == "append_entries":
+            if node in self._holds_append:
+                self._flush(node)
+            self._holds_append.add(node)
+        self._outbox.setdefault(node, []).append(message)
 
     # override 8: every connection, outgoing or accepted, sends with encode_message
     def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
@@ -782,7 +798,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             if kind == "request_vote" and self.draining:
                 return True
         if self._batching and node.id in self.batch_peers and self._connected(node):
-            self._outbox.setdefault(node, []).append(message)  # override 10
+            self._hold(node, message.get("type") if isinstance(message, dict) else None,
+                       message)  # override 10
             return True
         return bool(super().send(node, message))
 

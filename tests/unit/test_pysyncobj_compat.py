@@ -626,6 +626,7 @@ def _bare_transport(monkeypatch: pytest.MonkeyPatch, connected: list[TCPNode]
     transport._syncObj = None
     transport._pending_acks = []
     transport._outbox = {}
+    transport._holds_append = set()
     transport.batch_peers = set()
     up = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED})()
     transport._connections = {n: up for n in connected}
@@ -651,6 +652,16 @@ def test_a_drain_sends_one_batch_to_a_member_that_reads_batches(
     out.clear()
     transport.send(new, {"type": "apply_command", "command": b"x", "request_id": 9})
     assert out == [(new.id, {"type": "apply_command", "command": b"x", "request_id": 9})]
+    out.clear()  # a catch-up loop: a batch holds one append_entries at most
+    transport.begin_batch()
+    for i in range(3):
+        transport.send(new, {"type": "apply_command_response", "request_id": i})
+        transport.send(new, {"type": "append_entries", "term": 1, "entries": [(b"e", i, 1)]})
+    transport.end_batch()
+    sent = [b.get("messages", [b]) for _to, b in out]
+    assert [m.get("request_id", m.get("entries")) for b in sent for m in b] == [
+        0, [(b"e", 0, 1)], 1, [(b"e", 1, 1)], 2, [(b"e", 2, 1)]], "in order, nothing lost"
+    assert all(sum(m["type"] == "append_entries" for m in b) <= 1 for b in sent)
 
 
 def test_a_batch_is_received_as_its_messages_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
