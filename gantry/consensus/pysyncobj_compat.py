@@ -798,9 +798,15 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             if kind == "request_vote" and self.draining:
                 return True
         if self._batching and node.id in self.batch_peers and self._connected(node):
-            self._hold(node, message.get("type") if isinstance(message, dict) else None,
-                       message)  # override 10
-            return True
+            if isinstance(message, dict) and ("transmission" in message or "serialized" in message):
+                # A chunk of a large entry or of a snapshot travels alone, after what is held:
+                # pysyncobj 0.3.17 marks some chunks of a large entry "finish" too early and the
+                # follower's decode raises, which must not take a batch's later messages with it.
+                self._flush(node)
+            else:
+                self._hold(node, message.get("type") if isinstance(message, dict) else None,
+                           message)  # override 10
+                return True
         return bool(super().send(node, message))
 
     def _connected(self, node: Any) -> bool:

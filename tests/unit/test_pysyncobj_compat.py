@@ -662,6 +662,14 @@ def test_a_drain_sends_one_batch_to_a_member_that_reads_batches(
     assert [m.get("request_id", m.get("entries")) for b in sent for m in b] == [
         0, [(b"e", 0, 1)], 1, [(b"e", 1, 1)], 2, [(b"e", 2, 1)]], "in order, nothing lost"
     assert all(sum(m["type"] == "append_entries" for m in b) <= 1 for b in sent)
+    out.clear()  # a chunk of a large entry travels alone, after what was held before it
+    transport.begin_batch()
+    transport.send(new, {"type": "apply_command_response", "request_id": 7})
+    transport.send(new, {"type": "append_entries", "term": 1, "transmission": "start",
+                         "data": b"chunk"})
+    transport.send(new, {"type": "apply_command_response", "request_id": 8})
+    transport.end_batch()
+    assert [m.get("request_id", m.get("transmission")) for _to, m in out] == [7, "start", 8]
 
 
 def test_a_batch_is_received_as_its_messages_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
