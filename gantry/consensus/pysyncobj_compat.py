@@ -755,16 +755,23 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         else:
             super().send(node, {"type": BATCH_TYPE, "messages": messages})
 
-    def _hold(self, node: Any, kind: Any, message: Any) -> None:
-        """Hold ``message`` for ``node`` until the drain ends. At most one append_entries is
-        held per member: a second one (a catch-up loop, snapshot chunks, each up to 64 KiB)
-        first sends what is held, so a batch never grows past one append_entries and the small
-        messages before it."""
+    def _hold(self, node: Any, kind: Any, message: Any) -> bool:
+        """Hold ``message`` for ``node`` until the drain ends; False when it must travel alone
+        (then what is held is sent first, to keep the order). A chunk of a large entry or of a
+        snapshot (``transmission`` / ``serialized``) travels alone: pysyncobj 0.3.17 marks some
+        chunks of a large entry "finish" too early and the follower's decode raises, which must
+        not take a batch's later messages with it. At most one append_entries is held per
+        member: a second one (a catch-up loop, up to 64 KiB each) first sends what is held, so
+        a batch never grows past one append_entries and the small messages before it."""
         if kind == "append_entries":
+            if "transmission" in message or "serialized" in message:
+                self._flush(node)
+                return False
             if node in self._holds_append:
                 self._flush(node)
             self._holds_append.add(node)
         self._outbox.setdefault(node, []).append(message)
+        return True
 
     # override 8: every connection, outgoing or accepted, sends with encode_message
     def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
@@ -780,8 +787,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     def send(self, node: Any, message: Any) -> bool:
         if self.journal is not None and self.journal.failed is not None:
             return False  # an fsync or a term/vote write failed: this node must stay silent
-        if isinstance(message, dict):
-            kind = message.get("type")
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind is not None:
             reads = getattr(getattr(self, "_syncObj", None), "reads", None)
             if reads is not None:  # override 7: stamp the round / echo the last one seen
                 if kind == "append_entries":
@@ -797,16 +804,9 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 return True
             if kind == "request_vote" and self.draining:
                 return True
-        if self._batching and node.id in self.batch_peers and self._connected(node):
-            if isinstance(message, dict) and ("transmission" in message or "serialized" in message):
-                # A chunk of a large entry or of a snapshot travels alone, after what is held:
-                # pysyncobj 0.3.17 marks some chunks of a large entry "finish" too early and the
-                # follower's decode raises, which must not take a batch's later messages with it.
-                self._flush(node)
-            else:
-                self._hold(node, message.get("type") if isinstance(message, dict) else None,
-                           message)  # override 10
-                return True
+        if (self._batching and node.id in self.batch_peers and self._connected(node)
+                and self._hold(node, kind, message)):  # override 10
+            return True
         return bool(super().send(node, message))
 
     def _connected(self, node: Any) -> bool:
