@@ -101,6 +101,16 @@ Invariants this module protects:
     batches (an older build, or one not heard from since its connection last dropped) gets
     every message separately, as before.
 
+11. **A large entry is decoded once, when all of it is in.** An entry of
+    ``appendEntriesBatchSizeBytes`` or more travels as ``transmission`` chunks; pysyncobj's
+    leader marks every chunk from the *command's* length on ``finish``, though the pickled entry
+    is longer, so several chunks before the last say ``finish`` and the stock follower decodes a
+    truncated pickle for each (an exception out of the message handler, logged as ``failed
+    _onTick``, after a pure-Python retry). Here a ``finish`` whose buffer is not a complete
+    pickle is taken as ``process``, and the complete one is handed to the engine as a plain
+    append_entries with the decoded entry. Only the receiver changes, so it also reads what
+    stock and older Gantry leaders send.
+
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
 without reaching into its private names itself, and the hooks at the bottom plug the durable log
@@ -128,6 +138,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import pysyncobj.pickle as _sync_pickle
 import pysyncobj.syncobj as _syncobj_module
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj
@@ -255,6 +266,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     """
 
     _SyncObj__raftCommitIndex: int  # pysyncobj's commit index (written by override 1)
+    _SyncObj__recvTransmission: bytes | str  # a large entry's chunks so far (override 11)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Set before SyncObj.__init__: it starts the tick thread, which may call the overrides.
@@ -322,6 +334,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             return
         if node_id is not None:  # accepted: remember the round to echo, before the reply is sent
             self.reads.on_append_entries(node_id, message)
+        if message.get("transmission") == "finish":
+            message = self._finish_transmission(message)
+            if message is None:
+                return
         old_commit: int = self._SyncObj__raftCommitIndex
         verified: int | None = None
         snapshot_message = False
@@ -369,6 +385,38 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._SyncObj__raftLog.setRaftCommitIndex(target)
         if snapshot_message and self._SyncObj__raftLastApplied == applied_before:
             self._snapshot_chunk_received(node)
+
+    # -- override 11: a large entry is decoded once, when all of it is in --
+    def _finish_transmission(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A chunk marked ``finish`` of a large entry (``transmission``), as pysyncobj 0.3.17
+        sends it: its leader marks *every* chunk from ``len(command)`` bytes on ``finish``, but
+        the pickled entry is longer than the command (protocol 2 spells bytes 0x80-0xFF in two
+        bytes), so one to several chunks before the last say ``finish`` too. The stock follower
+        decodes each of them, the truncated pickle raises out of the message handler (``failed
+        _onTick``), and pysyncobj's loader retries it in pure Python first: milliseconds of tick
+        thread per chunk, on a follower that is already behind.
+
+        Returns the message to hand to the engine: a ``process`` chunk while the pickle is not
+        complete (its last opcode is STOP, ``b"."``, so a buffer not ending in it cannot be
+        complete), else a plain append_entries carrying the decoded entry, exactly what the stock
+        ``finish`` branch makes of it; ``None`` (drop it, the leader resends on rejection) for a
+        ``finish`` with no ``start`` before it.
+        """
+        received = self._SyncObj__recvTransmission
+        data = message.get("data")
+        if not isinstance(received, bytes) or not isinstance(data, bytes):
+            return None
+        whole = received + data
+        if not whole.endswith(b"."):
+            return {**message, "transmission": "process"}
+        try:
+            entry = _sync_pickle.loads(whole)
+        except Exception:  # noqa: BLE001 - a '.' inside the data: not complete yet
+            return {**message, "transmission": "process"}
+        self._SyncObj__recvTransmission = ""
+        plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
+        plain["entries"] = [entry]
+        return plain
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:
@@ -758,9 +806,10 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     def _hold(self, node: Any, kind: Any, message: Any) -> bool:
         """Hold ``message`` for ``node`` until the drain ends; False when it must travel alone
         (then what is held is sent first, to keep the order). A chunk of a large entry or of a
-        snapshot (``transmission`` / ``serialized``) travels alone: pysyncobj 0.3.17 marks some
-        chunks of a large entry "finish" too early and the follower's decode raises, which must
-        not take a batch's later messages with it. At most one append_entries is held per
+        snapshot (``transmission`` / ``serialized``) travels alone: each is up to 64 KiB, and
+        pysyncobj 0.3.17 marks some chunks of a large entry "finish" too early, so a follower
+        without override 11 (an older build) raises on them, which must not take a batch's
+        later messages with it. At most one append_entries is held per
         member: a second one (a catch-up loop, up to 64 KiB each) first sends what is held, so
         a batch never grows past one append_entries and the small messages before it."""
         if kind == "append_entries":

@@ -611,6 +611,47 @@ def test_a_leader_sends_one_append_entries_per_follower_per_drained_queue(
     assert all(e[2] == 1 for m in appends for e in m["entries"])
 
 
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_large_entry_is_decoded_once_all_its_chunks_are_in(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 11. A stock leader streams a 300 KB entry in 64 KiB chunks and marks several
+    before the last ``finish``; the stock follower decodes each of them and raises on the
+    truncated pickle. Here only the last one is decoded, nothing raises, and the follower
+    appends the entry and acknowledges it, as the stock follower does after the true last
+    chunk."""
+    (tmp_path / "l").mkdir()
+    (tmp_path / "f").mkdir()
+    leader, sent, peers = _make(_Stock, tmp_path / "l", DEPOSED[:3], term=1)
+    made.append(leader)
+    _lead(leader, peers)
+    leader._SyncObj__connectedNodes = {peers[0]}
+    leader._SyncObj__otherNodes = {peers[0]}
+    big = bytes(range(256)) * 1200  # half of it pickles (protocol 2) to two bytes a byte
+    leader._applyCommand(big, None, 0)
+    leader._SyncObj__conf.appendEntriesUseBatch = False  # as the Raft actor configures it
+    leader._checkCommandsToApply()
+    chunks = [m for m in sent if m.get("transmission")]
+    marks = [m["transmission"] for m in chunks]
+    assert marks[0] == "start" and marks.count("finish") >= 3, marks  # the leader's defect
+
+    follower, replies, fpeers = _make(cls, tmp_path / "f", DEPOSED[:3], term=1)
+    made.append(follower)
+    raised = 0
+    for m in chunks:
+        try:
+            follower._SyncObj__onMessageReceived(fpeers[0], m)
+        except Exception:  # noqa: BLE001 - what the stock engine does with a truncated pickle
+            raised += 1
+    entry = follower._SyncObj__raftLog[-1]
+    assert (entry[0][1:], entry[1], entry[2]) == (big, 4, 1)
+    assert replies[-1]["type"] == "next_node_idx" and replies[-1]["success"] is True
+    assert replies[-1]["next_node_idx"] == 5
+    if cls is _Stock:
+        assert raised == marks.count("finish") - 1
+    else:
+        assert raised == 0
+
+
 def _bare_transport(monkeypatch: pytest.MonkeyPatch, connected: list[TCPNode]
                     ) -> tuple[DurableTransport, list[tuple[str, dict[str, Any]]]]:
     """A DurableTransport without sockets whose sends (to ``connected`` members) land in the
