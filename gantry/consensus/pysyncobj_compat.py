@@ -407,12 +407,14 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if not isinstance(received, bytes) or not isinstance(data, bytes):
             return None
         whole = received + data
-        if not whole.endswith(b"."):
-            return {**message, "transmission": "process"}
         try:
+            if not whole.endswith(b"."):
+                raise EOFError
             entry = _sync_pickle.loads(whole)
-        except Exception:  # noqa: BLE001 - a '.' inside the data: not complete yet
-            return {**message, "transmission": "process"}
+        except Exception:  # noqa: BLE001 - not complete yet (a '.' inside the data, at most)
+            # Keep what is in (one copy), and let the engine answer it as a middle chunk.
+            self._SyncObj__recvTransmission = whole
+            return {**message, "transmission": "process", "data": b""}
         self._SyncObj__recvTransmission = ""
         plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
         plain["entries"] = [entry]

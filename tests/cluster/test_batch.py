@@ -51,6 +51,6 @@ def test_batches_replicate_identically_and_dedupe_across_nodes(tmp_path: pathlib
         states = [str(r[3]) for r in objects]
         assert len(objects) == 2000 + 1024 + 200  # the retry applied nothing
         assert (states.count("COMMITTED"), states.count("DELETED")) == (1714 + 1024 + 200, 286)
-        # The 1 MiB entry reached the followers in chunks, each decoded once (override 11).
+        # The large entries reached the followers in chunks, each decoded once (override 11).
         failed = [e for nd in nodes for e in nd.log_events() if "_onTick" in str(e.get("event"))]
         assert not failed, failed
