@@ -74,6 +74,12 @@ log = structlog.get_logger("gantry.raft")
 #: How long the actor's thread waits for the tick thread to answer an ask (seconds).
 ASK_TIMEOUT_S = 5.0
 
+#: The longest pause between two attempts to (re)connect to a member (seconds; etcd's rafthttp
+#: retries after 100 ms). pysyncobj waits 5 s after a failed attempt, and only the member with the
+#: higher address connects: a follower restarted after kill -9 heard from no leader for up to 5 s,
+#: passed its election timeout and started an election that deposed a healthy leader.
+CONNECT_RETRY_S = 0.1
+
 
 #: An engine request's outcome: None (success) or its typed error (not the domain Outcome).
 EngineOutcome = Future["ConsensusError | None"]
@@ -390,6 +396,8 @@ class RaftActor(pykka.ThreadingActor):
             raftMinTimeout=cfg.raft_min_timeout_s,
             raftMaxTimeout=cfg.raft_max_timeout_s,
             connectionTimeout=max(3.5, cfg.raft_max_timeout_s),
+            # Reconnect well within the shortest election timeout (see CONNECT_RETRY_S).
+            connectionRetryTime=min(CONNECT_RETRY_S, cfg.raft_min_timeout_s / 4),
             # A leader that hears from no majority for an election timeout steps down (etcd's
             # CheckQuorum); pysyncobj's default keeps an isolated leader for 30 s.
             leaderFallbackTimeout=cfg.raft_max_timeout_s,
