@@ -111,6 +111,27 @@ Invariants this module protects:
     append_entries with the decoded entry. Only the receiver changes, so it also reads what
     stock and older Gantry leaders send.
 
+12. **PreVote** (Raft thesis §9.6, etcd's ``PreVote``): a follower whose election timeout passed
+    first asks the members whether they *would* vote for it, without raising its term, and
+    campaigns only when a majority says yes. A member says yes only if the candidate's log is at
+    least as up to date as its own and it has not heard from a leader within the minimum
+    election timeout (§4.2.3); the leader always says no. pysyncobj campaigns at once, so a
+    member cut off by a partition raised its term at every timeout and, once the partition
+    healed, deposed a healthy leader with its next ``request_vote``.
+
+    - A member that never said it reads pre-votes (a ``gantry_hello`` goes out on every new
+      connection; an older build sends none and ignores pre-votes) counts as a yes while it is
+      connected and has sent a message on that connection within the longest election timeout,
+      so a cluster in the middle of an upgrade still elects as before.
+    - A leader's ``timeout_now`` (leadership transfer) campaigns at once, as in etcd.
+    - A no that carries a higher term makes the candidate adopt it (§5.1): a candidate with the
+      longer log and the lower term is not locked out by a member with the higher term and the
+      shorter log.
+    - pysyncobj's acknowledgements carry no term, so a leader never learnt that a member's term
+      had passed its own, and that member ignored the leader for good (before PreVote, its next
+      campaign freed it). An append_entries of a lower term is now answered with
+      ``gantry_term``, and the stale leader steps down (etcd answers the same way).
+
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
 without reaching into its private names itself, and the hooks at the bottom plug the durable log
@@ -176,6 +197,16 @@ PICKLE_PROTOCOL = 5
 #: that says its sender reads them (stamped on every append_entries and next_node_idx).
 BATCH_TYPE = "gantry_batch"
 BATCH_KEY = "gantry_batches"
+
+#: Override 12: what a member sends on every new connection (its features), the pre-vote
+#: request ``{term, last_log_index, last_log_term}`` (``term`` = the candidate's term + 1), and
+#: its answer ``{term, granted, current_term}``.
+HELLO_TYPE = "gantry_hello"
+PRE_VOTE = "gantry_pre_vote"
+PRE_VOTE_RESPONSE = "gantry_pre_vote_response"
+#: Override 12: the answer to an append_entries of a lower term than this member's ``{term}``.
+TERM_NOTICE = "gantry_term"
+FEATURE_PRE_VOTE = "pre_vote"
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
 DEFLATE_MIN_BYTES = 64 * 1024
@@ -267,6 +298,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
 
     _SyncObj__raftCommitIndex: int  # pysyncobj's commit index (written by override 1)
     _SyncObj__recvTransmission: bytes | str  # a large entry's chunks so far (override 11)
+    _SyncObj__raftElectionDeadline: float  # monotonic time of the next election (override 12)
+    _SyncObj__raftLeader: Any  # the leader's Node, or None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Set before SyncObj.__init__: it starts the tick thread, which may call the overrides.
@@ -288,6 +321,11 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: append_entries rounds are deferred; whether one was.
         self._defer_appends = False
         self._appends_deferred = False
+        #: Override 12: the term of the pre-vote round in progress (None: none) and the members
+        #: that said yes to it; the term of a round that won, until the engine campaigns for it.
+        self._pre_vote_term: int | None = None
+        self._pre_vote_grants: set[str] = set()
+        self._pre_vote_won: int | None = None
         super().__init__(*args, **kwargs)
         # A round not confirmed within an election timeout is failed (the leader may be deposed).
         self.reads.round_timeout_s = float(self._SyncObj__conf.raftMaxTimeout)
@@ -320,6 +358,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if node_id is not None:
             self.last_contact[node_id] = time.monotonic()
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == PRE_VOTE:  # override 12
+            self._on_pre_vote(node, message)
+            return
+        if kind == PRE_VOTE_RESPONSE:
+            self._on_pre_vote_response(node, message)
+            return
+        if kind == TERM_NOTICE:
+            self._on_term_notice(node, message)
+            return
         if kind in (REQUEST, RESPONSE):  # override 7: Gantry's own messages
             if node_id is not None:
                 if kind == REQUEST:
@@ -328,6 +375,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                     self.reads.on_response(self, node_id, message)
             return
         if kind != "append_entries" or message.get("term", -1) < self._SyncObj__raftCurrentTerm:
+            if kind == "append_entries":  # override 12: tell a stale leader the newer term
+                self._SyncObj__transport.send(
+                    node, {"type": TERM_NOTICE, "term": self._SyncObj__raftCurrentTerm})
             SyncObj._SyncObj__onMessageReceived(self, node, message)
             if kind == "next_node_idx" and node_id is not None and self._isLeader():
                 self.reads.on_ack(self, node_id, message)
@@ -498,6 +548,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
 
     # -- override 9: append_entries deferred to the end of the tick's command drain --
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
+        self._pre_vote_gate()  # override 12: before the engine's election check
         self._defer_appends = True
         try:
             SyncObj._onTick(self, timeToWait)
@@ -518,6 +569,108 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._appends_deferred = False
             if self._isLeader():
                 SyncObj._SyncObj__sendAppendEntries(self)
+
+    # -- override 12: PreVote (Raft thesis §9.6) --
+    def _pre_vote_gate(self) -> None:
+        """Tick thread, before the engine's tick: when the election timeout has passed, run a
+        pre-vote round instead of letting the engine campaign, unless a round just won (then
+        the engine campaigns this tick) or a leadership transfer asked for the election."""
+        others = self._SyncObj__otherNodes
+        if (self._SyncObj__selfNode is None or not others or self._isLeader()
+                or self._SyncObj__transferInProgress):
+            return
+        now = time.monotonic()
+        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+            return  # not due, or the engine would not campaign anyway
+        term = self._SyncObj__raftCurrentTerm + 1
+        if self._pre_vote_won == term:
+            self._pre_vote_won = None
+            return  # a majority said yes: the engine campaigns for this term now
+        self._pre_vote_won = None
+        if self._SyncObj__raftLeader is not None:  # no word from it for an election timeout
+            self._SyncObj__raftLeader = None
+            self._SyncObj__onLeaderChanged()  # (what the engine does when it campaigns)
+        self._pre_vote_term, self._pre_vote_grants = term, set()
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        if self._pre_vote_majority():  # no member known to read pre-votes: campaign as before
+            self._pre_vote_won, self._SyncObj__raftElectionDeadline = term, 0
+            return
+        request = {"type": PRE_VOTE, "term": term,
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        transport = self._SyncObj__transport
+        speakers: set[str] = getattr(transport, "pre_vote_peers", set())
+        for node in others:
+            if node.id in speakers:
+                transport.send(node, request)
+        _log.info("pre_vote_started", term=term)  # etcd logs each pre-vote it sends, too
+
+    def _pre_vote_majority(self) -> bool:
+        """Whether the round in progress has a majority: this member, the members that said
+        yes, and the connected members not known to read pre-votes (an older build campaigns
+        without asking, so it cannot be asked)."""
+        others = self._SyncObj__otherNodes
+        transport = self._SyncObj__transport
+        speakers: set[str] = getattr(transport, "pre_vote_peers", set())
+        heard: set[str] | None = getattr(transport, "heard_peers", None)
+        connected = self._SyncObj__connectedNodes
+        since = time.monotonic() - self._SyncObj__conf.raftMaxTimeout
+        votes = 1 + sum(1 for n in others if n.id in self._pre_vote_grants
+                        or (n in connected and n.id not in speakers
+                            and (heard is None or n.id in heard)
+                            and self.last_contact.get(n.id, since) > since))
+        return votes > (len(others) + 1) / 2
+
+    def _on_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
+        """Answer a pre-vote request; nothing of this member's state changes (§9.6)."""
+        current = self._SyncObj__raftCurrentTerm
+        term = message.get("term")
+        leader = self._SyncObj__raftLeader
+        heard = self.last_contact.get(leader.id, float("-inf")) if leader is not None else None
+        in_lease = self._isLeader() or (
+            heard is not None and time.monotonic() - heard < self._SyncObj__conf.raftMinTimeout)
+        theirs = (message.get("last_log_term", -1), message.get("last_log_index", -1))
+        ours = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+        granted = (isinstance(term, int) and term > current and not in_lease
+                   and self._SyncObj__selfNode is not None and theirs >= ours)
+        self._SyncObj__transport.send(node, {"type": PRE_VOTE_RESPONSE, "term": term,
+                                             "granted": bool(granted), "current_term": current})
+
+    def _on_term_notice(self, node: Any, message: dict[str, Any]) -> None:
+        """A member of a higher term received this leader's append_entries: step down (Raft
+        §5.1; pysyncobj's acknowledgements carry no term, so a stale leader never learnt it and
+        a member whose term rose alone could neither follow it nor, under PreVote, campaign)."""
+        term = message.get("term")
+        if not isinstance(term, int) or term <= self._SyncObj__raftCurrentTerm:
+            return
+        was_leader = self._isLeader()
+        self._SyncObj__setCurrentTerm(term, None)
+        self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
+        self._SyncObj__raftLeader = None
+        self._pre_vote_term = self._pre_vote_won = None
+        if was_leader:
+            _log.info("raft_stepped_down", term=term, member=getattr(node, "id", None),
+                      reason="a member has a higher term")
+
+    def _on_pre_vote_response(self, node: Any, message: dict[str, Any]) -> None:
+        current = self._SyncObj__raftCurrentTerm
+        theirs = message.get("current_term")
+        if self._isLeader():
+            return
+        if isinstance(theirs, int) and theirs > current:  # §5.1: a higher term, adopted
+            self._SyncObj__setCurrentTerm(theirs, None)
+            self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
+            self._pre_vote_term = self._pre_vote_won = None
+            return
+        term = self._pre_vote_term
+        if term is None or message.get("term") != term or term != current + 1:
+            return  # an answer to an older round
+        if message.get("granted"):
+            self._pre_vote_grants.add(node.id)
+            if self._pre_vote_majority():
+                self._pre_vote_term = None
+                self._pre_vote_won, self._SyncObj__raftElectionDeadline = term, 0
+                _log.info("pre_vote_won", term=term, granted_by=sorted(self._pre_vote_grants))
 
     # -- override 6: a leader whose Raft log is out of space (gantry.diskspace) --
     def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
@@ -784,6 +937,19 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         self._outbox: dict[Any, list[Any]] = {}
         self._holds_append: set[Any] = set()  # members whose outbox holds an append_entries
         self.batch_peers: set[str] = set()
+        #: Override 12: the Raft addresses of the connected members that read pre-votes, and of
+        #: those that sent a Raft message on their current connection.
+        self.pre_vote_peers: set[str] = set()
+        self.heard_peers: set[str] = set()
+
+    def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
+        super()._onNodeConnected(node)
+        # Override 12: say what this build reads (an older one ignores a message type it does
+        # not know). On the connecting side the connection is still CONNECTING here, which
+        # ``send`` refuses; pysyncobj sends its own address the same way, on the connection.
+        conn = self._connections.get(node)
+        if conn is not None:
+            conn.send({"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE]})
 
     def begin_batch(self) -> None:
         """Hold messages for members that read batches until :meth:`end_batch` (override 10)."""
@@ -869,6 +1035,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         node = self._connToNode(conn)
         if node is not None:  # it may come back as another build: not known to read batches
             self.batch_peers.discard(node.id)
+            self.pre_vote_peers.discard(node.id)
+            self.heard_peers.discard(node.id)
         super()._onDisconnected(conn)
 
     def flush_acks(self) -> None:
@@ -885,6 +1053,11 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's
         if isinstance(message, dict):
             kind = message.get("type")
+            if kind == HELLO_TYPE:  # override 12: not for the engine
+                if FEATURE_PRE_VOTE in (message.get("features") or ()):
+                    self.pre_vote_peers.add(node.id)
+                return
+            self.heard_peers.add(node.id)
             if kind == BATCH_TYPE:  # override 10: each message in order, as if sent alone
                 self.batch_peers.add(node.id)
                 for inner in message.get("messages", ()):

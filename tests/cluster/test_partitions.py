@@ -1,7 +1,8 @@
 """Deterministic schedules from issue 7, on real node processes with the Raft traffic cut by
 iptables (tests/chaos/net.py): a deposed leader with an uncommitted tail must neither apply it
 (item 1) nor stay stuck behind the new leader (item 2), and a membership change that would need
-an unreachable member for quorum is refused (item 3). Skipped where iptables is unusable."""
+an unreachable member for quorum is refused (item 3); a follower cut off for several election
+timeouts rejoins without deposing the leader (PreVote). Skipped where iptables is unusable."""
 
 from __future__ import annotations
 
@@ -149,3 +150,34 @@ def test_remove_refused_when_the_remaining_quorum_needs_an_unreachable_member(
     assert not three.wait_serving(30)
     for nd in three.nodes:
         assert poll(lambda nd=nd: len(nd.status().members) == 3, 10)
+
+
+def test_a_follower_cut_off_for_election_timeouts_rejoins_without_deposing_the_leader(
+        three: ChaosCluster, net: Partitioner) -> None:
+    """PreVote (override 12 in gantry/consensus/pysyncobj_compat.py, Raft thesis §9.6). A
+    follower whose Raft traffic is dropped keeps its TCP connections "up" for seconds; the stock
+    engine campaigned at each election timeout meanwhile, raising its term, and after the heal
+    its next request_vote deposed the healthy leader. Now it only asks whether it would be voted
+    for, its term stays, and the leader keeps leading."""
+    leader = three.leader()
+    assert leader is not None
+    term = leader.status().term
+    follower = next(n for n in three.nodes if n is not leader)
+    others = [n for n in three.nodes if n is not follower]
+    assert _create(leader, "before-cut")
+    asked_before = sum(e.get("event") == "pre_vote_started" for e in follower.log_events())
+    net.isolate(follower.endpoint, [o.endpoint for o in others])
+
+    def timed_out_twice() -> bool:  # either way: two pre-votes, or two campaigns
+        asked = sum(e.get("event") == "pre_vote_started" for e in follower.log_events())
+        return asked - asked_before >= 2 or follower.status().term >= term + 2
+
+    assert poll(timed_out_twice, 30), "the cut-off follower never reached its election timeout"
+    assert follower.status().term == term, "the cut-off follower raised its term"
+    net.heal()
+    assert _create(leader, "after-heal")
+    assert not three.wait_serving(30), "every node SERVING after the heal"
+    assert leader.status().role == "leader"
+    assert {n.name: n.status().term for n in three.nodes} == {n.name: term for n in three.nodes}
+    assert not [e for e in leader.log_events() if e.get("event") == "raft_role_changed"
+                and e.get("old_role") == "leader"], "the leader stepped down"

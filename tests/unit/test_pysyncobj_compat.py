@@ -23,7 +23,11 @@ from gantry.consensus.pysyncobj_compat import (
     BATCH_KEY,
     BATCH_TYPE,
     FAIL_DISK_FULL,
+    HELLO_TYPE,
+    PRE_VOTE,
+    PRE_VOTE_RESPONSE,
     RECONFIG_MAX_LAG,
+    TERM_NOTICE,
     DurableTransport,
     SafeSyncObj,
     align_journal_to_dump,
@@ -669,6 +673,8 @@ def _bare_transport(monkeypatch: pytest.MonkeyPatch, connected: list[TCPNode]
     transport._outbox = {}
     transport._holds_append = set()
     transport.batch_peers = set()
+    transport.pre_vote_peers = set()
+    transport.heard_peers = set()
     up = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED})()
     transport._connections = {n: up for n in connected}
     return transport, out
@@ -755,3 +761,182 @@ def test_the_durable_transport_stamps_rounds_and_echoes_them(
     assert out[1][ECHO_KEY] == (4, 3)
     assert ECHO_KEY not in out[2]  # never saw a round from that node
     assert all(m[BATCH_KEY] == 1 for m in out)  # override 10: this build reads batches
+
+
+def _due(node: Any, peers: list[TCPNode], speakers: list[TCPNode],
+         heard: list[TCPNode] | None = None) -> None:
+    """``node``'s election timeout has passed; it is connected to ``peers``, of which
+    ``speakers`` said they read pre-votes and ``heard`` (default: all) sent a message lately."""
+    transport = node._SyncObj__transport
+    node._SyncObj__connectedNodes = set(peers)
+    node._SyncObj__raftElectionDeadline = 0
+    transport.pre_vote_peers = {p.id for p in speakers}
+    transport.heard_peers = {p.id for p in (peers if heard is None else heard)}
+    node.last_contact = {p.id: time.monotonic() for p in peers if p.id in transport.heard_peers}
+
+
+def _tick(node: Any, peers: list[TCPNode]) -> None:
+    """One engine tick, still connected to ``peers`` (nothing listens on their ports: the
+    transport's own connection attempts drop them)."""
+    node._SyncObj__connectedNodes = set(peers)
+    node._onTick(0.0)
+
+
+def _votes(sent: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(m["type"], m["term"]) for m in sent if m["type"] in ("request_vote", PRE_VOTE)]
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_follower_campaigns_only_once_a_majority_said_it_would_vote(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 12 (PreVote, Raft thesis §9.6). The stock follower whose election timeout passed
+    raises its term and asks for votes at once; here it first asks whether the members would
+    vote, at the same term, and campaigns only after a yes that makes a majority."""
+    node, sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=peers)
+    _tick(node, peers)
+    if cls is _Stock:
+        assert node._SyncObj__raftCurrentTerm == 2
+        assert _votes(sent) == [("request_vote", 2)] * 2
+        return
+    assert (node._SyncObj__raftCurrentTerm, node._SyncObj__raftState) == (1, 0)
+    assert _votes(sent) == [(PRE_VOTE, 2)] * 2
+    assert sent[0]["last_log_index"] == 3 and sent[0]["last_log_term"] == 1
+    sent.clear()
+    node._SyncObj__onMessageReceived(peers[0], {"type": PRE_VOTE_RESPONSE, "term": 2,
+                                                "granted": False, "current_term": 1})
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == []
+    node._SyncObj__onMessageReceived(peers[1], {"type": PRE_VOTE_RESPONSE, "term": 2,
+                                                "granted": True, "current_term": 1})
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 2
+    assert _votes(sent) == [("request_vote", 2)] * 2
+
+
+def test_a_member_that_hears_from_its_leader_says_no_and_keeps_its_term(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12: a pre-vote changes nothing on the member asked; it says yes only when it
+    has not heard from a leader within the minimum election timeout and the candidate's log is
+    at least as up to date as its own."""
+    node, sent, (leader, candidate) = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    node._SyncObj__onMessageReceived(leader, _append(1, (3, 1), [], 3))  # a heartbeat
+    ask = {"type": PRE_VOTE, "term": 2, "last_log_index": 3, "last_log_term": 1}
+    node._SyncObj__onMessageReceived(candidate, ask)
+    assert sent[-1] == {"type": PRE_VOTE_RESPONSE, "term": 2, "granted": False, "current_term": 1}
+    node.last_contact[leader.id] -= 10  # the leader has been silent since
+    node._SyncObj__onMessageReceived(candidate, ask)
+    assert sent[-1]["granted"] is True
+    node._SyncObj__onMessageReceived(candidate, {**ask, "last_log_index": 2})  # shorter log
+    assert sent[-1]["granted"] is False
+    node._SyncObj__onMessageReceived(candidate, {**ask, "term": 1})  # not past this term
+    assert sent[-1]["granted"] is False
+    assert node._SyncObj__raftCurrentTerm == 1 and node._SyncObj__votedForNodeId is None
+    assert node._SyncObj__raftLeader == leader
+
+
+def test_members_of_an_older_build_count_as_a_yes_while_they_talk(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12 during an upgrade: a member that never said it reads pre-votes cannot be
+    asked, so it counts as a yes if it sent something on its connection lately (then this
+    member campaigns as before); one that only connected does not (a member removed from the
+    cluster is disconnected again at once by the others)."""
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=[], heard=[])
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == []
+    _due(node, peers, speakers=[])
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 2 and _votes(sent) == [("request_vote", 2)] * 2
+
+
+def test_a_leadership_transfer_campaigns_without_asking(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12: the leader's ``timeout_now`` (a leadership transfer) starts the election
+    at once, as etcd's does; the other members still hear from that leader, so a pre-vote
+    would fail."""
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    node._SyncObj__onMessageReceived(peers[0], _append(1, (3, 1), [], 3))
+    _due(node, peers, speakers=peers)
+    node._SyncObj__onMessageReceived(peers[0], {"type": "timeout_now", "term": 1})
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 2 and _votes(sent) == [("request_vote", 2)] * 2
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_leader_behind_a_members_term_learns_it_and_steps_down(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 12. A member whose term passed its leader's (it campaigned alone) ignores that
+    leader's append_entries; pysyncobj's acknowledgements carry no term, so the stock leader
+    never learns it (stock members freed themselves by campaigning again, which PreVote stops).
+    Here the member answers with its term and the leader steps down."""
+    (tmp_path / "l").mkdir()
+    (tmp_path / "f").mkdir()
+    member, replies, mpeers = _make(cls, tmp_path / "f", DEPOSED[:3], term=3)
+    made.append(member)
+    member._SyncObj__onMessageReceived(mpeers[0], _append(1, (3, 1), [], 3))
+    assert member._SyncObj__raftCurrentTerm == 3 and member._SyncObj__raftLeader is None
+    if cls is _Stock:
+        assert replies == []
+        return
+    assert replies == [{"type": TERM_NOTICE, "term": 3}]
+    leader, _, lpeers = _make(cls, tmp_path / "l", DEPOSED[:3], term=1)
+    made.append(leader)
+    _lead(leader, lpeers)
+    leader._SyncObj__onMessageReceived(lpeers[0], replies[0])
+    assert (leader._SyncObj__raftCurrentTerm, leader._SyncObj__raftState) == (3, 0)
+    assert leader._SyncObj__raftLeader is None
+
+
+def test_a_no_with_a_higher_term_is_adopted(tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12: a candidate with the longer log but the lower term takes the term a member
+    answered with (Raft §5.1), so its next pre-vote can pass that member's term."""
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=peers)
+    _tick(node, peers)
+    node._SyncObj__onMessageReceived(peers[0], {"type": PRE_VOTE_RESPONSE, "term": 2,
+                                                "granted": False, "current_term": 7})
+    assert (node._SyncObj__raftCurrentTerm, node._SyncObj__raftState) == (7, 0)
+    sent.clear()
+    _due(node, peers, speakers=peers)
+    _tick(node, peers)
+    assert _votes(sent) == [(PRE_VOTE, 8)] * 2
+
+
+def test_the_transport_learns_who_reads_pre_votes_from_their_hello(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 12: a hello marks its member as one that reads pre-votes, any other message as
+    one heard from on this connection; a disconnect forgets both (it may come back as another
+    build). The hello itself goes to nobody else."""
+    member = TCPNode("127.0.0.1:1")
+    transport, _ = _bare_transport(monkeypatch, [member])
+    engine: list[Any] = []
+    monkeypatch.setattr(TCPTransport, "_onMessageReceived", lambda _s, _n, m: engine.append(m))
+    transport._onMessageReceived(member, {"type": HELLO_TYPE, "features": ["pre_vote"]})
+    assert transport.pre_vote_peers == {member.id} and transport.heard_peers == set()
+    transport._onMessageReceived(member, {"type": "next_node_idx"})
+    assert transport.heard_peers == {member.id} and engine == [{"type": "next_node_idx"}]
+    monkeypatch.setattr(transport, "_connToNode", lambda _conn: member)
+    monkeypatch.setattr(TCPTransport, "_onDisconnected", lambda _s, _c: None)
+    transport._onDisconnected(object())
+    assert transport.pre_vote_peers == set() and transport.heard_peers == set()
+
+
+def test_a_new_connection_says_it_reads_pre_votes_before_it_is_fully_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 12: the connecting side learns of its connection while it is still CONNECTING
+    (``send`` refuses it then): the hello goes out on the connection itself, as pysyncobj's own
+    address does."""
+    member = TCPNode("127.0.0.1:1")
+    transport, out = _bare_transport(monkeypatch, [])
+    wrote: list[Any] = []
+    conn = type("Conn", (), {"state": CONNECTION_STATE.CONNECTING, "send": lambda _s, m: wrote.append(m)})()
+    transport._connections = {member: conn}
+    monkeypatch.setattr(TCPTransport, "_onNodeConnected", lambda _s, _n: None)
+    transport._onNodeConnected(member)
+    assert wrote == [{"type": HELLO_TYPE, "features": ["pre_vote"]}] and out == []
