@@ -206,6 +206,8 @@ PRE_VOTE = "gantry_pre_vote"
 PRE_VOTE_RESPONSE = "gantry_pre_vote_response"
 #: Override 12: the answer to an append_entries of a lower term than this member's ``{term}``.
 TERM_NOTICE = "gantry_term"
+#: How early (s) a follower takes its election timeout as passed (override 12).
+PRE_VOTE_EARLY_S = 0.05
 FEATURE_PRE_VOTE = "pre_vote"
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
@@ -325,7 +327,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: that said yes to it; the term of a round that won, until the engine campaigns for it.
         self._pre_vote_term: int | None = None
         self._pre_vote_grants: set[str] = set()
-        self._pre_vote_won: int | None = None
+        self._pre_vote_won: tuple[int, float] | None = None  # (term, monotonic time)
         super().__init__(*args, **kwargs)
         # A round not confirmed within an election timeout is failed (the leader may be deposed).
         self.reads.round_timeout_s = float(self._SyncObj__conf.raftMaxTimeout)
@@ -580,20 +582,23 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                 or self._SyncObj__transferInProgress):
             return
         now = time.monotonic()
-        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+        # Due a little early: the engine reads the clock again before its own check, and a
+        # deadline passing in between would let it campaign without a pre-vote.
+        if (self._SyncObj__raftElectionDeadline >= now + PRE_VOTE_EARLY_S
+                or not self._SyncObj__connectedToAnyone()):
             return  # not due, or the engine would not campaign anyway
         term = self._SyncObj__raftCurrentTerm + 1
-        if self._pre_vote_won == term:
-            self._pre_vote_won = None
-            return  # a majority said yes: the engine campaigns for this term now
-        self._pre_vote_won = None
+        won, self._pre_vote_won = self._pre_vote_won, None
+        if (won is not None and won[0] == term
+                and now - won[1] < self._SyncObj__conf.raftMinTimeout):
+            return  # a majority said yes just now: the engine campaigns for this term
         if self._SyncObj__raftLeader is not None:  # no word from it for an election timeout
             self._SyncObj__raftLeader = None
             self._SyncObj__onLeaderChanged()  # (what the engine does when it campaigns)
         self._pre_vote_term, self._pre_vote_grants = term, set()
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
         if self._pre_vote_majority():  # no member known to read pre-votes: campaign as before
-            self._pre_vote_won, self._SyncObj__raftElectionDeadline = term, 0
+            self._SyncObj__raftElectionDeadline = 0
             return
         request = {"type": PRE_VOTE, "term": term,
                    "last_log_index": self._SyncObj__getCurrentLogIndex(),
@@ -669,7 +674,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._pre_vote_grants.add(node.id)
             if self._pre_vote_majority():
                 self._pre_vote_term = None
-                self._pre_vote_won, self._SyncObj__raftElectionDeadline = term, 0
+                self._pre_vote_won = (term, time.monotonic())
+                self._SyncObj__raftElectionDeadline = 0
                 _log.info("pre_vote_won", term=term, granted_by=sorted(self._pre_vote_grants))
 
     # -- override 6: a leader whose Raft log is out of space (gantry.diskspace) --

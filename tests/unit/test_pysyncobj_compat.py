@@ -25,6 +25,7 @@ from gantry.consensus.pysyncobj_compat import (
     FAIL_DISK_FULL,
     HELLO_TYPE,
     PRE_VOTE,
+    PRE_VOTE_EARLY_S,
     PRE_VOTE_RESPONSE,
     RECONFIG_MAX_LAG,
     TERM_NOTICE,
@@ -940,3 +941,17 @@ def test_a_new_connection_says_it_reads_pre_votes_before_it_is_fully_up(
     monkeypatch.setattr(TCPTransport, "_onNodeConnected", lambda _s, _n: None)
     transport._onNodeConnected(member)
     assert wrote == [{"type": HELLO_TYPE, "features": ["pre_vote"]}] and out == []
+
+
+def test_a_timeout_about_to_pass_starts_the_pre_vote_itself(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12: the engine reads the clock again after the pre-vote check; an election
+    timeout passing in between let it campaign without asking. A timeout that passes within
+    PRE_VOTE_EARLY_S is taken as passed, so the pre-vote goes first and pushes it back."""
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=peers)
+    node._SyncObj__raftElectionDeadline = time.monotonic() + PRE_VOTE_EARLY_S / 2
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == [(PRE_VOTE, 2)] * 2
+    assert node._SyncObj__raftElectionDeadline > time.monotonic() + PRE_VOTE_EARLY_S
