@@ -186,12 +186,13 @@ class NodeProcess:
     def calls_on_worker_channels(self) -> tuple[int, int]:
         """``(calls workers logged, calls main logged)`` from the client peers in
         :attr:`worker_peers`: proof a suite ran on workers is a large first and a zero second
-        (a write a worker forwards is logged by main with the socket as its peer, not these)."""
+        (a call a worker forwarded is logged by main with the client's peer and ``via``: it
+        counts as the worker's)."""
         on_worker = on_main = 0
         for e in self.log_events():
             if e.get("event") in ("rpc_finished", "rpc_forwarded") and \
                     e.get("peer") in self.worker_peers:
-                if e.get("worker") is None:
+                if e.get("worker") is None and e.get("via") is None:
                     on_main += 1
                 else:
                     on_worker += 1

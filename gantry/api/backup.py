@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError
 
 from gantry.api.admin import SERVICE_NAME
 from gantry.api.errors import RpcError, invalid_argument
-from gantry.api.rpc import request_id
+from gantry.api.rpc import call_origin
 from gantry.backup import (
     DEFAULT_CHUNK_BYTES,
     MAX_CHUNK_BYTES,
@@ -94,7 +94,7 @@ class BackupService:
         copy = None
         # Read before the stream can be cancelled: touching grpcio's aio context after a
         # cancel (in the finally block) crashed the node with SIGSEGV.
-        peer, rid = context.peer(), request_id(context)
+        peer, rid, via = call_origin(context)
         try:
             if req is None:
                 raise invalid_argument("malformed request", "")
@@ -137,6 +137,8 @@ class BackupService:
                 fields["request_id"] = rid
             if message:
                 fields["message"] = message
+            if via:
+                fields["via"] = via
             log.info("rpc_finished", **{
                 "grpc.service": SERVICE_NAME, "grpc.method": _METHOD, "grpc.code": code.name,
                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3),

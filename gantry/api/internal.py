@@ -56,6 +56,7 @@ from grpc_health.v1 import health, health_pb2
 
 from gantry import metrics
 from gantry.actors.frontdoor import LOOP_TIMEOUT_S, LoopThread
+from gantry.api.rpc import FORWARDED_PEER_KEY
 from gantry.consensus.errors import Stopping
 from gantry.consensus.readindex import LoopReadIndex, ReadIndex
 from gantry.db import Watermark
@@ -76,7 +77,7 @@ READ_INDEX_TIMEOUT_S = 10.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: Metadata a forwarded call does not carry on (gRPC sets these itself).
 _HOP_KEYS = frozenset({"user-agent", "te", "content-type", "grpc-accept-encoding",
-                       "grpc-encoding", "grpc-timeout"})
+                       "grpc-encoding", "grpc-timeout", FORWARDED_PEER_KEY})
 #: Longest client deadline passed on as such (seconds); beyond it (or none): no deadline.
 _MAX_DEADLINE_S = 86400.0
 
@@ -231,10 +232,14 @@ class _GetOnly:
 # -- worker side --------------------------------------------------------------------------------
 
 
-def _forward_metadata(context: grpc.aio.ServicerContext[Any, Any]
+def _forward_metadata(context: grpc.aio.ServicerContext[Any, Any], peer: str
                       ) -> list[tuple[str, str | bytes]]:
-    return [(k, v) for k, v in (context.invocation_metadata() or ())
-            if k not in _HOP_KEYS and not k.startswith(":")]
+    """The call's metadata for main: without gRPC's own keys and any forwarded peer the client
+    set, with the client's ``peer`` as :data:`~gantry.api.rpc.FORWARDED_PEER_KEY`."""
+    kept: list[tuple[str, str | bytes]] = [
+        (k, v) for k, v in (context.invocation_metadata() or ())
+        if k not in _HOP_KEYS and not k.startswith(":")]
+    return [*kept, (FORWARDED_PEER_KEY, peer)]
 
 
 def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -297,7 +302,7 @@ class Passthrough(grpc.GenericRpcHandler):
             code = grpc.StatusCode.OK
             peer = context.peer()  # before the call ends: aio forgets it once the deadline passed
             call = self._upstream().unary_unary(method)(
-                request, timeout=_deadline(context), metadata=_forward_metadata(context))
+                request, timeout=_deadline(context), metadata=_forward_metadata(context, peer))
             try:
                 try:
                     response = await call
@@ -323,7 +328,7 @@ class Passthrough(grpc.GenericRpcHandler):
             code = grpc.StatusCode.OK
             peer = context.peer()  # before the call ends: aio forgets it once the deadline passed
             call = self._upstream().unary_stream(method)(
-                request, timeout=_deadline(context), metadata=_forward_metadata(context))
+                request, timeout=_deadline(context), metadata=_forward_metadata(context, peer))
             try:
                 try:
                     async for msg in call:

@@ -2,7 +2,8 @@
 (``INVALID_ARGUMENT "malformed request"``), :class:`~gantry.api.errors.RpcError` becomes its
 status (keeping trailing metadata already set, e.g. a write's log index), any other exception
 becomes ``INTERNAL "internal error"`` with the stack in the log only, and every call logs one
-``rpc_finished`` line (service, method, code, duration_ms, peer, request_id).
+``rpc_finished`` line (service, method, code, duration_ms, peer, request_id; ``via`` for a call
+a read worker forwarded, whose peer is then the client's).
 
 Used by both services (:mod:`gantry.api.service`, :mod:`gantry.api.admin`) through
 :func:`build_handler`; runs on the gRPC event loop (``grpc.aio``, :mod:`gantry.actors.frontdoor`).
@@ -29,6 +30,12 @@ from gantry.api.errors import INTERNAL, RpcError, invalid_argument
 log = structlog.get_logger("gantry.rpc")
 
 REQUEST_ID_KEY = "x-request-id"
+#: Metadata a read worker adds to each call it forwards to its main process: the client's peer as
+#: the worker saw it. Believed only on a call that came over the internal unix socket (the
+#: workers'; its directory is 0700), so a client cannot set what main logs as its peer.
+FORWARDED_PEER_KEY = "x-gantry-forwarded-peer"
+#: ``via`` of a call a read worker forwarded, in its ``rpc_finished`` line.
+VIA_READ_WORKER = "read_worker"
 _MSG_MALFORMED = "malformed request"
 
 
@@ -61,6 +68,22 @@ def request_id(context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any
         if k == REQUEST_ID_KEY:
             return str(v)[:128]
     return ""
+
+
+def call_origin(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, str, str]:
+    """``(peer, request id, via)`` of a call: its peer (``ipv4:HOST:PORT``; for a call a read
+    worker forwarded, the client's, with ``via`` = :data:`VIA_READ_WORKER`, else ``via`` is
+    ""), and its ``x-request-id`` (at most 128 characters, or "")."""
+    peer = context.peer() or ""
+    rid = forwarded = ""
+    for k, v in context.invocation_metadata() or ():
+        if k == REQUEST_ID_KEY:
+            rid = str(v)[:128]
+        elif k == FORWARDED_PEER_KEY:
+            forwarded = str(v)[:256]
+    if forwarded and peer.startswith("unix:"):
+        return forwarded, rid, VIA_READ_WORKER
+    return peer, rid, ""
 
 
 def build_handler(service: str,
@@ -121,7 +144,7 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
         # Read before the call can be cancelled: grpcio's aio context must not be touched once
         # the call is cancelled (a Backup cancelled mid-stream crashed the node, SIGSEGV, in
         # invocation_metadata() from the finally block).
-        peer, rid = context.peer(), request_id(context)
+        peer, rid, via = call_origin(context)
         try:
             return await fn(request, context)
         except RpcError as e:
@@ -147,6 +170,8 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
                 "duration_ms": round(elapsed * 1000, 3),
                 "peer": peer,
             }
+            if via:
+                fields["via"] = via
             if rid:
                 fields["request_id"] = rid
             if message:

@@ -96,16 +96,37 @@ def test_worker_answers_reads_and_forwards_writes(node: NodeProcess, on_worker: 
     on_worker.GetBucket(svc.GetBucketRequest(name=name), timeout=T,
                         metadata=(("x-request-id", rid),))
 
-    def lines(request_id: str) -> list[tuple[str, Any, str]]:
-        return [(e["event"], e.get("worker"), str(e.get("peer")))
+    def lines(request_id: str) -> list[tuple[str, Any, str, Any]]:
+        return [(e["event"], e.get("worker"), str(e.get("peer")), e.get("via"))
                 for e in node.log_events() if e.get("request_id") == request_id]
 
     write = wait_until(lambda: len(lines(wid)) == 2 and lines(wid), T, what="both write lines")
-    # The worker forwarded the write (its line has the client's peer); main applied it.
-    assert {(ev, w is None, p.split(":")[0]) for ev, w, p in write} == {
-        ("rpc_forwarded", False, "ipv4"), ("rpc_finished", True, "unix")}
-    [(event, worker, _)] = wait_until(lambda: lines(rid), T, what="the read's line")
+    # The worker forwarded the write; main applied it. Both lines name the client's peer.
+    assert {(ev, w is None, via) for ev, w, _p, via in write} == {
+        ("rpc_forwarded", False, None), ("rpc_finished", True, "read_worker")}
+    assert len({p for _ev, _w, p, _via in write}) == 1 and write[0][2].startswith("ipv4:")
+    [(event, worker, _, _)] = wait_until(lambda: lines(rid), T, what="the read's line")
     assert (event, worker is not None) == ("rpc_finished", True)
+
+
+def test_a_client_cannot_choose_the_peer_main_logs(node: NodeProcess, on_main: Any,
+                                                   on_worker: Any) -> None:
+    """Main believes a forwarded peer only on its workers' unix socket: a client that sends the
+    metadata itself, to main or through a worker, is logged with its own peer."""
+    fake = (("x-gantry-forwarded-peer", "ipv4:203.0.113.9:1"),)
+    ids = []
+    for stub in (on_main, on_worker):
+        rid = uuid.uuid4().hex
+        ids.append(rid)
+        stub.CreateBucket(svc.CreateBucketRequest(name=uniq("spoof")), timeout=T,
+                          metadata=(("x-request-id", rid), *fake))
+
+    def peers() -> list[str]:
+        return [str(e.get("peer")) for e in node.log_events()
+                if e.get("request_id") in ids and e.get("event") == "rpc_finished"]
+
+    logged = wait_until(lambda: len(peers()) == 2 and peers(), T, what="main's two lines")
+    assert all(p.startswith("ipv4:127.0.0.1:") for p in logged), logged
 
 
 def test_statuses_byte_identical_on_main_and_worker(on_main: Any, on_worker: Any) -> None:
