@@ -81,7 +81,88 @@ RPC_REQUESTS = Counter(
     ["grpc_service", "grpc_method", "grpc_code"], registry=REGISTRY)
 RPC_DURATION = Histogram(
     "gantry_rpc_duration_seconds", "gRPC call latency in the handler (seconds), by method.",
-    ["grpc_service", "grpc_method"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    ["grpc_service", "grpc_method"], buckets=_LATENCY_BUCKETS, registry=None)
+
+
+class _RpcDurations(Collector):  # type: ignore[misc]
+    """``gantry_rpc_duration_seconds`` as this process exports it: :data:`RPC_DURATION` (the calls
+    it answered) plus what its read workers reported (:func:`add_worker_durations`), so the main
+    process's histogram covers every call its node answered, as its request counter does."""
+
+    def __init__(self, own: Histogram) -> None:
+        self._own = own
+        self._lock = threading.Lock()
+        #: (service, method) → (cumulative count per bucket, +Inf last; sum of seconds)
+        self._workers: dict[tuple[str, str], tuple[list[float], float]] = {}
+        self._bounds = [*_LATENCY_BUCKETS, float("inf")]
+
+    def add(self, service: str, method: str, buckets: list[float], seconds: float) -> None:
+        """Add a worker's delta: ``buckets`` per bucket of :data:`_LATENCY_BUCKETS` and +Inf,
+        cumulative as Prometheus keeps them; ``seconds`` to the sum. Raises ValueError for a
+        delta of another number of buckets."""
+        if len(buckets) != len(self._bounds):
+            raise ValueError(f"{len(buckets)} buckets, expected {len(self._bounds)}")
+        with self._lock:
+            have, total = self._workers.get((service, method), ([0.0] * len(self._bounds), 0.0))
+            self._workers[(service, method)] = (
+                [a + b for a, b in zip(have, buckets, strict=True)], total + seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            workers = {k: (list(b), s) for k, (b, s) in self._workers.items()}
+        index = {b: i for i, b in enumerate(self._bounds)}
+        for family in self._own.collect():
+            seen: set[tuple[str, str]] = set()
+            samples = []
+            for s in family.samples:
+                key = (s.labels["grpc_service"], s.labels["grpc_method"])
+                extra = workers.get(key)
+                if extra is not None:
+                    seen.add(key)
+                    if s.name.endswith("_bucket"):
+                        s = s._replace(value=s.value + extra[0][index[float(s.labels["le"])]])
+                    elif s.name.endswith("_count"):
+                        s = s._replace(value=s.value + extra[0][-1])
+                    elif s.name.endswith("_sum"):
+                        s = s._replace(value=s.value + extra[1])
+                samples.append(s)
+            family.samples = samples
+            for (service, method), (buckets, total) in workers.items():
+                if (service, method) in seen:
+                    continue  # only workers answered it: a histogram of theirs alone
+                labels = {"grpc_service": service, "grpc_method": method}
+                for bound, count in zip(self._bounds, buckets, strict=True):
+                    le = "+Inf" if bound == float("inf") else repr(bound)
+                    family.add_sample(f"{family.name}_bucket", {**labels, "le": le}, count)
+                family.add_sample(f"{family.name}_count", labels, buckets[-1])
+                family.add_sample(f"{family.name}_sum", labels, total)
+            yield family
+
+
+_RPC_DURATIONS = _RpcDurations(RPC_DURATION)
+REGISTRY.register(_RPC_DURATIONS)
+
+
+def add_worker_durations(service: str, method: str, buckets: list[float], seconds: float) -> None:
+    """Main process: add a read worker's latency delta for ``method`` to the exported
+    ``gantry_rpc_duration_seconds`` (see :class:`_RpcDurations`; raises ValueError for a delta
+    with another number of buckets)."""
+    _RPC_DURATIONS.add(service, method, buckets, seconds)
+
+
+def rpc_duration_samples() -> dict[tuple[str, str], tuple[list[float], float]]:
+    """This process's own ``(service, method)`` → (cumulative counts per bucket, +Inf last;
+    sum of seconds) of :data:`RPC_DURATION` (what a read worker reports to main)."""
+    out: dict[tuple[str, str], tuple[list[float], float]] = {}
+    for family in RPC_DURATION.collect():
+        for s in family.samples:
+            key = (s.labels["grpc_service"], s.labels["grpc_method"])
+            buckets, total = out.setdefault(key, ([], 0.0))
+            if s.name.endswith("_bucket"):
+                buckets.append(s.value)  # in bucket order, +Inf last
+            elif s.name.endswith("_sum"):
+                out[key] = (buckets, s.value)
+    return out
 
 APPLY_BATCH_ENTRIES = Histogram(
     "gantry_apply_batch_entries", "Log entries applied per SQLite transaction (apply batch).",

@@ -39,6 +39,7 @@ it into the same status main would (:data:`gantry.api.errors.STATUSES`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -215,10 +216,20 @@ class InternalServer:
 
     async def add_rpc_counts(self, req: bytes, _context: grpc.aio.ServicerContext[Any, Any]
                              ) -> bytes:
-        """Add a worker's ``[[service, method, code, count], …]`` to ``gantry_rpc_requests``."""
-        for service, method, code, count in json.loads(req):
+        """Add a worker's report to main's metrics: ``{"counts": [[service, method, code,
+        count], …], "durations": [[service, method, [cumulative count per latency bucket,
+        +Inf last], sum of seconds], …]}`` (deltas since its last report) to
+        ``gantry_rpc_requests`` and ``gantry_rpc_duration_seconds``; a bare list is the counts
+        alone (an older worker's report)."""
+        report = json.loads(req)
+        if isinstance(report, list):
+            report = {"counts": report}
+        for service, method, code, count in report.get("counts", ()):
             if count > 0:
                 metrics.RPC_REQUESTS.labels(service, method, code).inc(count)
+        for service, method, buckets, seconds in report.get("durations", ()):
+            with contextlib.suppress(ValueError):  # another bucket layout: not mixed in
+                metrics.add_worker_durations(service, method, buckets, seconds)
         return b""
 
 
@@ -461,14 +472,16 @@ class AppliedFeed:
 
 
 class RpcCountPusher:
-    """Reports the calls this worker answered (its ``gantry_rpc_requests_total``) to the main
-    process every ``interval_s`` seconds, as deltas; a report that fails is sent with the next
-    one. :meth:`stop` sends a last report."""
+    """Reports the calls this worker answered (its ``gantry_rpc_requests_total`` and its
+    ``gantry_rpc_duration_seconds`` buckets) to the main process every ``interval_s`` seconds,
+    as deltas; a report that fails is sent with the next one. :meth:`stop` sends a last
+    report."""
 
     def __init__(self, channel: grpc.Channel, interval_s: float = 1.0) -> None:
         self._call = channel.unary_unary(RPC_COUNTS_METHOD)
         self._interval = interval_s
         self._sent: dict[tuple[str, str, str], float] = {}
+        self._sent_durations: dict[tuple[str, str], tuple[list[float], float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rpc-counts", daemon=True)
 
@@ -494,10 +507,17 @@ class RpcCountPusher:
                     now[(lb["grpc_service"], lb["grpc_method"], lb["grpc_code"])] = sample.value
         delta = [[*k, v - self._sent.get(k, 0.0)] for k, v in now.items()
                  if v > self._sent.get(k, 0.0)]
-        if not delta:
+        durations = metrics.rpc_duration_samples()
+        spans = []
+        for key, (buckets, seconds) in durations.items():
+            sent_buckets, sent_seconds = self._sent_durations.get(key, ([0.0] * len(buckets), 0.0))
+            if buckets[-1] > sent_buckets[-1]:
+                spans.append([*key, [a - b for a, b in zip(buckets, sent_buckets, strict=True)],
+                              seconds - sent_seconds])
+        if not delta and not spans:
             return
         try:
-            self._call(json.dumps(delta).encode(), timeout=2)
+            self._call(json.dumps({"counts": delta, "durations": spans}).encode(), timeout=2)
         except grpc.RpcError:
             return  # main busy or gone: the next report carries these too
-        self._sent = now
+        self._sent, self._sent_durations = now, durations

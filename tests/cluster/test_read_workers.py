@@ -240,12 +240,23 @@ def test_main_metrics_count_the_reads_workers_answered(node: NodeProcess,
         except AssertionError:
             return 0.0
 
+    latencies = ('gantry_rpc_duration_seconds_count{grpc_method="GetBucket",'
+                 'grpc_service="gantry.service.v1.GantryService"}')
+
+    def timed() -> float:
+        try:
+            return _metric(node, latencies)
+        except AssertionError:
+            return 0.0
+
     name = uniq("count")
     on_worker.CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
-    before = count()
+    before, timed_before = count(), timed()
     for _ in range(5):
         on_worker.GetBucket(svc.GetBucketRequest(name=name), timeout=T, metadata=STALE)
     wait_until(lambda: count() >= before + 5, T, what="the worker's reads in main's /metrics")
+    # Their latencies too: main's histogram covers every call the node answered.
+    wait_until(lambda: timed() >= timed_before + 5, T, what="the worker's read latencies")
 
 
 def test_killed_worker_is_restarted(node: NodeProcess) -> None:

@@ -197,3 +197,26 @@ def test_metrics_addr_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("9081", "host:", "h:0", "h:99999"):
         with pytest.raises(config.ConfigError, match="--metrics-addr"):
             _parse(["--metrics-addr", bad])
+
+
+def test_rpc_latency_histogram_adds_what_read_workers_reported() -> None:
+    """Main's ``gantry_rpc_duration_seconds`` is its own calls plus its workers' reported
+    deltas: bucket by bucket, count and sum; a method only workers answered gets a series of
+    its own; a delta of another bucket layout is refused."""
+    d = metrics._RpcDurations(metrics.Histogram(
+        "t_rpc_seconds", "t", ["grpc_service", "grpc_method"], buckets=metrics._LATENCY_BUCKETS,
+        registry=None))
+    d._own.labels("s", "Get").observe(0.003)  # bucket le=0.005
+    n = len(metrics._LATENCY_BUCKETS) + 1
+    d.add("s", "Get", [0.0] * 3 + [2.0] * (n - 3), 0.008)  # two more at le=0.005
+    d.add("s", "Only", [1.0] * n, 0.0004)
+    with pytest.raises(ValueError):
+        d.add("s", "Get", [1.0], 1.0)
+    got = {(s.name, s.labels.get("grpc_method"), s.labels.get("le")): s.value
+           for f in d.collect() for s in f.samples}
+    assert got[("t_rpc_seconds_bucket", "Get", "0.0025")] == 0
+    assert got[("t_rpc_seconds_bucket", "Get", "0.005")] == 3
+    assert got[("t_rpc_seconds_count", "Get", None)] == 3
+    assert got[("t_rpc_seconds_sum", "Get", None)] == pytest.approx(0.011)
+    assert got[("t_rpc_seconds_bucket", "Only", "0.0005")] == 1
+    assert got[("t_rpc_seconds_count", "Only", None)] == 1
