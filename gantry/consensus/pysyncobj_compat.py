@@ -131,6 +131,16 @@ Invariants this module protects:
       had passed its own, and that member ignored the leader for good (before PreVote, its next
       campaign freed it). An append_entries of a lower term is now answered with
       ``gantry_term``, and the stale leader steps down (etcd answers the same way).
+    - A leader that steps down starts a fresh election timeout (etcd's ``becomeFollower``);
+      pysyncobj kept the long-expired one, so a leader deposed during a transfer under load
+      campaigned at once and took leadership back, several terms in a row.
+    - A stopping (draining) member never campaigns.
+
+13. **A connection attempt that goes unanswered is retried.** pysyncobj checks a connection's
+    timeout only on socket events; a connect whose SYNs a partition dropped waited for the
+    kernel's SYN retries, and a member came back 5–15 s after the partition healed. An attempt
+    unanswered for :data:`CONNECT_TIMEOUT_S` is dropped and made again (with pysyncobj's 5 s
+    ``connectionRetryTime`` cut to 100 ms by the Raft actor).
 
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
@@ -208,6 +218,10 @@ PRE_VOTE_RESPONSE = "gantry_pre_vote_response"
 TERM_NOTICE = "gantry_term"
 #: How early (s) a follower takes its election timeout as passed (override 12).
 PRE_VOTE_EARLY_S = 0.05
+#: Longest a connection attempt may stay unanswered (s) before it is dropped and retried
+#: (override 13). On a LAN a connect is answered in milliseconds, refused at once when nothing
+#: listens.
+CONNECT_TIMEOUT_S = 1.0
 FEATURE_PRE_VOTE = "pre_vote"
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
@@ -582,6 +596,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                 or self._SyncObj__transferInProgress):
             return
         now = time.monotonic()
+        if getattr(self._SyncObj__transport, "draining", False):  # stopping: never campaigns
+            self._SyncObj__raftElectionDeadline = max(
+                self._SyncObj__raftElectionDeadline, now + self._SyncObj__conf.raftMinTimeout)
+            return
         # Due a little early: the engine reads the clock again before its own check, and a
         # deadline passing in between would let it campaign without a pre-vote.
         if (self._SyncObj__raftElectionDeadline >= now + PRE_VOTE_EARLY_S
@@ -656,6 +674,18 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if was_leader:
             _log.info("raft_stepped_down", term=term, member=getattr(node, "id", None),
                       reason="a member has a higher term")
+
+    def _SyncObj__setState(self, newState: int) -> None:  # noqa: N802, N803 - pysyncobj's
+        """A leader that steps down starts a fresh election timeout, as every follower does
+        (etcd's ``becomeFollower``). pysyncobj leaves the one from before its term as leader,
+        long past, so a leader deposed by a transfer target it would not vote for (its log had
+        moved on under load) asked for votes at once and took leadership back, several terms in
+        a row (found by a new-user trial)."""
+        leader = _syncobj_module._RAFT_STATE.LEADER
+        if self._SyncObj__raftState == leader and newState != leader:
+            self._SyncObj__raftElectionDeadline = (
+                time.monotonic() + self._SyncObj__generateRaftTimeout())
+        SyncObj._SyncObj__setState(self, newState)
 
     def _on_pre_vote_response(self, node: Any, message: dict[str, Any]) -> None:
         current = self._SyncObj__raftCurrentTerm
@@ -947,6 +977,19 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         #: those that sent a Raft message on their current connection.
         self.pre_vote_peers: set[str] = set()
         self.heard_peers: set[str] = set()
+
+    def _onTick(self) -> None:  # noqa: N802 - pysyncobj's name
+        """Override 13: a connection attempt unanswered for :data:`CONNECT_TIMEOUT_S` is dropped,
+        so the next one (``connectionRetryTime`` later) sends a fresh SYN. pysyncobj checks
+        its connection timeout only when the socket has an event, and a connect whose SYNs a
+        partition dropped has none: it waited for the kernel's SYN retries (1, 3, 7, 15, 31 s),
+        and a member cut off for 30 s came back 5 to 15 s after the partition healed."""
+        super()._onTick()
+        now = _monotonic()
+        for conn in list(self._connections.values()):
+            if (conn.state == CONNECTION_STATE.CONNECTING
+                    and now - conn._TcpConnection__lastReadTime > CONNECT_TIMEOUT_S):
+                conn.disconnect()
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)

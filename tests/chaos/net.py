@@ -59,6 +59,8 @@ class Partitioner:
     _next_mark: int = 1
     _installed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Rules :meth:`drop_port` put in INPUT (deleted by :meth:`heal` and :meth:`close`).
+    _input_rules: list[tuple[str, ...]] = field(default_factory=list)
 
     _JUMP = ("-o", "lo", "-p", "tcp")
 
@@ -141,12 +143,31 @@ class Partitioner:
         """Cut ``victim`` from every endpoint in ``others``."""
         self.cut_many([(victim, o) for o in others if o.name != victim.name])
 
+    def drop_port(self, raft_port: int) -> None:
+        """Drop every packet arriving on loopback to or from ``raft_port``, in INPUT, as an
+        operator's ``iptables -A INPUT … -j DROP`` would (for the member with the lowest
+        address, which every other member dials, a full isolation). Unlike a drop in OUTPUT,
+        which fails the sender's connect at once (EPERM), connection attempts into it hang in
+        SYN-SENT until the heal."""
+        with self._lock:
+            for flag in ("--dport", "--sport"):
+                rule = ("INPUT", "-i", "lo", "-p", "tcp", flag, str(raft_port), "-j", "DROP")
+                self._run("-I", *rule)
+                self._input_rules.append(rule)
+            self._cuts[frozenset({f"port:{raft_port}"})] = 0
+
+    def _remove_input_rules(self) -> None:
+        for rule in self._input_rules:
+            self._run("-D", *rule, check=False)
+        self._input_rules.clear()
+
     def heal(self) -> None:
         """Remove every cut (flush the private chain)."""
         if not self.available:
             return
         with self._lock:
             self._run("-F", self.chain, check=False)
+            self._remove_input_rules()
             self._cuts.clear()
 
     @property
@@ -166,6 +187,7 @@ class Partitioner:
                     break
             self._run("-F", self.chain, check=False)
             self._run("-X", self.chain, check=False)
+            self._remove_input_rules()
             self._installed = False
             self.available = False
             self._cuts.clear()

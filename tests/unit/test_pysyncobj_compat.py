@@ -22,6 +22,7 @@ from gantry.consensus.journal import DurableJournal
 from gantry.consensus.pysyncobj_compat import (
     BATCH_KEY,
     BATCH_TYPE,
+    CONNECT_TIMEOUT_S,
     FAIL_DISK_FULL,
     HELLO_TYPE,
     PRE_VOTE,
@@ -955,3 +956,60 @@ def test_a_timeout_about_to_pass_starts_the_pre_vote_itself(
     _tick(node, peers)
     assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == [(PRE_VOTE, 2)] * 2
     assert node._SyncObj__raftElectionDeadline > time.monotonic() + PRE_VOTE_EARLY_S
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_deposed_leader_waits_a_fresh_election_timeout(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 12. A leader deposed by a candidate it does not vote for (the candidate's log
+    is behind: a transfer under load) kept the election deadline from before its term, long
+    past, and campaigned at its next tick, taking leadership back. Here it waits a fresh
+    election timeout, as a follower does."""
+    node, sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _lead(node, peers)
+    _due(node, peers, speakers=peers)  # the deadline from before it led: long past
+    node._SyncObj__raftState = 2
+    sent.clear()
+    node._SyncObj__onMessageReceived(peers[0], {"type": "request_vote", "term": 2,
+                                                "last_log_index": 2, "last_log_term": 1})
+    assert (node._SyncObj__raftState, node._SyncObj__raftCurrentTerm) == (0, 2)
+    _tick(node, peers)
+    if cls is _Stock:
+        assert _votes(sent) == [("request_vote", 3)] * 2
+    else:
+        assert _votes(sent) == []
+
+
+def test_an_unanswered_connection_attempt_is_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 13: a connect still unanswered after CONNECT_TIMEOUT_S (its SYNs dropped by a
+    partition) is dropped, so pysyncobj makes a new attempt instead of waiting on the kernel's
+    SYN retries; a younger attempt and an established connection are left alone."""
+    transport, _ = _bare_transport(monkeypatch, [])
+    monkeypatch.setattr(TCPTransport, "_onTick", lambda _s: None)
+    dropped: list[str] = []
+
+    def conn(name: str, state: int, age_s: float) -> Any:
+        c = type("Conn", (), {"state": state, "disconnect": lambda _s: dropped.append(name)})()
+        c._TcpConnection__lastReadTime = time.monotonic() - age_s
+        return c
+
+    transport._connections = {
+        TCPNode("127.0.0.1:1"): conn("stale", CONNECTION_STATE.CONNECTING, CONNECT_TIMEOUT_S + 1),
+        TCPNode("127.0.0.1:2"): conn("young", CONNECTION_STATE.CONNECTING, 0.0),
+        TCPNode("127.0.0.1:3"): conn("up", CONNECTION_STATE.CONNECTED, CONNECT_TIMEOUT_S + 1),
+    }
+    transport._onTick()
+    assert dropped == ["stale"]
+
+
+def test_a_stopping_member_never_campaigns(tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 12: a member handing over before it stops (``draining``) neither asks for
+    pre-votes nor campaigns, so stopping every member at once does not raise the term (its
+    request_vote was dropped, but its own term rose at each timeout: seen in a new-user trial)."""
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=[])  # members that would count as a yes: it would campaign
+    node._SyncObj__transport.draining = True
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == []
