@@ -135,6 +135,9 @@ Invariants this module protects:
       pysyncobj kept the long-expired one, so a leader deposed during a transfer under load
       campaigned at once and took leadership back, several terms in a row.
     - A stopping (draining) member never campaigns.
+    - A leader that sent ``timeout_now`` appends no new command for an election timeout (etcd
+      drops proposals during a transfer): under load, the entries it kept appending put the
+      target behind, the old leader refused it its vote, and transfers took several terms.
 
 13. **A connection attempt that goes unanswered is retried.** pysyncobj checks a connection's
     timeout only on socket events; a connect whose SYNs a partition dropped waited for the
@@ -342,6 +345,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self._pre_vote_term: int | None = None
         self._pre_vote_grants: set[str] = set()
         self._pre_vote_won: tuple[int, float] | None = None  # (term, monotonic time)
+        #: Override 12: until when (monotonic s) a leader that sent ``timeout_now`` appends no
+        #: new command (etcd drops proposals while it transfers leadership).
+        self.transfer_hold_until = 0.0
         super().__init__(*args, **kwargs)
         # A round not confirmed within an election timeout is failed (the leader may be deposed).
         self.reads.round_timeout_s = float(self._SyncObj__conf.raftMaxTimeout)
@@ -726,6 +732,13 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             if self._isLeader() and getattr(journal, "full", False) and not journal.probe_space():
                 self._refuse_queued()
                 return
+            if self._isLeader() and time.monotonic() < self.transfer_hold_until:
+                # Override 12: a leadership transfer is under way. A command appended now would
+                # put the target behind this log, this leader would refuse it its vote, and the
+                # election would fail (under load: several terms in a row, leadership moving
+                # back and forth). The queue waits; once this node is a follower its queued
+                # commands go to the new leader, as pysyncobj forwards a follower's.
+                return
             SyncObj._checkCommandsToApply(self)
         except DiskFull as e:
             if is_membership_entry(e.command):
@@ -1070,6 +1083,11 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 return True
             if kind == "request_vote" and self.draining:
                 return True
+            if kind == "timeout_now":  # override 12: no new command until the transfer is over
+                engine = getattr(self, "_syncObj", None)
+                if engine is not None and hasattr(engine, "transfer_hold_until"):
+                    engine.transfer_hold_until = (
+                        time.monotonic() + engine._SyncObj__conf.raftMaxTimeout)
         if (self._batching and node.id in self.batch_peers and self._connected(node)
                 and self._hold(node, kind, message)):  # override 10
             return True

@@ -1013,3 +1013,39 @@ def test_a_stopping_member_never_campaigns(tmp_path: pathlib.Path, made: list[An
     node._SyncObj__transport.draining = True
     _tick(node, peers)
     assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == []
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_a_leader_transferring_leadership_appends_no_new_command(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 12. The stock leader keeps appending commands after its ``timeout_now``, so
+    under load the target campaigns with a shorter log, the old leader refuses it its vote, and
+    a transfer took several terms (a new-user trial saw 3–6). Here commands wait in the queue
+    while the transfer is under way (they go to the new leader once this node follows it)."""
+    node, sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _lead(node, peers)
+    node._SyncObj__connectedNodes = set(node._SyncObj__otherNodes)
+    node._SyncObj__raftMatchIndex = {p: node._SyncObj__getCurrentLogIndex() for p in peers}
+    if cls is SafeSyncObj:  # what DurableTransport.send does with the timeout_now it sends
+        node.transfer_hold_until = time.monotonic() + 1.4
+    node.transferLeadership(peers[0].id)
+    assert [m["type"] for m in sent][-1] == "timeout_now"
+    node._applyCommand(b"late", None, 0)
+    node._SyncObj__conf.appendEntriesUseBatch = False
+    node._checkCommandsToApply()
+    appended = node._SyncObj__getCurrentLogIndex() > 3
+    assert appended is (cls is _Stock)
+
+
+def test_the_transport_holds_commands_when_it_sends_timeout_now(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 12: sending ``timeout_now`` starts the leader's hold, for an election timeout."""
+    member = TCPNode("127.0.0.1:1")
+    transport, out = _bare_transport(monkeypatch, [member])
+    engine = type("Engine", (), {"transfer_hold_until": 0.0})()
+    engine._SyncObj__conf = type("Conf", (), {"raftMaxTimeout": 1.4})()
+    transport._syncObj = engine
+    transport.send(member, {"type": "timeout_now", "term": 1})
+    assert out == [(member.id, {"type": "timeout_now", "term": 1})]
+    assert 1.0 < engine.transfer_hold_until - time.monotonic() <= 1.4
