@@ -231,32 +231,24 @@ def test_backup_stream_through_a_worker(node: NodeProcess) -> None:
 
 def test_main_metrics_count_the_reads_workers_answered(node: NodeProcess,
                                                         on_worker: Any) -> None:
-    series = ('gantry_rpc_requests_total{grpc_code="OK",grpc_method="GetBucket",'
-              'grpc_service="gantry.service.v1.GantryService"}')
+    labels = 'grpc_method="GetBucket",grpc_service="gantry.service.v1.GantryService"'
+    requests = f'gantry_rpc_requests_total{{grpc_code="OK",{labels}}}'
+    latencies = f"gantry_rpc_duration_seconds_count{{{labels}}}"
 
-    def count() -> float:
+    def value(series: str) -> float:
         try:
             return _metric(node, series)
         except AssertionError:
             return 0.0
 
-    latencies = ('gantry_rpc_duration_seconds_count{grpc_method="GetBucket",'
-                 'grpc_service="gantry.service.v1.GantryService"}')
-
-    def timed() -> float:
-        try:
-            return _metric(node, latencies)
-        except AssertionError:
-            return 0.0
-
     name = uniq("count")
     on_worker.CreateBucket(svc.CreateBucketRequest(name=name), timeout=T)
-    before, timed_before = count(), timed()
+    before, timed_before = value(requests), value(latencies)
     for _ in range(5):
         on_worker.GetBucket(svc.GetBucketRequest(name=name), timeout=T, metadata=STALE)
-    wait_until(lambda: count() >= before + 5, T, what="the worker's reads in main's /metrics")
+    wait_until(lambda: value(requests) >= before + 5, T, what="the worker's reads in main's /metrics")
     # Their latencies too: main's histogram covers every call the node answered.
-    wait_until(lambda: timed() >= timed_before + 5, T, what="the worker's read latencies")
+    wait_until(lambda: value(latencies) >= timed_before + 5, T, what="the worker's read latencies")
 
 
 def test_killed_worker_is_restarted(node: NodeProcess) -> None:
