@@ -673,13 +673,30 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if not isinstance(term, int) or term <= self._SyncObj__raftCurrentTerm:
             return
         was_leader = self._isLeader()
+        self._adopt_term(term)
+        if was_leader:
+            _log.info("raft_stepped_down", term=term, member=getattr(node, "id", None),
+                      reason="a member has a higher term")
+
+    def transferLeadership(self, node: Any = None, callback: Any = None) -> None:  # noqa: N802
+        """pysyncobj's (tick thread). Once it sent ``timeout_now`` (it then reports SUCCESS at
+        once), this leader appends no new command for an election timeout: see
+        :attr:`transfer_hold_until`."""
+        def done(result: Any, err: int) -> None:
+            if err == FAIL_REASON.SUCCESS:
+                self.transfer_hold_until = (
+                    time.monotonic() + self._SyncObj__conf.raftMaxTimeout)
+            if callback is not None:
+                callback(result, err)
+
+        SyncObj.transferLeadership(self, node, done)
+
+    def _adopt_term(self, term: int) -> None:
+        """Raft §5.1: a member answered with a higher term; take it (no vote) and follow."""
         self._SyncObj__setCurrentTerm(term, None)
         self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
         self._SyncObj__raftLeader = None
         self._pre_vote_term = self._pre_vote_won = None
-        if was_leader:
-            _log.info("raft_stepped_down", term=term, member=getattr(node, "id", None),
-                      reason="a member has a higher term")
 
     def _SyncObj__setState(self, newState: int) -> None:  # noqa: N802, N803 - pysyncobj's
         """A leader that steps down starts a fresh election timeout, as every follower does
@@ -699,9 +716,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if self._isLeader():
             return
         if isinstance(theirs, int) and theirs > current:  # §5.1: a higher term, adopted
-            self._SyncObj__setCurrentTerm(theirs, None)
-            self._SyncObj__setState(_syncobj_module._RAFT_STATE.FOLLOWER)
-            self._pre_vote_term = self._pre_vote_won = None
+            self._adopt_term(theirs)
             return
         term = self._pre_vote_term
         if term is None or message.get("term") != term or term != current + 1:
@@ -1083,11 +1098,6 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 return True
             if kind == "request_vote" and self.draining:
                 return True
-            if kind == "timeout_now":  # override 12: no new command until the transfer is over
-                engine = getattr(self, "_syncObj", None)
-                if engine is not None and hasattr(engine, "transfer_hold_until"):
-                    engine.transfer_hold_until = (
-                        time.monotonic() + engine._SyncObj__conf.raftMaxTimeout)
         if (self._batching and node.id in self.batch_peers and self._connected(node)
                 and self._hold(node, kind, message)):  # override 10
             return True
