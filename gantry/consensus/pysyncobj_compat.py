@@ -145,6 +145,11 @@ Invariants this module protects:
     unanswered for :data:`CONNECT_TIMEOUT_S` is dropped and made again (with pysyncobj's 5 s
     ``connectionRetryTime`` cut to 100 ms by the Raft actor).
 
+**One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
+drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
+from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
+leader every few seconds, found by an idle 3-node cluster on a VM up for 10 minutes).
+
 Everything else in pysyncobj is used as is. Accessors (``is_leader``, ``leader_node``,
 ``leader_commit_index``, ``transport``, …) give the Raft actor what it reads of pysyncobj's state
 without reaching into its private names itself, and the hooks at the bottom plug the durable log
@@ -167,7 +172,6 @@ import io
 import pickle
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -176,7 +180,6 @@ import pysyncobj.pickle as _sync_pickle
 import pysyncobj.syncobj as _syncobj_module
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj
-from pysyncobj.monotonic import monotonic as _monotonic
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 
@@ -188,6 +191,20 @@ if TYPE_CHECKING:
     from gantry.consensus.journal import DurableJournal
 
 _log = structlog.get_logger("gantry.raft")
+
+
+def engine_clock() -> float:
+    """Now (s) on the Raft engine's clock: pysyncobj's own ``monotonic``, CLOCK_MONOTONIC_RAW on
+    Linux, which it stamps its election deadline, response and connection times with. Every
+    time this module compares with one of those, or keeps beside them, comes from here.
+
+    ``time.monotonic`` (CLOCK_MONOTONIC) is slewed by NTP and drifts from the raw clock by up
+    to 500 ppm: 0.3 s after 10 minutes of uptime on a VM here, seconds after a day. Read
+    against pysyncobj's election deadline it made a follower that had heard its leader 50 ms
+    before take the election timeout as passed and lose its leader every few seconds, then on
+    every tick once the drift passed the shortest election timeout."""
+    now: float = _syncobj_module.monotonicTime()
+    return now
 
 #: A member counts as caught up for a membership change when its match index is at most this
 #: many log entries behind the leader's commit index (entries; a healthy follower under load is a
@@ -251,7 +268,7 @@ def _send_encoded(conn: TcpConnection, message: Any) -> None:
         message = (conn.sendRandKey, message)
     data = encode_message(message)
     if conn.encryptor:
-        data = conn.encryptor.encrypt_at_time(data, int(_monotonic()))
+        data = conn.encryptor.encrypt_at_time(data, int(engine_clock()))
     conn._TcpConnection__writeBuffer += struct.pack("i", len(data)) + data
     conn._TcpConnection__trySendBuffer()
 
@@ -378,7 +395,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         node_id = getattr(node, "id", None)
         if node_id is not None:
-            self.last_contact[node_id] = time.monotonic()
+            self.last_contact[node_id] = engine_clock()
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == PRE_VOTE:  # override 12
             self._on_pre_vote(node, message)
@@ -502,7 +519,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         reset: the leader only refreshes the follower's last response time), at most every
         :data:`SNAPSHOT_KEEPALIVE_S`, tells it this follower is alive and follows it in this term.
         """
-        now = time.monotonic()
+        now = engine_clock()
         if now - self._snapshot_keepalive_at < SNAPSHOT_KEEPALIVE_S:
             return
         self._snapshot_keepalive_at = now
@@ -601,7 +618,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if (self._SyncObj__selfNode is None or not others or self._isLeader()
                 or self._SyncObj__transferInProgress):
             return
-        now = time.monotonic()
+        now = engine_clock()
         if getattr(self._SyncObj__transport, "draining", False):  # stopping: never campaigns
             self._SyncObj__raftElectionDeadline = max(
                 self._SyncObj__raftElectionDeadline, now + self._SyncObj__conf.raftMinTimeout)
@@ -643,7 +660,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         speakers: set[str] = getattr(transport, "pre_vote_peers", set())
         heard: set[str] | None = getattr(transport, "heard_peers", None)
         connected = self._SyncObj__connectedNodes
-        since = time.monotonic() - self._SyncObj__conf.raftMaxTimeout
+        since = engine_clock() - self._SyncObj__conf.raftMaxTimeout
         votes = 1 + sum(1 for n in others if n.id in self._pre_vote_grants
                         or (n in connected and n.id not in speakers
                             and (heard is None or n.id in heard)
@@ -657,7 +674,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         leader = self._SyncObj__raftLeader
         heard = self.last_contact.get(leader.id, float("-inf")) if leader is not None else None
         in_lease = self._isLeader() or (
-            heard is not None and time.monotonic() - heard < self._SyncObj__conf.raftMinTimeout)
+            heard is not None and engine_clock() - heard < self._SyncObj__conf.raftMinTimeout)
         theirs = (message.get("last_log_term", -1), message.get("last_log_index", -1))
         ours = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
         granted = (isinstance(term, int) and term > current and not in_lease
@@ -685,7 +702,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         def done(result: Any, err: int) -> None:
             if err == FAIL_REASON.SUCCESS:
                 self.transfer_hold_until = (
-                    time.monotonic() + self._SyncObj__conf.raftMaxTimeout)
+                    engine_clock() + self._SyncObj__conf.raftMaxTimeout)
             if callback is not None:
                 callback(result, err)
 
@@ -707,7 +724,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         leader = _syncobj_module._RAFT_STATE.LEADER
         if self._SyncObj__raftState == leader and newState != leader:
             self._SyncObj__raftElectionDeadline = (
-                time.monotonic() + self._SyncObj__generateRaftTimeout())
+                engine_clock() + self._SyncObj__generateRaftTimeout())
         SyncObj._SyncObj__setState(self, newState)
 
     def _on_pre_vote_response(self, node: Any, message: dict[str, Any]) -> None:
@@ -725,7 +742,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._pre_vote_grants.add(node.id)
             if self._pre_vote_majority():
                 self._pre_vote_term = None
-                self._pre_vote_won = (term, time.monotonic())
+                self._pre_vote_won = (term, engine_clock())
                 self._SyncObj__raftElectionDeadline = 0
                 _log.info("pre_vote_won", term=term, granted_by=sorted(self._pre_vote_grants))
 
@@ -747,7 +764,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             if self._isLeader() and getattr(journal, "full", False) and not journal.probe_space():
                 self._refuse_queued()
                 return
-            if self._isLeader() and time.monotonic() < self.transfer_hold_until:
+            if self._isLeader() and engine_clock() < self.transfer_hold_until:
                 # Override 12: a leadership transfer is under way. A command appended now would
                 # put the target behind this log, this leader would refuse it its vote, and the
                 # election would fail (under load: several terms in a row, leadership moving
@@ -800,7 +817,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self_id = self._SyncObj__selfNode.id
         match = self._SyncObj__raftMatchIndex
         commit: int = self._SyncObj__raftCommitIndex
-        recent = time.monotonic() - self._SyncObj__conf.raftMaxTimeout
+        recent = engine_clock() - self._SyncObj__conf.raftMaxTimeout
 
         def caught_up(node: Any) -> bool:
             # Heard from for real (pysyncobj's lastResponseTime is reset to "now" for every
@@ -843,7 +860,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         ``within_s`` seconds (a partition that drops packets keeps the TCP connection "up" for a
         long time). Followers do not talk to each other, so between followers TCP is all there is.
         """
-        now = time.monotonic()
+        now = engine_clock()
         leader = self._getLeader()
         leading = self._isLeader()
         out = []
@@ -1013,7 +1030,7 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         partition dropped has none: it waited for the kernel's SYN retries (1, 3, 7, 15, 31 s),
         and a member cut off for 30 s came back 5 to 15 s after the partition healed."""
         super()._onTick()
-        now = _monotonic()
+        now = engine_clock()
         for conn in list(self._connections.values()):
             if (conn.state == CONNECTION_STATE.CONNECTING
                     and now - conn._TcpConnection__lastReadTime > CONNECT_TIMEOUT_S):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import pysyncobj.syncobj as _syncobj_module
 import pytest
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from pysyncobj import pickle as sync_pickle
@@ -33,6 +34,7 @@ from gantry.consensus.pysyncobj_compat import (
     DurableTransport,
     SafeSyncObj,
     align_journal_to_dump,
+    engine_clock,
     installed,
 )
 from gantry.consensus.readindex import ECHO_KEY, ROUND_KEY, ReadRounds
@@ -152,7 +154,7 @@ def test_pipelined_rejections_never_undo_the_walk_back(
 
 
 def _leader_view(node: Any, peers: list[TCPNode], match: list[int], commit: int) -> None:
-    now = time.monotonic()
+    now = engine_clock()
     node._SyncObj__raftCommitIndex = commit
     node._SyncObj__raftMatchIndex = dict(zip(peers, match, strict=True))
     node._SyncObj__lastResponseTime = {p: now for p in peers}
@@ -267,7 +269,7 @@ def test_a_silent_member_is_not_reported_reachable(tmp_path: pathlib.Path, made:
     made.append(node)
     node.isNodeConnected = lambda _n: True
     node._SyncObj__raftState = 2  # leader
-    node.last_contact = {peers[0].id: time.monotonic(), peers[1].id: time.monotonic() - 10}
+    node.last_contact = {peers[0].id: engine_clock(), peers[1].id: engine_clock() - 10}
     assert node.reachable_members(1.4) == [peers[0].id]
     node._SyncObj__raftState = 0  # a follower's view: only its leader's silence counts
     node._SyncObj__raftLeader = peers[1]
@@ -284,7 +286,7 @@ def test_a_new_leader_does_not_count_unheard_members_as_caught_up(
     node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
     made.append(node)
     _leader_view(node, peers, match=[10, 0], commit=10)
-    node.last_contact = {peers[0].id: time.monotonic()}  # peers[1] never answered this leader
+    node.last_contact = {peers[0].id: engine_clock()}  # peers[1] never answered this leader
     assert "only 1 are reachable" in node._reconfig_refusal(("rem", peers[0].id))
 
 
@@ -774,7 +776,7 @@ def _due(node: Any, peers: list[TCPNode], speakers: list[TCPNode],
     node._SyncObj__raftElectionDeadline = 0
     transport.pre_vote_peers = {p.id for p in speakers}
     transport.heard_peers = {p.id for p in (peers if heard is None else heard)}
-    node.last_contact = {p.id: time.monotonic() for p in peers if p.id in transport.heard_peers}
+    node.last_contact = {p.id: engine_clock() for p in peers if p.id in transport.heard_peers}
 
 
 def _tick(node: Any, peers: list[TCPNode]) -> None:
@@ -952,10 +954,10 @@ def test_a_timeout_about_to_pass_starts_the_pre_vote_itself(
     node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
     made.append(node)
     _due(node, peers, speakers=peers)
-    node._SyncObj__raftElectionDeadline = time.monotonic() + PRE_VOTE_EARLY_S / 2
+    node._SyncObj__raftElectionDeadline = engine_clock() + PRE_VOTE_EARLY_S / 2
     _tick(node, peers)
     assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == [(PRE_VOTE, 2)] * 2
-    assert node._SyncObj__raftElectionDeadline > time.monotonic() + PRE_VOTE_EARLY_S
+    assert node._SyncObj__raftElectionDeadline > engine_clock() + PRE_VOTE_EARLY_S
 
 
 @pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
@@ -981,6 +983,45 @@ def test_a_deposed_leader_waits_a_fresh_election_timeout(
         assert _votes(sent) == []
 
 
+#: How far pysyncobj's clock (CLOCK_MONOTONIC_RAW) is set apart from ``time.monotonic`` in the
+#: drift tests below (s): NTP slews CLOCK_MONOTONIC by up to 500 ppm, so a node up for a few
+#: hours sees seconds between the two.
+CLOCK_DRIFT_S = 5.0
+
+
+@pytest.mark.parametrize("drift_s", [-CLOCK_DRIFT_S, CLOCK_DRIFT_S])
+def test_the_election_timeout_is_read_on_the_engines_clock(
+        tmp_path: pathlib.Path, made: list[Any], monkeypatch: pytest.MonkeyPatch,
+        drift_s: float) -> None:
+    """Override 12 kept its own times on ``time.monotonic`` and compared them with the election
+    deadline pysyncobj stamps on its raw clock. A follower whose engine clock ran behind took
+    an election timeout as passed 50 ms after a heartbeat, so it lost its leader and started a
+    pre-vote every few seconds on an idle cluster (every tick once the drift passed the shortest
+    election timeout); one whose engine clock ran ahead never asked for a pre-vote and let the
+    engine campaign. Whatever the drift: a follower just heard keeps its leader, one whose
+    timeout passed asks for pre-votes first, and a deposed leader waits a fresh timeout."""
+    monkeypatch.setattr(_syncobj_module, "monotonicTime", lambda: time.monotonic() + drift_s)
+    node, sent, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _due(node, peers, speakers=peers)
+    # A heartbeat just arrived: the engine set a deadline of the shortest election timeout.
+    node._SyncObj__raftElectionDeadline = engine_clock() + node._SyncObj__conf.raftMinTimeout
+    node._SyncObj__raftLeader = peers[0]
+    _tick(node, peers)
+    assert _votes(sent) == [] and node._SyncObj__raftLeader == peers[0]
+    # The leader has been silent for an election timeout.
+    node._SyncObj__raftElectionDeadline = engine_clock() - 0.01
+    _tick(node, peers)
+    assert node._SyncObj__raftCurrentTerm == 1 and _votes(sent) == [(PRE_VOTE, 2)] * 2
+    # A leader deposed by a higher term waits between the election timeouts, on that clock.
+    _lead(node, peers)
+    node._SyncObj__onMessageReceived(peers[0], {"type": "request_vote", "term": 5,
+                                                "last_log_index": 0, "last_log_term": 0})
+    wait_s = node._SyncObj__raftElectionDeadline - engine_clock()
+    conf = node._SyncObj__conf
+    assert conf.raftMinTimeout * 0.9 <= wait_s <= conf.raftMaxTimeout
+
+
 def test_an_unanswered_connection_attempt_is_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Override 13: a connect still unanswered after CONNECT_TIMEOUT_S (its SYNs dropped by a
     partition) is dropped, so pysyncobj makes a new attempt instead of waiting on the kernel's
@@ -991,7 +1032,7 @@ def test_an_unanswered_connection_attempt_is_made_again(monkeypatch: pytest.Monk
 
     def conn(name: str, state: int, age_s: float) -> Any:
         c = type("Conn", (), {"state": state, "disconnect": lambda _s: dropped.append(name)})()
-        c._TcpConnection__lastReadTime = time.monotonic() - age_s
+        c._TcpConnection__lastReadTime = engine_clock() - age_s
         return c
 
     transport._connections = {

@@ -8,12 +8,11 @@ new term, for ever. Same harness as tests/unit/test_pysyncobj_compat.py (no netw
 from __future__ import annotations
 
 import pathlib
-import time
 from typing import Any
 
 import pytest
 
-from gantry.consensus.pysyncobj_compat import SNAPSHOT_KEEPALIVE_S, SafeSyncObj
+from gantry.consensus.pysyncobj_compat import SNAPSHOT_KEEPALIVE_S, SafeSyncObj, engine_clock
 from tests.unit.test_pysyncobj_compat import DEPOSED, _make, _Stock, made  # noqa: F401
 
 
@@ -52,9 +51,9 @@ def test_the_leader_takes_a_keepalive_as_a_sign_of_life_only(
     node._SyncObj__raftCurrentTerm = 3
     node._SyncObj__raftNextIndex = {peers[0]: 1}
     node._SyncObj__raftMatchIndex = {peers[0]: 0}
-    node._SyncObj__lastResponseTime = {peers[0]: time.monotonic() - 10}
+    node._SyncObj__lastResponseTime = {peers[0]: engine_clock() - 10}
     node._SyncObj__onMessageReceived(peers[0], {
         "type": "next_node_idx", "next_node_idx": 4, "reset": False, "success": False})
     assert node._SyncObj__raftNextIndex == {peers[0]: 1}
     assert node._SyncObj__raftMatchIndex == {peers[0]: 0}
-    assert time.monotonic() - node._SyncObj__lastResponseTime[peers[0]] < 1
+    assert engine_clock() - node._SyncObj__lastResponseTime[peers[0]] < 1
