@@ -145,6 +145,27 @@ Invariants this module protects:
     unanswered for :data:`CONNECT_TIMEOUT_S` is dropped and made again (with pysyncobj's 5 s
     ``connectionRetryTime`` cut to 100 ms by the Raft actor).
 
+14. **The Raft port keeps only live, known connections.** pysyncobj drops a connection, and
+    the message, when it sends on one that read nothing for ``connectionTimeout`` (3.5 s), and
+    checks that only on a send or a socket event. Followers never write to each other, so
+    when the leader failed, the first pre-vote between them tore their idle link down and was
+    lost: every failover took a second election round (1.2–2.0 s after freezing the leader of
+    an idle 3-node cluster, against one round when the link is fresh). A peer gone without a
+    FIN stayed "connected" for good, a reconnect left the old socket open beside the new one,
+    and a socket that never said who it was stayed open forever (one fd each). Here:
+
+    - every :data:`KEEPALIVE_S` each connected member that says it sends keep-alives
+      (:data:`FEATURE_KEEPALIVE` in its hello) gets a ``gantry_hello``, so a link between live
+      members of this build always reads;
+    - a connection that read nothing for ``connectionTimeout`` is dropped: a member's (when it
+      said it sends keep-alives; an older build's link is left to pysyncobj, as before) and an
+      incoming one that has not said which member it is;
+    - a member that connects again replaces its old connection, which is closed;
+    - pysyncobj's utility commands (``add``, ``remove``, ``transfer``, ``set_version``,
+      ``status``: unauthenticated membership changes without the strict reconfig check) and
+      its read-only nodes (a non-member streamed the whole log) are refused on the Raft port:
+      Gantry changes membership through ``ClusterService`` only.
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -243,6 +264,12 @@ PRE_VOTE_EARLY_S = 0.05
 #: listens.
 CONNECT_TIMEOUT_S = 1.0
 FEATURE_PRE_VOTE = "pre_vote"
+#: Override 14: the hello feature of a member that sends a hello on every connection at least
+#: every :data:`KEEPALIVE_S` seconds, and so may be dropped once it went ``connectionTimeout``
+#: without a read.
+FEATURE_KEEPALIVE = "keepalive"
+KEEPALIVE_S = 1.0
+_HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
 DEFLATE_MIN_BYTES = 64 * 1024
@@ -1022,19 +1049,73 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         #: those that sent a Raft message on their current connection.
         self.pre_vote_peers: set[str] = set()
         self.heard_peers: set[str] = set()
+        #: Override 14: the Raft addresses of the connected members that send keep-alives;
+        #: when the last round of keep-alives went out (engine clock, s).
+        self.keepalive_peers: set[str] = set()
+        self._last_keepalive = 0.0
 
     def _onTick(self) -> None:  # noqa: N802 - pysyncobj's name
         """Override 13: a connection attempt unanswered for :data:`CONNECT_TIMEOUT_S` is dropped,
         so the next one (``connectionRetryTime`` later) sends a fresh SYN. pysyncobj checks
         its connection timeout only when the socket has an event, and a connect whose SYNs a
         partition dropped has none: it waited for the kernel's SYN retries (1, 3, 7, 15, 31 s),
-        and a member cut off for 30 s came back 5 to 15 s after the partition healed."""
+        and a member cut off for 30 s came back 5 to 15 s after the partition healed.
+
+        Override 14: keep-alives out every :data:`KEEPALIVE_S`; a member's connection (one that
+        says it sends keep-alives) or an unidentified incoming one that read nothing for
+        ``connectionTimeout`` is dropped."""
         super()._onTick()
         now = engine_clock()
-        for conn in list(self._connections.values()):
-            if (conn.state == CONNECTION_STATE.CONNECTING
-                    and now - conn._TcpConnection__lastReadTime > CONNECT_TIMEOUT_S):
+        idle_s = self._idle_timeout_s()
+        for node, conn in list(self._connections.items()):
+            quiet = now - conn._TcpConnection__lastReadTime
+            if conn.state == CONNECTION_STATE.CONNECTING and quiet > CONNECT_TIMEOUT_S:
                 conn.disconnect()
+            elif conn.state == _CONNECTED and node.id in self.keepalive_peers and quiet > idle_s:
+                _log.info("raft_connection_dropped", member=node.id, reason="silent",
+                          silent_s=round(quiet, 1))
+                conn.disconnect()
+        for conn in list(getattr(self, "_unknownConnections", ())):
+            if now - conn._TcpConnection__lastReadTime > idle_s:
+                conn.disconnect()
+                self._unknownConnections.discard(conn)
+        if now - self._last_keepalive >= KEEPALIVE_S:
+            self._last_keepalive = now
+            if self.journal is None or self.journal.failed is None:
+                for node, conn in list(self._connections.items()):
+                    # Only to members that send them too: a link to an older build, which
+                    # sends none, would read nothing on this side and pysyncobj would drop it
+                    # at the next send.
+                    if conn.state == _CONNECTED and node.id in self.keepalive_peers:
+                        conn.send(_HELLO)
+
+    def _idle_timeout_s(self) -> float:
+        """pysyncobj's ``connectionTimeout`` (s): how long a connection may read nothing."""
+        conf = getattr(getattr(self, "_syncObj", None), "conf", None)
+        return float(getattr(conf, "connectionTimeout", 3.5))
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:  # noqa: N802, pysyncobj's
+        """Override 14: the first message on an incoming connection names the member. Utility
+        commands (a list) and read-only nodes (``"readonly"``) are refused and the connection
+        closed; a member's new connection replaces (closes) the one it had."""
+        encryptor = getattr(getattr(self, "_syncObj", None), "encryptor", None)
+        if encryptor and not conn.sendRandKey:
+            super()._onIncomingMessageReceived(conn, message)  # the key exchange comes first
+            return
+        node = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
+        if node is None:
+            what = "utility command" if isinstance(message, list) else (
+                "read-only node" if message == "readonly" else "unknown member")
+            _log.warning("raft_connection_refused", reason=what,
+                         command=str(message[0])[:32] if isinstance(message, list) and message else None)
+            self._unknownConnections.discard(conn)
+            conn.disconnect()
+            return
+        old = self._connections.get(node)
+        if old is not None and old is not conn and old.state != CONNECTION_STATE.DISCONNECTED:
+            _log.info("raft_connection_dropped", member=node.id, reason="replaced")
+            old.disconnect()
+        super()._onIncomingMessageReceived(conn, message)
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)
@@ -1043,7 +1124,7 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         # ``send`` refuses; pysyncobj sends its own address the same way, on the connection.
         conn = self._connections.get(node)
         if conn is not None:
-            conn.send({"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE]})
+            conn.send(_HELLO)
 
     def begin_batch(self) -> None:
         """Hold messages for members that read batches until :meth:`end_batch` (override 10)."""
@@ -1131,6 +1212,7 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             self.batch_peers.discard(node.id)
             self.pre_vote_peers.discard(node.id)
             self.heard_peers.discard(node.id)
+            self.keepalive_peers.discard(node.id)
         super()._onDisconnected(conn)
 
     def flush_acks(self) -> None:
@@ -1148,8 +1230,11 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         if isinstance(message, dict):
             kind = message.get("type")
             if kind == HELLO_TYPE:  # override 12: not for the engine
-                if FEATURE_PRE_VOTE in (message.get("features") or ()):
+                features = message.get("features") or ()
+                if FEATURE_PRE_VOTE in features:
                     self.pre_vote_peers.add(node.id)
+                if FEATURE_KEEPALIVE in features:  # override 14
+                    self.keepalive_peers.add(node.id)
                 return
             self.heard_peers.add(node.id)
             if kind == BATCH_TYPE:  # override 10: each message in order, as if sent alone

@@ -25,7 +25,9 @@ from gantry.consensus.pysyncobj_compat import (
     BATCH_TYPE,
     CONNECT_TIMEOUT_S,
     FAIL_DISK_FULL,
+    FEATURE_KEEPALIVE,
     HELLO_TYPE,
+    KEEPALIVE_S,
     PRE_VOTE,
     PRE_VOTE_EARLY_S,
     PRE_VOTE_RESPONSE,
@@ -679,6 +681,9 @@ def _bare_transport(monkeypatch: pytest.MonkeyPatch, connected: list[TCPNode]
     transport.batch_peers = set()
     transport.pre_vote_peers = set()
     transport.heard_peers = set()
+    transport.keepalive_peers = set()
+    transport._last_keepalive = 0.0
+    transport._unknownConnections = set()
     up = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED})()
     transport._connections = {n: up for n in connected}
     return transport, out
@@ -943,7 +948,7 @@ def test_a_new_connection_says_it_reads_pre_votes_before_it_is_fully_up(
     transport._connections = {member: conn}
     monkeypatch.setattr(TCPTransport, "_onNodeConnected", lambda _s, _n: None)
     transport._onNodeConnected(member)
-    assert wrote == [{"type": HELLO_TYPE, "features": ["pre_vote"]}] and out == []
+    assert wrote == [{"type": HELLO_TYPE, "features": ["pre_vote", FEATURE_KEEPALIVE]}] and out == []
 
 
 def test_a_timeout_about_to_pass_starts_the_pre_vote_itself(
@@ -1042,6 +1047,76 @@ def test_an_unanswered_connection_attempt_is_made_again(monkeypatch: pytest.Monk
     }
     transport._onTick()
     assert dropped == ["stale"]
+
+
+def test_keepalives_go_to_members_that_send_them_and_a_silent_one_is_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 14: every KEEPALIVE_S a hello goes to each connected member that said it sends
+    keep-alives (an older build's link would read nothing here and be dropped at the next send);
+    such a member's connection that read nothing for connectionTimeout (3.5 s) is dropped, an
+    older build's is left to pysyncobj; so is an unidentified incoming socket."""
+    transport, _ = _bare_transport(monkeypatch, [])
+    monkeypatch.setattr(TCPTransport, "_onTick", lambda _s: None)
+    events: list[tuple[str, Any]] = []
+
+    def conn(name: str, age_s: float) -> Any:
+        c = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED,
+                              "disconnect": lambda _s: events.append(("dropped", name)),
+                              "send": lambda _s, m: events.append((name, m))})()
+        c._TcpConnection__lastReadTime = engine_clock() - age_s
+        return c
+
+    new, old, silent = TCPNode("127.0.0.1:1"), TCPNode("127.0.0.1:2"), TCPNode("127.0.0.1:3")
+    transport._connections = {new: conn("new", 0.0), old: conn("old", 10.0), silent: conn("silent", 4.0)}
+    transport._unknownConnections = {conn("stranger", 4.0), conn("greeting", 0.0)}
+    for member in (new, silent):
+        transport._onMessageReceived(member, {"type": HELLO_TYPE, "features": [FEATURE_KEEPALIVE]})
+    assert transport.keepalive_peers == {new.id, silent.id}
+    transport._onTick()
+    assert ("dropped", "silent") in events and ("dropped", "stranger") in events
+    assert ("dropped", "old") not in events and ("dropped", "new") not in events
+    hellos = [name for name, m in events if name != "dropped"]
+    assert "new" in hellos and "old" not in hellos
+    assert all(m["type"] == HELLO_TYPE and FEATURE_KEEPALIVE in m["features"]
+               for name, m in events if name != "dropped")
+    events.clear()
+    transport._onTick()  # within KEEPALIVE_S of the last round: no second hello
+    assert [e for e in events if e[0] == "new"] == []
+    transport._last_keepalive -= KEEPALIVE_S
+    transport._onTick()
+    assert [e[0] for e in events if e[0] == "new"] == ["new"]
+
+
+def test_a_member_that_connects_again_replaces_its_old_connection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Override 14: the old connection of a member that connects again is closed (it stayed
+    open beside the new one); a utility command or a read-only node is refused and its
+    connection closed."""
+    transport, _ = _bare_transport(monkeypatch, [])
+    member = TCPNode("127.0.0.1:1")
+    transport._nodeAddrToNode = {member.address: member}
+    closed: list[str] = []
+    named: list[Any] = []
+
+    def take(self: Any, c: Any, m: Any) -> None:  # pysyncobj's: the connection becomes the member's
+        named.append((c.name, m))
+        self._connections[member] = c
+
+    monkeypatch.setattr(TCPTransport, "_onIncomingMessageReceived", take)
+
+    def conn(name: str) -> Any:
+        return type("Conn", (), {"name": name, "state": CONNECTION_STATE.CONNECTED, "sendRandKey": None,
+                                 "disconnect": lambda _s: closed.append(name)})()
+
+    first, second = conn("first"), conn("second")
+    transport._onIncomingMessageReceived(first, member.address)
+    assert closed == [] and transport._connections[member] is first
+    transport._onIncomingMessageReceived(second, member.address)
+    assert closed == ["first"] and transport._connections[member] is second
+    for message in (["add", "127.0.0.1:9"], "readonly", "127.0.0.1:9", {"not": "a name"}):
+        transport._onIncomingMessageReceived(conn("intruder"), message)
+    assert closed == ["first"] + ["intruder"] * 4
+    assert named == [("first", member.address), ("second", member.address)]
 
 
 def test_a_stopping_member_never_campaigns(tmp_path: pathlib.Path, made: list[Any]) -> None:
