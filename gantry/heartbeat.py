@@ -4,7 +4,9 @@ log, so every node agrees on which servers PlanWrite may choose.
 
 Status rules (decided here, before proposing, so apply stays deterministic): a successful
 heartbeat → HEALTHY with the reported ``available_bytes``; each miss in a row → DEGRADED; from
-``OFFLINE_AFTER`` misses in a row → OFFLINE. An entry is proposed only when something changed.
+``OFFLINE_AFTER`` misses in a row → OFFLINE, where the count stops (a server that stays
+unreachable changes nothing more). An entry is proposed only when something changed, so an
+OFFLINE server costs no log entry until it answers again.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ NEW_SERVER_POLL_S = 0.5
 
 def next_status(ok: bool, misses: int) -> tuple[str, int]:
     """``(status, consecutive misses)`` after one heartbeat that succeeded (``ok``) or not,
-    given the misses in a row before it."""
+    given the misses in a row before it. The count stops at :data:`OFFLINE_AFTER`: counting on
+    made every round propose an entry for every OFFLINE server, forever (2,880 a day for one
+    dead server at the default 30 s)."""
     if ok:
         return "HEALTHY", 0
-    misses += 1
+    misses = min(misses + 1, OFFLINE_AFTER)
     return ("OFFLINE" if misses >= OFFLINE_AFTER else "DEGRADED"), misses
 
 
@@ -78,6 +82,7 @@ class CradleMonitor:
         while not self._stop.wait(min(self._interval, NEW_SERVER_POLL_S)):
             try:
                 if not self._is_leader():
+                    self._close_channels(keep=set())  # a follower heartbeats nobody
                     continue
                 now = time.monotonic()
                 if now >= next_full:
@@ -87,6 +92,13 @@ class CradleMonitor:
                     self.round(only_new=True)
             except Exception:
                 log.exception("heartbeat_round_failed")
+
+    def _close_channels(self, keep: set[str]) -> None:
+        """Close the channels to every address not in ``keep`` (unregistered servers, changed
+        addresses, all of them once this node no longer leads): one channel, and its sockets
+        and threads, would otherwise stay per address ever heartbeated."""
+        for address in [a for a in self._channels if a not in keep]:
+            self._channels.pop(address).close()
 
     def _stub(self, address: str) -> cradle_grpc.CradleServiceStub:
         ch = self._channels.get(address)
@@ -101,6 +113,8 @@ class CradleMonitor:
         rows = self._reads.conn().execute(
             "SELECT id, address, status, available_bytes, consecutive_misses, last_heartbeat_at"
             " FROM cradle_servers WHERE unregistered_at IS NULL" + where).fetchall()
+        if not only_new:
+            self._close_channels(keep={row[1] for row in rows})
         if not rows:
             return 0
         timeout = max(0.2, min(self._interval * 0.5, 5.0))

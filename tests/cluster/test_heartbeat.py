@@ -8,7 +8,9 @@ import pathlib
 import grpc
 import pytest
 
+from gantry.heartbeat import OFFLINE_AFTER
 from gantry.pb.service.v1 import service_pb2 as svc
+from tests.cluster.helpers import status
 from tests.support import FakeCradle, single_node, wait_until
 
 
@@ -70,3 +72,18 @@ def test_new_server_is_heartbeated_at_once_not_after_an_interval(tmp_path: pathl
             assert plan.write_plan.cradle_address == cradle.addr
     finally:
         cradle.stop()
+
+
+def test_a_server_that_stays_offline_costs_no_log_entry(tmp_path: pathlib.Path) -> None:
+    # Helper audit: the miss count rose on every round (3, 4, 5, ...), so every heartbeat of an
+    # OFFLINE server proposed an entry, forever.
+    with single_node(tmp_path, env={"GANTRY_HEARTBEAT_INTERVAL": "100ms"}) as nd:
+        stub = nd.stub()
+        stub.RegisterCradleServer(svc.RegisterCradleServerRequest(address="127.0.0.1:9"), timeout=5)
+        wait_until(lambda: _status(stub, "127.0.0.1:9")[0] == "OFFLINE", 20, what="OFFLINE")
+        before = status(nd).commit_index
+        # A second dead server: its registration and its OFFLINE_AFTER updates are what the log
+        # gains while both are heartbeated for at least OFFLINE_AFTER more rounds.
+        stub.RegisterCradleServer(svc.RegisterCradleServerRequest(address="127.0.0.1:7"), timeout=5)
+        wait_until(lambda: _status(stub, "127.0.0.1:7")[0] == "OFFLINE", 20, what="OFFLINE")
+        assert status(nd).commit_index - before == 1 + OFFLINE_AFTER

@@ -1,5 +1,5 @@
 """The README's mistake undone on a real 3-node cluster: a dead storage address, registered,
-goes DEGRADED and then OFFLINE and costs a log entry per heartbeat; ``gantry unregister-cradle``
+goes DEGRADED and then OFFLINE; ``gantry unregister-cradle``
 through a follower removes it on every replica alike, and the leader stops heartbeating it."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 
+from gantry.heartbeat import OFFLINE_AFTER
 from gantry.pb.service.v1 import service_pb2 as svc
 from tests.cluster.helpers import leader_of
 from tests.support import REPO, cluster, wait_until
@@ -46,11 +47,11 @@ def test_unregister_a_dead_server_through_a_follower(tmp_path: pathlib.Path) -> 
                                              timeout=10)
         db = leader.data_dir / "gantry.db"
 
-        def misses() -> int:
+        def offline() -> bool:
             row = _row(db)
-            return int(row[2]) if row else 0  # type: ignore[call-overload]
+            return row is not None and row[1] == "OFFLINE"
 
-        wait_until(lambda: misses() > 4, 20, what="the dead server OFFLINE, still heartbeated")
+        wait_until(offline, 20, what="the dead server OFFLINE")
         r = subprocess.run([sys.executable, "-m", "gantry.cli", "unregister-cradle", DEAD,
                             "--addr", follower.addr], cwd=str(REPO), capture_output=True,
                            text=True, timeout=60)
@@ -67,5 +68,6 @@ def test_unregister_a_dead_server_through_a_follower(tmp_path: pathlib.Path) -> 
         # Proof that heartbeat rounds ran meanwhile: a second dead server gathers misses.
         follower.stub().RegisterCradleServer(svc.RegisterCradleServerRequest(address=OTHER),
                                              timeout=10)
-        wait_until(lambda: _misses(db, OTHER) > 4, 20, what="heartbeat rounds after unregister")
+        wait_until(lambda: _misses(db, OTHER) == OFFLINE_AFTER, 20,
+                   what="heartbeat rounds after unregister")
         assert _row(db) == before
