@@ -48,6 +48,16 @@ WATCH_POLL_S = 0.2
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: Longest the actor waits for the loop to start or stop the server, beyond the grace (seconds).
 LOOP_TIMEOUT_S = 30.0
+#: HTTP/2 keepalive of client connections with calls open (ms): the server pings after this
+#: much silence and closes the connection when the ping is not answered within the timeout. A
+#: health Watch or a Backup stream to a client whose host vanished otherwise held its call slot
+#: (and a Backup its lock and copy) until gRPC's 2 h default.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+#: Least interval (ms) between a client's own keepalive pings the server accepts (etcd's
+#: ``--grpc-keepalive-min-time``, 5 s; gRPC's default is 5 min, and a client pinging more often
+#: is sent GOAWAY ``too_many_pings``).
+CLIENT_PING_MIN_MS = 5_000
 
 T = TypeVar("T")
 
@@ -156,6 +166,13 @@ class FrontDoorActor(pykka.ThreadingActor):
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", int(self._reuse_port)),
+                ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                # grpcio 1.85 waits for the ping's ack this long, keepalive_timeout_ms aside
+                # (default 60 s; measured: an unanswered ping closed the connection 62 s later).
+                ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                ("grpc.http2.min_ping_interval_without_data_ms", CLIENT_PING_MIN_MS),
+                ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
         server.add_generic_rpc_handlers((_health_handler(self._health),))
