@@ -11,8 +11,11 @@ do. What it checks:
 1. ``raft.log`` (:func:`gantry.consensus.journal.scan_log`): damage before the end is refused with the byte
    offset and the last good log index. A torn tail (a crash mid-append) passes: the journal cuts
    it on open and keeps a copy of the dropped bytes.
-2. ``raft.log.meta`` (:func:`gantry.consensus.journal.read_meta`): missing is a fresh node; unreadable,
-   not JSON or not term/vote-shaped is refused.
+2. ``raft.log.meta`` (:func:`gantry.consensus.journal.read_meta`): missing is a fresh node, but
+   only if nothing else on the node shows a term (a log entry of term ≥ 1, or ``raft.snapshot``):
+   a node takes a term, durably, before it holds an entry of it, so a missing file beside them
+   was deleted and the node would forget its vote (Raft §5.2, Figure 2); unreadable, not JSON or
+   not term/vote-shaped is refused.
 3. The database (``gantry.db``): missing or empty is fresh; otherwise it must be a SQLite file
    no shorter than its header says, whose schema and applied index can be read.
 4. The Raft log against its snapshot: when the log was compacted (its first entry is above index
@@ -139,12 +142,21 @@ def check(config: Config) -> None:
     if scan.damage == "corrupt":
         raise PreflightError(scan.describe())
     try:
-        journal.read_meta(log_path + ".meta")
+        meta = journal.read_meta(log_path + ".meta")
     except journal.MetaCorrupt as e:
         raise PreflightError(str(e)) from None
 
     db = pathlib.Path(config.database)
     snap = data_dir / "raft.snapshot"
+    if not meta:
+        termed = [e for e in scan.entries if e[2] > 0]
+        if termed or snap.exists():
+            held = (f"{log_path} holds entries up to log index {termed[-1][1]} of term "
+                    f"{termed[-1][2]}" if termed else f"{snap} exists")
+            raise PreflightError(
+                f"Raft metadata {log_path}.meta is missing, but {held}: it held this node's "
+                "Raft term and vote, and starting without them could let it vote twice in one "
+                f"term. Put the file back if you have it; else {_RESTORE}")
     needs_snapshot = scan.first_index > 2
     db_problem = sqlite_problem(db)
     snap_problem = snapshot_problem(snap) if needs_snapshot or db_problem else None

@@ -157,6 +157,16 @@ def test_damaged_raft_meta_is_refused(data_dir: pathlib.Path, content: bytes) ->
     assert meta.read_bytes() == content
 
 
+def test_missing_raft_meta_beside_a_log_is_refused(data_dir: pathlib.Path) -> None:
+    # Operator trial: with raft.log.meta deleted the node started at term 1 with no vote (a
+    # fresh node's state) although its log held entries: it could vote twice in one term.
+    (data_dir / "raft.log.meta").unlink()
+    line = _refused(data_dir)
+    assert f"Raft metadata {data_dir / 'raft.log.meta'} is missing" in line
+    assert "vote twice in one term" in line and "remove-node" in line
+    assert not (data_dir / "raft.log.meta").exists()
+
+
 def test_torn_log_tail_is_cut_with_a_copy_kept(data_dir: pathlib.Path) -> None:
     log = data_dir / "raft.log"
     scan = scan_log(str(log))
