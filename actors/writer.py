@@ -485,7 +485,9 @@ class WriterActor(pykka.ThreadingActor):
                 error=repr(e),
                 exc_info=True,
             )
-            self._on_fatal(f"apply failed at log index {batch[0][0]}: {e!r}")
+            advice = ("; the database file is damaged: restore this node from a peer (README, "
+                      "Damaged files)" if type(e) is sqlite3.DatabaseError else "")
+            self._on_fatal(f"apply failed at log index {batch[0][0]}: {e!r}{advice}")
             return False
         metrics.APPLY_DURATION.observe(time.perf_counter() - t0)
         metrics.APPLY_BATCH_ENTRIES.observe(len(batch))

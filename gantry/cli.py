@@ -73,8 +73,10 @@ def _serve(ns: argparse.Namespace) -> int:
               "a peer (README, Damaged files)", file=sys.stderr)
         node.stop()
         return 2
-    except Exception:
+    except Exception as e:
         log.exception("start_failed")
+        print(f"gantry: start failed: {e!r} (the log has the stack; `start_failed`)",
+              file=sys.stderr)
         node.stop()
         return 1
     while not stop.wait(0.2):
@@ -82,6 +84,9 @@ def _serve(ns: argparse.Namespace) -> int:
             log.critical("node_failed", reason=node.fatal_reason)
             break
     node.stop()
+    if node.fatal.is_set():  # the log may be a file nobody watches: say it where the shell does
+        print(f"gantry: node stopped: {node.fatal_reason} (the log has the details; "
+              "`node_failed`)", file=sys.stderr)
     code = 1 if node.fatal.is_set() else 0
     _exit_within(EXIT_BOUND_S, code)
     return code
@@ -115,6 +120,10 @@ def _migrate(ns: argparse.Namespace) -> int:
     if ns.action != "up" and not db.exists():
         print(f"gantry: no database at {db}", file=sys.stderr)
         return 2
+    if db.exists() and not db.is_file():
+        print(f"gantry: {db} is not a database file (give --db the node's gantry.db)",
+              file=sys.stderr)
+        return 2
     lock = DataDirLock(db.parent)
     try:
         lock.acquire()  # a running node holds it: never migrate under a live node
@@ -140,6 +149,9 @@ def _migrate(ns: argparse.Namespace) -> int:
                 print(f"unknown (newer build): {st.unknown_applied}")
     except migrate.SchemaError as e:
         print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:
+        print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
         return 2
     finally:
         lock.release()

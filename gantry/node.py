@@ -107,8 +107,14 @@ class Node:
     # -- lifecycle --
     def start(self) -> None:
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        cfg.database.parent.mkdir(parents=True, exist_ok=True)
+        for d, flag in ((cfg.data_dir, "--data-dir"), (cfg.database.parent, "--db-path")):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                what = ("exists and is not a directory" if isinstance(e, (FileExistsError, NotADirectoryError))
+                        else f"cannot be created ({e.strerror or e})")
+                raise StartError(f"{flag} {d} {what}: give a directory the node may create or "
+                                 "write to") from None
         try:
             self._lock.acquire()
             if cfg.database.parent.resolve() != cfg.data_dir.resolve():

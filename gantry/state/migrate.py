@@ -9,6 +9,7 @@ message names the command that fixes it.
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 from dataclasses import dataclass
 
 import structlog
@@ -16,6 +17,9 @@ from yoyo import get_backend, read_migrations
 from yoyo.exceptions import LockTimeout
 
 MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
+#: The table yoyo-migrations records applied migrations in (``get_backend``'s default
+#: ``migration_table``).
+YOYO_TABLE = "_yoyo_migration"
 
 log = structlog.get_logger("gantry.migrate")
 
@@ -38,9 +42,25 @@ def _backend(db_path: pathlib.Path):  # type: ignore[no-untyped-def]
     return get_backend(f"sqlite:///{db_path}")
 
 
+def _has_yoyo_tables(db_path: pathlib.Path) -> bool:
+    """Whether ``db_path`` holds yoyo's bookkeeping (opened read-only: nothing is written).
+    Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                           " AND name = ?", (YOYO_TABLE,)).fetchone()
+        return bool(row[0])
+    finally:
+        conn.close()
+
+
 def status(db_path: pathlib.Path) -> SchemaStatus:
-    """Report the schema state of ``db_path`` without changing it (creates yoyo's bookkeeping
-    tables if the file is new)."""
+    """Report the schema state of ``db_path`` without changing it: a file without yoyo's
+    bookkeeping (new, empty, or never migrated) has nothing applied and is not opened for
+    writing. Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    if not _has_yoyo_tables(db_path):
+        known = [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
+        return SchemaStatus(known, [], known, 0)
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))

@@ -203,3 +203,19 @@ def test_data_directory_and_files_are_private(tmp_path: pathlib.Path) -> None:
                  for p in [nd.data_dir, *nd.data_dir.iterdir()] if p.is_file() or p.is_dir()}
     assert modes[nd.data_dir.name] == 0o700, modes
     assert all(m & 0o077 == 0 for m in modes.values()), modes
+
+
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: pathlib.Path) -> None:
+    # Operator trial: `--data-dir` naming a regular file exited 1 with nothing on stderr (only
+    # a start_failed traceback in the JSON log).
+    import subprocess
+
+    not_a_dir = tmp_path / "afile"
+    not_a_dir.write_text("x")
+    nd = NodeProcess(not_a_dir, *free_ports(2), [], node_id="file")
+    r = subprocess.run(nd.args(), capture_output=True, text=True, timeout=60)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2, (r.returncode, lines, r.stdout[-2000:])
+    assert lines == [f"gantry: --data-dir {not_a_dir} exists and is not a directory: give a "
+                     "directory the node may create or write to"]
+    assert not_a_dir.read_text() == "x"

@@ -93,3 +93,26 @@ def test_down_refuses_a_non_positive_step_count(tmp_path: pathlib.Path) -> None:
     db = _db(tmp_path)
     r = _gantry("down", "--steps", "0", "--db", str(db))
     assert r.returncode == 2 and "at least 1" in r.stderr
+
+
+def test_status_changes_nothing_and_bad_files_are_one_line(tmp_path: pathlib.Path) -> None:
+    # Operator trial: `migrate status` on an empty file wrote yoyo's tables into it; on a file
+    # that is not SQLite, or a directory, it printed a traceback.
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    r = _gantry("status", "--db", str(empty))
+    assert r.returncode == 0 and r.stdout.startswith("applied: -\npending: 0001"), r
+    assert empty.stat().st_size == 0
+    db = _db(tmp_path)
+    r = _gantry("status", "--db", str(db))
+    assert r.returncode == 0 and "pending: -" in r.stdout, r
+    text = tmp_path / "notes.log"
+    text.write_text("not a database\n" * 100)
+    r = _gantry("status", "--db", str(text))
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"gantry: {text} is not a usable SQLite database (file is not a database)"], r.stderr
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    r = _gantry("status", "--db", str(sub))
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"gantry: {sub} is not a database file (give --db the node's gantry.db)"], r.stderr
