@@ -111,7 +111,8 @@ class Node:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                what = ("exists and is not a directory" if isinstance(e, (FileExistsError, NotADirectoryError))
+                not_dir = isinstance(e, (FileExistsError, NotADirectoryError))
+                what = ("exists and is not a directory" if not_dir
                         else f"cannot be created ({e.strerror or e})")
                 raise StartError(f"{flag} {d} {what}: give a directory the node may create or "
                                  "write to") from None
