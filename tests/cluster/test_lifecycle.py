@@ -212,7 +212,8 @@ def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: pathlib.Path
 
     not_a_dir = tmp_path / "afile"
     not_a_dir.write_text("x")
-    nd = NodeProcess(not_a_dir, *free_ports(2), [], node_id="file")
+    port, raft = free_ports(2)
+    nd = NodeProcess(not_a_dir, port, raft, [], node_id="file")
     r = subprocess.run(nd.args(), capture_output=True, text=True, timeout=60)
     lines = r.stderr.splitlines()
     assert r.returncode == 2, (r.returncode, lines, r.stdout[-2000:])
