@@ -166,6 +166,16 @@ Invariants this module protects:
       its read-only nodes (a non-member streamed the whole log) are refused on the Raft port:
       Gantry changes membership through ``ClusterService`` only.
 
+15. **A snapshot is installed whole, from one leader in one term.** pysyncobj's follower appends
+    every snapshot chunk after the first to the file it has open, whoever sent it, and its
+    leader never cancels a transfer when it steps down: a leader deposed mid-transfer and
+    elected again resumed at its old offset, after another leader's first chunks had gone
+    into the file, and the follower installed the two snapshots spliced into one SQLite file
+    (found by a code audit; no integrity check runs on install). Here a chunk counts only from
+    the sender and term of the first chunk (:meth:`SafeSyncObj._snapshot_chunk_fits`; the
+    sender starts over once it finds the follower still behind), and a leader that steps down
+    cancels its transfers.
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -375,6 +385,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: Raft address → monotonic time (s) of the last message received from that member.
         self.last_contact: dict[str, float] = {}
         self._snapshot_keepalive_at = 0.0  # monotonic time of the last keep-alive (override 5)
+        #: Override 15: (leader's Raft address, term) of the snapshot being received.
+        self._incoming_snapshot: tuple[str | None, int] | None = None
         #: Command bytes of proposals whose append did not fit (override 6); the Raft actor
         #: takes them (:meth:`take_refused`) to fail their proposals.
         self._refused: list[bytes] = []
@@ -470,6 +482,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                     self._conflict_hint = self._first_index_of_term(prev_idx, prev[2], old_commit)
         elif message.get("serialized") is not None:
             snapshot_message = True
+            if not self._snapshot_chunk_fits(node_id, int(message["term"]), message["serialized"]):
+                self._snapshot_chunk_received(node)  # override 5 still: this follower is alive
+                return
         applied_before: int = self._SyncObj__raftLastApplied
         raft_log = self._SyncObj__raftLog
         batching = hasattr(raft_log, "begin_batch")
@@ -535,6 +550,27 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
         plain["entries"] = [entry]
         return plain
+
+    # -- override 15: a snapshot is received whole, from one leader in one term --
+    def _snapshot_chunk_fits(self, node_id: str | None, term: int, serialized: Any) -> bool:
+        """Whether a snapshot chunk ``(data, is_first, is_last)`` continues the snapshot being
+        received: the first chunk starts one from its sender in its term; a later chunk counts
+        only from that sender in that term. pysyncobj appends every later chunk to the file
+        open, whoever sent it: a leader deposed mid-transfer and elected again resumes where it
+        stopped (it never cancels a transfer on stepping down), after another leader's first
+        chunks went into the file, and the follower installed the two snapshots spliced. A
+        dropped chunk is never answered; the sender reaches the end, finds the follower still
+        behind and starts over from the first chunk."""
+        if not isinstance(serialized, tuple) or len(serialized) != 3:
+            return True  # the engine decides (a malformed chunk is its business)
+        if serialized[1]:
+            self._incoming_snapshot = (node_id, term)
+            return True
+        if self._incoming_snapshot == (node_id, term):
+            return True
+        _log.info("snapshot_chunk_dropped", leader=node_id, term=term,
+                  receiving_from=None if self._incoming_snapshot is None else list(self._incoming_snapshot))
+        return False
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:
@@ -752,6 +788,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if self._SyncObj__raftState == leader and newState != leader:
             self._SyncObj__raftElectionDeadline = (
                 engine_clock() + self._SyncObj__generateRaftTimeout())
+            # Override 15: a transfer in progress ends with this term (its file is closed); as
+            # leader again this node starts every snapshot from its first chunk.
+            for node in (*self._SyncObj__otherNodes, *self._SyncObj__readonlyNodes):
+                self._SyncObj__serializer.cancelTransmisstion(node)
         SyncObj._SyncObj__setState(self, newState)
 
     def _on_pre_vote_response(self, node: Any, message: dict[str, Any]) -> None:

@@ -128,6 +128,47 @@ def test_partial_or_empty_snapshot_message_commits_nothing(
         assert node.raftCommitIndex == 3
 
 
+def _chunk(term: int, data: bytes, first: bool, last: bool = False) -> dict[str, Any]:
+    return {"type": "append_entries", "term": term, "commit_index": 3,
+            "serialized": (data, first, last)}
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_snapshot_chunks_of_another_leader_or_term_are_not_spliced_in(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 15: leader A (term 3) sent the first chunk of its snapshot; leader B (term 4)
+    resumes a transfer it had started in an earlier term, with a later chunk. The stock engine
+    appends B's chunk to A's: the installed file would be two snapshots spliced. Here it is
+    dropped; B's first chunk starts a snapshot of its own, whose later chunks count."""
+    node, _, peers = _make(cls, tmp_path, DEPOSED, term=2)
+    made.append(node)
+    incoming = "_Serializer__incomingTransmissionFile"
+    node._SyncObj__onMessageReceived(peers[0], _chunk(3, b"A-first|", True))
+    node._SyncObj__onMessageReceived(peers[1], _chunk(4, b"B-later|", False))
+    received = getattr(node._SyncObj__serializer, incoming)
+    if cls is _Stock:
+        assert received == b"A-first|B-later|"  # the engine defect
+        return
+    assert received == b"A-first|"
+    node._SyncObj__onMessageReceived(peers[0], _chunk(4, b"A-in-term-4|", False))  # A, new term
+    assert getattr(node._SyncObj__serializer, incoming) == b"A-first|"
+    node._SyncObj__onMessageReceived(peers[1], _chunk(4, b"B-first|", True))
+    node._SyncObj__onMessageReceived(peers[1], _chunk(4, b"B-later|", False))
+    assert getattr(node._SyncObj__serializer, incoming) == b"B-first|B-later|"
+
+
+def test_a_leader_that_steps_down_cancels_its_snapshot_transfers(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """Override 15, sending side: pysyncobj keeps a transfer's offset across its terms."""
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED, term=2)
+    made.append(node)
+    _lead(node, peers)
+    transfers = node._SyncObj__serializer._Serializer__transmissions
+    transfers[peers[0]] = {"transmitted": 65536, "data": b"x" * 100_000}
+    node._SyncObj__setState(0)  # FOLLOWER
+    assert transfers == {}
+
+
 # Follower: 1–3 at term 1, then a long stale tail 4–10 at term 2. Leader (term 3): 4–20 at term 3.
 STALE_TAIL = [(b"\x01", 1, 1), (b"a", 2, 1), (b"b", 3, 1)] + [
     (f"s{i}".encode(), i, 2) for i in range(4, 11)]
