@@ -97,10 +97,15 @@ def check_database(path: pathlib.Path) -> tuple[int, int]:
     try:
         conn = sqlite3.connect(_ro_uri(path), uri=True)
         try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
             if rows != ["ok"]:
+                # One row may hold many problems, a line each ("*** in database main ***\n
+                # On tree page 353 cell 29: ..."): the message stays one line.
+                problems = [ln.strip() for r in rows for ln in str(r).splitlines()
+                            if ln.strip() and not ln.startswith("***")]
+                more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
                 raise BackupError(f"{path} failed SQLite's integrity check: "
-                                  f"{'; '.join(str(r) for r in rows[:3])}")
+                                  f"{'; '.join(problems[:3])}{more}")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             if "raft_applied" not in tables:
                 raise BackupError(f"{path} is a SQLite file but not a Gantry database "

@@ -78,12 +78,17 @@ class Registrar:
         available", not health flap."""
         sql = f"SELECT 1 FROM cradle_servers WHERE id = ? AND {placeable_where(heartbeats)}"
         next_note = time.monotonic() + 10.0
-        while not self._stopping.wait(0.01):
+        pause_s, failures = 0.01, 0
+        while not self._stopping.wait(pause_s):
             try:
                 placeable = reads.conn().execute(sql, (cradle_id, 1)).fetchone()
-            except Exception as e:  # e.g. busy during a restore: look again
-                log.warning("cradle_readiness_check_failed", error=repr(e))
+            except Exception as e:  # e.g. busy during a restore: look again, backing off
+                failures += 1
+                if failures == 1 or failures % 100 == 0:  # not 100 lines a second
+                    log.warning("cradle_readiness_check_failed", error=repr(e), failures=failures)
+                pause_s = min(0.5, pause_s * 2)
                 continue
+            pause_s, failures = 0.01, 0
             if placeable:
                 log.info("cradle_placeable", address=address)
                 return True

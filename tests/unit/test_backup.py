@@ -246,6 +246,10 @@ def test_restore_refuses_a_file_that_fails_the_integrity_check(tmp_path: pathlib
     conn.commit()
     conn.close()
     _refused(swapped, tmp_path / "target", "failed SQLite's integrity check: row 1 missing from")
+    # Operator trial: hundreds of problems came out as hundreds of lines; one line here.
+    with pytest.raises(BackupError) as refused:
+        backup.restore(swapped, tmp_path / "target", RAFT)
+    assert "\n" not in str(refused.value) and str(refused.value).endswith("more)")
     # A page of zeros where an index lives: SQLite itself calls the file malformed.
     data = bytearray(db.read_bytes())
     off = (roots["buckets_created"] - 1) * page_size
