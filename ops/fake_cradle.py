@@ -32,7 +32,7 @@ class FakeCradle(cgrpc.CradleServiceServicer):  # type: ignore[misc]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--available-bytes", type=int, default=1 << 40)
