@@ -25,7 +25,8 @@ Ctrl-C or SIGTERM; then it sends SIGTERM to every node and SIGKILL to any still 
 
 Restarting with the same ``--base-dir`` and ports resumes the same cluster from its data. Exit
 status: 0 after a clean stop, 1 if a node failed to start, exited early, exited non-zero or needed
-SIGKILL, 2 on bad arguments or ports already in use.
+SIGKILL (the launcher itself exits once every node has exited), 2 on bad arguments or ports
+already in use.
 """
 
 from __future__ import annotations
@@ -368,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                         status = 1
                         print(f"cluster: {nd.name} exited ({describe_exit(nd.proc.returncode)}); "
                               f"see {nd.log_path}", file=sys.stderr, flush=True)
+                if len(reported) == len(nodes):
+                    print("cluster: every node exited; stopping", file=sys.stderr, flush=True)
+                    break
     finally:
         print("stopping cluster", flush=True)
         if not stop_all(nodes, ns.stop_timeout, force):
