@@ -37,6 +37,8 @@ from gantry.db import Watermark
 
 CONSISTENCY_KEY = "x-gantry-consistency"
 MIN_INDEX_KEY = "x-gantry-min-log-index"
+#: The largest log index (int64, as SQLite and the Status fields hold it).
+MAX_LOG_INDEX = 2**63 - 1
 LOG_INDEX_KEY = "x-gantry-log-index"
 #: Longest a read waits for its index when the client set no deadline (seconds).
 DEFAULT_READ_TIMEOUT_S = 10.0
@@ -62,7 +64,9 @@ def parse(context: AnyContext) -> tuple[Consistency, int]:
                 min_index = int(v)
             except ValueError:
                 raise invalid_argument("InvalidMinLogIndex", MIN_INDEX_KEY) from None
-            if min_index < 0:  # a log index is ≥ 0 (Raft §5.3; 0 = nothing to wait for)
+            # A log index is ≥ 0 (Raft §5.3; 0 = nothing to wait for) and an int64, as in the
+            # x-gantry-log-index trailer and SQLite: a larger one could only wait out the deadline.
+            if not 0 <= min_index <= MAX_LOG_INDEX:
                 raise invalid_argument("InvalidMinLogIndex", MIN_INDEX_KEY)
     if min_index and level in ("", Consistency.MIN_INDEX.value):
         return Consistency.MIN_INDEX, min_index

@@ -22,7 +22,7 @@ class _Ctx:
         return self._remaining
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "1.5", ""])
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "", str(2**63), "99999999999999999999999"])
 def test_a_min_log_index_that_is_not_a_log_index_is_refused(value: str) -> None:
     with pytest.raises(RpcError) as e:
         reads.parse(_Ctx(((reads.MIN_INDEX_KEY, value),)))  # type: ignore[arg-type]
