@@ -327,9 +327,11 @@ def call_with_retry(method: Any, request: Any, request_id: str = "", timeout_s: 
 
 
 def write_any(nodes: list[NodeProcess], method: str, request: Any, request_id: str,
-              start: int = 0, timeout_s: float = 60.0, per_call_s: float = 5.0) -> Any:
+              start: int = 0, timeout_s: float = 60.0, per_call_s: float = 5.0,
+              give_up: threading.Event | None = None) -> Any:
     """Send a write to ``nodes[start]``, moving on to the next node (same ``x-request-id``, so it
-    applies once) after UNAVAILABLE / DEADLINE_EXCEEDED, until ``timeout_s`` passes."""
+    applies once) after UNAVAILABLE / DEADLINE_EXCEEDED, until ``timeout_s`` passes or
+    ``give_up`` is set (then the last error is raised)."""
     deadline = time.monotonic() + timeout_s
     i = start
     while True:
@@ -340,7 +342,8 @@ def write_any(nodes: list[NodeProcess], method: str, request: Any, request_id: s
         except (grpc.RpcError, ValueError) as e:
             retriable = isinstance(e, ValueError) or e.code() in (
                 grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-            if not retriable or time.monotonic() > deadline:
+            stopped = give_up is not None and give_up.is_set()
+            if not retriable or stopped or time.monotonic() > deadline:
                 raise
             i += 1
             time.sleep(0.02)

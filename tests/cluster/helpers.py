@@ -73,10 +73,11 @@ class Load:
             key = f"w{w}/k{i}"
             try:
                 write_any(self.nodes, "PlanWrite", svc.PlanWriteRequest(bucket=BUCKET, key=key, size=1),
-                          request_id=key, start=w + i, timeout_s=30, per_call_s=3)
+                          request_id=key, start=w + i, timeout_s=30, per_call_s=3,
+                          give_up=self.stop)
                 with self.lock:
                     self.acked.append(key)
-            except grpc.RpcError:
+            except (grpc.RpcError, ValueError):  # ValueError: a closed channel (given up)
                 with self.lock:
                     self.unacked.append(key)
             i += 1
