@@ -426,7 +426,7 @@ class WriterActor(pykka.ThreadingActor):
                       last_index=batch[-1][0], error=str(error),
                       hint="retried until it fits; free space on the database's file system")
             if self._disk is not None:
-                self._disk.report_full("database", f"{self._db_path}: {error}")
+                self._disk.report_full(diskspace.DATABASE_PART, f"{self._db_path}: {error}")
         else:
             self._held_delay = min(self._held_delay * 2, FULL_RETRY_MAX_S)
         self._held_retry_at = now + self._held_delay
@@ -496,7 +496,7 @@ class WriterActor(pykka.ThreadingActor):
                      held_s=round(time.monotonic() - self._held_since, 3))
             self._held = None
             if self._disk is not None:
-                self._disk.report_ok("database")
+                self._disk.report_ok(diskspace.DATABASE_PART)
         last = batch[-1][0]
         self._watermark.advance(last)
         # One call for the whole batch: waiting API calls are handed to the event loop at once.

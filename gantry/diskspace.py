@@ -36,6 +36,9 @@ log = structlog.get_logger("gantry.disk")
 MESSAGE = "disk full: writes refused until space is freed"
 
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: The alarm part the writer raises while SQLite has no room for a batch it holds (the Raft log
+#: then refuses appends too: :meth:`gantry.consensus.journal.DurableJournal.add`).
+DATABASE_PART = "database"
 _SQLITE_FULL = 13
 
 

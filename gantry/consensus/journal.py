@@ -34,6 +34,7 @@ file raises :class:`MetaCorrupt` instead of being ignored.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -51,7 +52,7 @@ from pysyncobj.journal import Journal
 from gantry import metrics
 from gantry.consensus.pysyncobj_compat import is_membership_entry
 from gantry.db import fsync_dir, fsync_file
-from gantry.diskspace import DiskFull, DiskSpace, is_space_error
+from gantry.diskspace import DATABASE_PART, DiskFull, DiskSpace, is_space_error
 
 log = structlog.get_logger("gantry.journal")
 
@@ -495,14 +496,22 @@ class DurableJournal(Journal):  # type: ignore[misc]
             return True
 
     # -- out of space (gantry.diskspace) --
-    def _out_of_space(self, e: OSError) -> None:
+    def _out_of_space(self, e: OSError, part: str | None = "raft-log") -> None:
         if not self.full:
             log.warning("raft_log_append_refused", path=self._path, error=e.strerror,
                         last_index=self._entries[-1][1] if self._entries else 0)
         self.full = True
         self._next_probe = time.monotonic() + SPACE_PROBE_EVERY_S
-        if self._disk is not None:
-            self._disk.report_full("raft-log", f"{self._path}: {e.strerror}")
+        if self._disk is not None and part is not None:
+            self._disk.report_full(part, f"{self._path}: {e.strerror}")
+
+    def _database_full(self) -> bool:
+        """Whether the writer holds a batch the database had no room for
+        (:class:`~gantry.diskspace.DiskSpace` part ``"database"``). No append fits meanwhile:
+        a follower that kept appending and acknowledging held every committed entry in memory
+        twice (the writer's queue and this journal) for as long as the database was full; now
+        it acknowledges nothing and the others carry on, as when the log itself is full."""
+        return self._disk is not None and DATABASE_PART in self._disk.where()
 
     def _space_back(self) -> None:
         self.full = False
@@ -520,6 +529,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if now < self._next_probe:
             return False
         self._next_probe = now + SPACE_PROBE_EVERY_S
+        if self._database_full():
+            return False
         with self._lock:
             try:
                 try:
@@ -581,6 +592,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
         """Append an entry. Raises :class:`~gantry.diskspace.DiskFull` when it does not fit:
         whatever part of its record reached the file is cut off again first."""
         rec = _record(command, idx, term)
+        if self._database_full():
+            e = OSError(errno.ENOSPC, "no space for the database: its writer holds committed "
+                                      "entries")
+            self._out_of_space(e, part=None)
+            raise DiskFull(e, command)
         with self._lock:
             pos = self._pending_from
             if pos is not None:

@@ -115,6 +115,29 @@ def test_an_append_that_does_not_fit_leaves_nothing_and_raises(
     assert scan_log(j._path).damage == ""
 
 
+def test_no_append_fits_while_the_writer_holds_a_batch(tmp_path: pathlib.Path) -> None:
+    # Helper audit: with the database's file system full and the Raft log's not (--db-path on
+    # another disk), a follower kept appending and acknowledging while its writer held a batch:
+    # every committed entry waited in memory twice (queue and journal), without bound.
+    alarm = DiskSpace()
+    j = _journal(tmp_path, alarm)
+    size = os.path.getsize(j._path)
+    alarm.report_full("database", "gantry.db: database or disk is full")
+    with pytest.raises(DiskFull) as exc:
+        j.add(b"four", 4, 1)
+    assert exc.value.command == b"four" and is_space_error(exc.value)
+    assert j.full and os.path.getsize(j._path) == size and len(j) == 3
+    j._next_probe = 0.0
+    assert not j.probe_space() and j.full  # the log's room is not the database's
+    alarm.report_ok("database")
+    j._next_probe = 0.0
+    assert j.probe_space() and not j.full
+    assert alarm.where() == {}  # the journal raised no part of its own
+    j.add(b"four", 4, 1)
+    j.close()
+    assert [e[1] for e in scan_log(j._path).entries] == [1, 2, 3, 4]
+
+
 def test_a_half_appended_batch_is_taken_back(tmp_path: pathlib.Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     j = _journal(tmp_path)
