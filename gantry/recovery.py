@@ -52,7 +52,7 @@ from pysyncobj.node import TCPNode
 from gantry import db, preflight
 from gantry.config import Config
 from gantry.consensus import journal
-from gantry.consensus.pysyncobj_compat import gantry_payload
+from gantry.consensus.pysyncobj_compat import gantry_payload, is_membership_entry, membership_change
 from gantry.state import snapshot, statemachine
 
 log = structlog.get_logger("gantry.recovery")
@@ -216,6 +216,36 @@ def _catch_up(conn: sqlite3.Connection, entries: list[tuple[bytes, int, int]], u
     return len(todo)
 
 
+def _members_at(cfg: Config, state: _State, conn: sqlite3.Connection, index: int) -> list[str]:
+    """The voting members (Raft addresses, sorted) as of log ``index``, for the audit line: the
+    snapshot's configuration, or without one the members that announced themselves
+    (``cluster_nodes``) less those a membership entry added (the log holds the whole history
+    then, so those were not founders), with this node; then the log's membership changes after
+    that, up to ``index``, in order. An undecodable change is skipped (the line informs only)."""
+    snap_index = int(state.snap_meta[0][1]) if state.snap_meta is not None else 0
+    changes: list[tuple[str, str]] = []
+    for command, idx, _term in state.entries:
+        if snap_index < idx <= index and is_membership_entry(command):
+            try:
+                changes.append(membership_change(command))
+            except ValueError:
+                continue
+    if state.snap_meta is not None:
+        members = {str(m) for m in state.snap_meta[2]}
+    else:
+        first: dict[str, str] = {}
+        for kind, addr in changes:
+            first.setdefault(addr, kind)
+        announced = {r[0] for r in conn.execute("SELECT raft_addr FROM cluster_nodes")}
+        members = {a for a in announced if first.get(a) != "add"} | {cfg.raft_addr}
+    for kind, addr in changes:
+        if kind == "add":
+            members.add(addr)
+        else:
+            members.discard(addr)
+    return sorted(members)
+
+
 def force_new_cluster(cfg: Config) -> Recovered:
     """Turn this (stopped) node's data directory into a one-member cluster keeping its data (see
     the module docstring). Call with the data directory's lock held, after :func:`check` and the
@@ -257,11 +287,7 @@ def force_new_cluster(cfg: Config) -> Recovered:
             terms.append(int(state.snap_meta[0][2]))
         previous_term = max(terms)
         term = previous_term + 1
-        if state.snap_meta is not None:
-            previous_members = sorted(state.snap_meta[2])
-        else:
-            previous_members = sorted(r[0] for r in conn.execute(
-                "SELECT raft_addr FROM cluster_nodes"))
+        previous_members = _members_at(cfg, state, conn, index)
         # Crash-safe order (module docstring): the uncommitted tail goes first, then the new
         # snapshot (its membership is this node alone), then term and commit index, then the log
         # is cut down to the snapshot's two entries (the Raft actor would do that at start too).

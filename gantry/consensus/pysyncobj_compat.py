@@ -322,6 +322,32 @@ def no_op_entry(index: int, term: int) -> tuple[bytes, int, int]:
     return (_NO_OP, index, term)
 
 
+class _MembershipUnpickler(pickle.Unpickler):
+    """Unpickles only what pysyncobj writes for a membership change: lists, strings and its
+    node classes (``pysyncobj.node``)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "pysyncobj.node" and name in ("Node", "TCPNode"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a membership entry")
+
+
+def membership_change(command: bytes) -> tuple[str, str]:
+    """``("add" | "rem", Raft address)`` of a pysyncobj membership entry's command bytes
+    (``MEMBERSHIP`` prefix byte, then ``pickle([kind, node id, node])``). Raises ``ValueError``
+    for anything else."""
+    if not is_membership_entry(command):
+        raise ValueError("not a membership entry")
+    try:
+        request = _MembershipUnpickler(io.BytesIO(command[1:])).load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure: not one of pysyncobj's
+        raise ValueError(f"undecodable membership entry: {e!r}") from None
+    if (not isinstance(request, list) or len(request) < 2 or request[0] not in ("add", "rem")
+            or not isinstance(request[1], str)):
+        raise ValueError(f"a membership entry of an unknown shape: {request!r}"[:200])
+    return str(request[0]), request[1]
+
+
 def is_membership_entry(command: bytes) -> bool:
     """Whether a journal entry's command bytes are a pysyncobj membership change (as opposed to a
     Gantry entry or pysyncobj's no-op): pysyncobj prefixes each command with its type byte."""

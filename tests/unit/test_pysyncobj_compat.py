@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import pathlib
+import pickle
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -1196,3 +1197,18 @@ def test_a_leader_transferring_leadership_appends_no_new_command(
         node.transfer_hold_until = 0.0
         node._checkCommandsToApply()
         assert node._SyncObj__getCurrentLogIndex() == 4
+
+
+def test_membership_change_reads_pysyncobj_entries_and_nothing_else() -> None:
+    from pysyncobj import pickle as sync_pickle
+
+    from gantry.consensus.pysyncobj_compat import membership_change
+
+    addr = "127.0.0.1:7003"
+    assert membership_change(b"\x02" + sync_pickle.dumps(["add", addr, TCPNode(addr)])) == ("add", addr)
+    assert membership_change(b"\x02" + sync_pickle.dumps(["rem", addr, TCPNode(addr)])) == ("rem", addr)
+    for bad in (b"\x00" + sync_pickle.dumps((0, (b"x",))),  # a regular call
+                b"\x02" + pickle.dumps(["add", addr, pathlib.Path("/")]),  # another class
+                b"\x02" + pickle.dumps({"add": addr})):
+        with pytest.raises(ValueError):
+            membership_change(bad)

@@ -124,3 +124,32 @@ def test_refuses_with_peers_or_nothing_to_recover(tmp_path: pathlib.Path) -> Non
         force_new_cluster(cfg)
     assert (pathlib.Path(cfg.data_dir) / "raft.log").read_bytes() == before
     assert not list(pathlib.Path(cfg.data_dir).glob("force-new-cluster-*"))
+
+
+def test_previous_members_follow_the_logs_membership_changes(tmp_path: pathlib.Path) -> None:
+    # Operator trial: the force_new_cluster line named a member removed long before (it read
+    # every member that ever announced itself in cluster_nodes).
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = Config(data_dir=data, raft_addr=SELF)
+    founder, joined = "127.0.0.1:7002", "127.0.0.1:7003"
+    entries = [(b"\x01", 1, 1), (_call(commands.encode(commands.create_bucket("a"))), 2, 1),
+               (_membership("add", joined), 3, 1), (_membership("rem", founder), 4, 1),
+               (_call(commands.encode(commands.create_bucket("b"))), 5, 1)]
+    j = DurableJournal(str(data / "raft.log"))
+    for e in entries:
+        j.add(*e)
+    j.setCurrentTerm(1, None)
+    j.setRaftCommitIndex(5)
+    j.close()
+    migrate.upgrade(cfg.database)
+    conn = db.open_rw(cfg.database)
+    statemachine.apply_batch(conn, [(i, gantry_payload(c) or b"", t) for c, i, t in entries
+                                    if gantry_payload(c)])
+    for addr in (SELF, founder, joined):  # every member announced itself at some point
+        conn.execute("INSERT INTO cluster_nodes (raft_addr, node_id, grpc_addr, created_at,"
+                     " updated_at) VALUES (?, ?, '', 0, 0)", (addr, addr))
+    conn.commit()
+    conn.close()
+    done = force_new_cluster(cfg)
+    assert done.previous_members == sorted([SELF, joined])
