@@ -107,6 +107,17 @@ class Node:
     # -- lifecycle --
     def start(self) -> None:
         cfg = self.config
+        # Refusals that need no file first, so a refused start leaves the disk as it was.
+        if cfg.force_new_cluster:
+            try:
+                recovery.check(cfg)  # reads only; again below, under the lock
+            except recovery.RecoveryError as e:
+                raise StartError(str(e)) from None
+        raft_host, _, raft_port = cfg.raft_addr.rpartition(":")
+        for host, port, what in ((cfg.host, cfg.port, "gRPC"),
+                                 (raft_host, int(raft_port or 0), "Raft")):
+            if not readworker.check_port_free(host, port):
+                raise StartError(f"cannot listen on {what} address {host}:{port} (in use?)")
         for d, flag in ((cfg.data_dir, "--data-dir"), (cfg.database.parent, "--db-path")):
             try:
                 d.mkdir(parents=True, exist_ok=True)

@@ -220,3 +220,21 @@ def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: pathlib.Path
     assert lines == [f"gantry: --data-dir {not_a_dir} exists and is not a directory: give a "
                      "directory the node may create or write to"]
     assert not_a_dir.read_text() == "x"
+
+
+def test_refused_starts_leave_a_new_data_dir_uncreated(tmp_path: pathlib.Path) -> None:
+    # Operator trial: --force-new-cluster on a new directory, or a taken gRPC port, created the
+    # directory (and its LOCK, gantry.db, raft.log) before refusing.
+    import socket
+    import subprocess
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port, raft = taken.getsockname()[1], free_ports(1)[0]
+        for extra, expect, grpc_port in (
+                (["--force-new-cluster"], "nothing to recover", free_ports(1)[0]),
+                ([], f"cannot listen on gRPC address 127.0.0.1:{port} (in use?)", port)):
+            new_dir = tmp_path / f"new-{len(extra)}"
+            nd = NodeProcess(new_dir, grpc_port, raft, [], extra, node_id="refused")
+            r = subprocess.run(nd.args(), capture_output=True, text=True, timeout=60)
+            assert r.returncode == 2 and expect in r.stderr, (r.returncode, r.stderr)
+            assert not new_dir.exists()
