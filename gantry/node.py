@@ -329,7 +329,7 @@ class Node:
         self._free.check()
         if self._stopping.is_set() or self._raft is None or self._read_source is None:
             raise Stopping()
-        if not (self.disk.full and "database" in self.disk.where()):
+        if not (self.disk.full and diskspace.DATABASE_PART in self.disk.where()):
             if not self._raft_serving:  # no (reachable) leader, or still catching up: fail fast
                 raise NoLeader()
 
