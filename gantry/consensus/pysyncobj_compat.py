@@ -160,7 +160,14 @@ Invariants this module protects:
     - a connection that read nothing for ``connectionTimeout`` is dropped: a member's (when it
       said it sends keep-alives; an older build's link is left to pysyncobj, as before) and an
       incoming one that has not said which member it is;
-    - a member that connects again replaces its old connection, which is closed;
+    - a member that connects again replaces its old connection, which is closed; a
+      connection naming a member this node connects to itself (the higher address connects)
+      is refused: taking it replaced the real link, and that member stayed cut off;
+    - an unidentified connection must name its member within ``connectionTimeout`` of its
+      accept (a byte trickled now and then kept it open), and may announce no frame longer
+      than :data:`UNIDENTIFIED_MAX_FRAME_BYTES`; one poll event reads at most
+      :data:`READ_BUDGET_BYTES` from a connection (a client streaming a 1.5 GB frame froze the
+      tick thread and deposed a leader, password or not);
     - pysyncobj's utility commands (``add``, ``remove``, ``transfer``, ``set_version``,
       ``status``: unauthenticated membership changes without the strict reconfig check) and
       its read-only nodes (a non-member streamed the whole log) are refused on the Raft port:
@@ -198,13 +205,15 @@ and of the tests beside it (``tests/unit/test_pysyncobj_compat.py``, the version
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import pickle
+import socket
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pysyncobj.pickle as _sync_pickle
@@ -280,6 +289,13 @@ FEATURE_PRE_VOTE = "pre_vote"
 FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
+#: Override 14: the longest frame (bytes) a connection that has not said which member it is may
+#: announce (its first messages are a 32-byte key and an address), and how many bytes one poll
+#: event may read from one connection before the tick goes on (pysyncobj read for as long as
+#: data kept coming: one client streaming a huge frame froze the tick thread for seconds and
+#: deposed a leader, password or not).
+UNIDENTIFIED_MAX_FRAME_BYTES = 64 * 1024
+READ_BUDGET_BYTES = 1024 * 1024
 #: Raft messages whose pickle is at least this long (bytes) are deflated at level 3 as pysyncobj
 #: does; shorter ones travel as a stored (level 0) zlib stream (override 8).
 DEFLATE_MIN_BYTES = 64 * 1024
@@ -313,6 +329,44 @@ def _send_encoded(conn: TcpConnection, message: Any) -> None:
 def use_encoded_send(conn: TcpConnection) -> None:
     """Make ``conn`` send with :func:`encode_message` (override 8); receiving is unchanged."""
     conn.send = functools.partial(_send_encoded, conn)
+
+
+def _bounded_read(conn: TcpConnection, unidentified: Callable[[], bool]) -> bool:
+    """pysyncobj's ``TcpConnection.__processRead`` (one ``recv`` into the read buffer; True when
+    it read something), except that it returns False once :data:`READ_BUDGET_BYTES` were read
+    in this poll event (the poller calls again while data waits), and that a connection
+    ``unidentified()`` says has not named its member is closed when the frame it announces is
+    longer than :data:`UNIDENTIFIED_MAX_FRAME_BYTES` (override 14)."""
+    sock = conn._TcpConnection__socket
+    try:
+        incoming = sock.recv(conn._TcpConnection__recvBufferSize)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+            conn.disconnect()
+        return False
+    if not incoming or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+        conn.disconnect()
+        return False
+    buf = conn._TcpConnection__readBuffer + incoming
+    conn._TcpConnection__readBuffer = buf
+    if len(buf) >= 4 and unidentified():
+        declared = struct.unpack("i", buf[:4])[0]
+        if not 0 <= declared <= UNIDENTIFIED_MAX_FRAME_BYTES:
+            _log.warning("raft_connection_refused", reason="oversized first message",
+                         declared_bytes=declared)
+            conn.disconnect()
+            return False
+    burst = getattr(conn, "_gantry_burst", 0) + len(incoming)
+    if burst >= READ_BUDGET_BYTES:
+        conn._gantry_burst = 0
+        return False
+    conn._gantry_burst = burst
+    return True
+
+
+def use_bounded_read(conn: TcpConnection, unidentified: Callable[[], bool]) -> None:
+    """Make ``conn`` read with :func:`_bounded_read` (override 14)."""
+    conn._TcpConnection__processRead = functools.partial(_bounded_read, conn, unidentified)
 
 
 def no_op_entry(index: int, term: int) -> tuple[bytes, int, int]:
@@ -1142,7 +1196,10 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                           silent_s=round(quiet, 1))
                 conn.disconnect()
         for conn in list(getattr(self, "_unknownConnections", ())):
-            if now - conn._TcpConnection__lastReadTime > idle_s:
+            # From its accept, not its last read: a socket trickling a byte at a time must not
+            # stay unidentified for ever.
+            if now - getattr(conn, "_gantry_accepted", conn._TcpConnection__lastReadTime) > idle_s:
+                _log.info("raft_connection_dropped", member=None, reason="unidentified")
                 conn.disconnect()
                 self._unknownConnections.discard(conn)
         if now - self._last_keepalive >= KEEPALIVE_S:
@@ -1174,6 +1231,16 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 "read-only node" if message == "readonly" else "unknown member")
             _log.warning("raft_connection_refused", reason=what,
                          command=str(message[0])[:32] if isinstance(message, list) and message else None)
+            self._unknownConnections.discard(conn)
+            conn.disconnect()
+            return
+        if self._shouldConnect(node):
+            # This node connects to that member itself; a connection from it is an impostor's
+            # (or a misconfigured peer's). Taking it replaced the real, outgoing connection,
+            # and that member stayed cut off until a restart: the outgoing side's object was
+            # gone, so no reconnect ever said who it was.
+            _log.warning("raft_connection_refused", reason="member connects the other way",
+                         member=node.id)
             self._unknownConnections.discard(conn)
             conn.disconnect()
             return
@@ -1237,9 +1304,12 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         conn = self._connections.get(node)
         if conn is not None:
             use_encoded_send(conn)
+            use_bounded_read(conn, lambda: False)  # override 14: a member, once connected
 
     def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802 - pysyncobj's name
         use_encoded_send(conn)
+        conn._gantry_accepted = engine_clock()  # override 14
+        use_bounded_read(conn, lambda: conn in self._unknownConnections)
         super()._onNewIncomingConnection(conn)
 
     def send(self, node: Any, message: Any) -> bool:

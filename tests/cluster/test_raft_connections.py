@@ -130,30 +130,60 @@ def test_utility_commands_and_read_only_nodes_are_refused(tmp_path: pathlib.Path
                 assert got == b"", f"{message!r} was answered"
         assert [m.raft_addr for m in status(nd).members] == members
         assert nd.is_serving()
-        refused = [e for e in nd.log_events() if e.get("event") == "raft_connection_refused"]
-        assert [e["reason"] for e in refused] == ["utility command", "utility command", "read-only node"]
+        # A new-user trial: a first message announcing 1.5 GB was read for as long as it came
+        # (the tick thread froze, a leader lost its term), and a socket trickling a byte at a
+        # time never counted as silent.
+        with socket.create_connection(("127.0.0.1", nd.raft_port), timeout=5) as s:
+            s.sendall(struct.pack("i", 1_500_000_000) + bytes(65536))
+            assert _closed_by_peer(s, 10), "an oversized first message was read on"
+        with socket.create_connection(("127.0.0.1", nd.raft_port), timeout=5) as s:
+            s.sendall(struct.pack("i", 1000))
+            deadline = time.monotonic() + CONNECTION_TIMEOUT_S + 10
+            closed = False
+            while not closed and time.monotonic() < deadline:
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    closed = True
+                    break
+                closed = _closed_by_peer(s, 0.5)
+            assert closed, "a socket trickling bytes stayed unidentified"
+        assert nd.is_serving()
+        refused = [e["reason"] for e in nd.log_events() if e.get("event") == "raft_connection_refused"]
+        assert refused == ["utility command", "utility command", "read-only node",
+                           "oversized first message"]
+        dropped = [e["reason"] for e in nd.log_events() if e.get("event") == "raft_connection_dropped"]
+        assert dropped == ["unidentified"]
 
 
 def test_silent_and_replaced_connections_are_closed(tmp_path: pathlib.Path) -> None:
     # Helper audit: a socket that never names its member stayed open for good (one fd each),
-    # and a member's reconnect left its old connection open beside the new one.
+    # and a member's reconnect left its old connection open beside the new one. A new-user
+    # trial: a socket naming a member this node connects to itself replaced the real link, and
+    # that member stayed cut off until a restart.
     with cluster(tmp_path, 3) as nodes:
-        lead = leader_of(nodes)
-        gone = next(n for n in nodes if n is not lead)
-        gone.stop()
-        silent = [socket.create_connection(("127.0.0.1", lead.raft_port), timeout=5) for _ in range(5)]
-        first = socket.create_connection(("127.0.0.1", lead.raft_port), timeout=5)
-        second = socket.create_connection(("127.0.0.1", lead.raft_port), timeout=5)
+        lo, mid, hi = sorted(nodes, key=lambda n: n.raft_addr)  # a higher address connects
+        link = wait_until(lambda: _link(mid, lo), 20, what="mid's link to lo")
+        hi.stop()
+        silent = [socket.create_connection(("127.0.0.1", lo.raft_port), timeout=5) for _ in range(5)]
+        first = socket.create_connection(("127.0.0.1", lo.raft_port), timeout=5)
+        second = socket.create_connection(("127.0.0.1", lo.raft_port), timeout=5)
+        impostor = socket.create_connection(("127.0.0.1", mid.raft_port), timeout=5)
         try:
-            first.sendall(_frame(gone.raft_addr))
-            # The leader takes it for the member's connection: append_entries arrive.
+            first.sendall(_frame(hi.raft_addr))
+            # lo takes it for hi's connection (hi connects to lo): its hello arrives.
             first.settimeout(5)
-            assert first.recv(65536), "the leader sent nothing to the member's connection"
-            second.sendall(_frame(gone.raft_addr))
+            assert first.recv(65536), "lo sent nothing to hi's connection"
+            second.sendall(_frame(hi.raft_addr))
             assert _closed_by_peer(first, 5), "the replaced connection was left open"
+            impostor.sendall(_frame(lo.raft_addr))  # mid connects to lo itself: refused
+            assert _closed_by_peer(impostor, 5), "a connection from the wrong side was taken"
+            assert _link(mid, lo) == link
             for s in silent:
                 assert _closed_by_peer(s, CONNECTION_TIMEOUT_S + 5), "a silent socket was left open"
-            assert lead.is_serving()
+            assert lo.is_serving() and mid.is_serving()
+            refused = [e for e in mid.log_events() if e.get("event") == "raft_connection_refused"]
+            assert [e["reason"] for e in refused] == ["member connects the other way"]
         finally:
-            for s in (*silent, first, second):
+            for s in (*silent, first, second, impostor):
                 s.close()

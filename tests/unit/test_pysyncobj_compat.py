@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import pathlib
 import pickle
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -1135,8 +1137,10 @@ def test_a_member_that_connects_again_replaces_its_old_connection(
     open beside the new one); a utility command or a read-only node is refused and its
     connection closed."""
     transport, _ = _bare_transport(monkeypatch, [])
-    member = TCPNode("127.0.0.1:1")
-    transport._nodeAddrToNode = {member.address: member}
+    member, below = TCPNode("127.0.0.1:1"), TCPNode("127.0.0.1:0")
+    transport._nodeAddrToNode = {member.address: member, below.address: below}
+    # This node connects to ``below`` itself (pysyncobj: the higher address connects).
+    monkeypatch.setattr(transport, "_shouldConnect", lambda n: n is below)
     closed: list[str] = []
     named: list[Any] = []
 
@@ -1155,9 +1159,10 @@ def test_a_member_that_connects_again_replaces_its_old_connection(
     assert closed == [] and transport._connections[member] is first
     transport._onIncomingMessageReceived(second, member.address)
     assert closed == ["first"] and transport._connections[member] is second
-    for message in (["add", "127.0.0.1:9"], "readonly", "127.0.0.1:9", {"not": "a name"}):
+    for message in (["add", "127.0.0.1:9"], "readonly", "127.0.0.1:9", {"not": "a name"},
+                    below.address):
         transport._onIncomingMessageReceived(conn("intruder"), message)
-    assert closed == ["first"] + ["intruder"] * 4
+    assert closed == ["first"] + ["intruder"] * 5
     assert named == [("first", member.address), ("second", member.address)]
 
 
@@ -1212,3 +1217,43 @@ def test_membership_change_reads_pysyncobj_entries_and_nothing_else() -> None:
                 b"\x02" + pickle.dumps({"add": addr})):
         with pytest.raises(ValueError):
             membership_change(bad)
+
+
+def test_reads_are_bounded_per_event_and_for_unidentified_connections() -> None:
+    """Override 14: one poll event reads at most READ_BUDGET_BYTES from a connection (pysyncobj
+    read for as long as data came), and an unidentified connection announcing a frame longer
+    than UNIDENTIFIED_MAX_FRAME_BYTES is closed at once (it buffered a 1.5 GB frame)."""
+    import socket as socket_mod
+
+    from gantry.consensus.pysyncobj_compat import (
+        READ_BUDGET_BYTES,
+        UNIDENTIFIED_MAX_FRAME_BYTES,
+        _bounded_read,
+    )
+
+    def conn_over(sock: Any) -> Any:
+        c = type("Conn", (), {"disconnect": lambda self: setattr(self, "closed", True)})()
+        c.closed = False
+        c._TcpConnection__socket = sock
+        c._TcpConnection__recvBufferSize = 8192
+        c._TcpConnection__readBuffer = b""
+        return c
+
+    a, b = socket_mod.socketpair()
+    try:
+        a.settimeout(10)  # blocking: every recv gets data while the sender has some
+        sender = threading.Thread(  # more than a socket buffer: it blocks until read
+            target=b.sendall, args=(struct.pack("i", 10_000_000) + bytes(3 * READ_BUDGET_BYTES),),
+            daemon=True)
+        sender.start()
+        member = conn_over(a)
+        while _bounded_read(member, lambda: False):  # one poll event's reads
+            pass
+        got = len(member._TcpConnection__readBuffer)
+        assert not member.closed and READ_BUDGET_BYTES <= got < READ_BUDGET_BYTES + 8192 + 4
+        stranger = conn_over(a)
+        stranger._TcpConnection__readBuffer = struct.pack("i", UNIDENTIFIED_MAX_FRAME_BYTES + 1)
+        assert not _bounded_read(stranger, lambda: True) and stranger.closed
+    finally:
+        a.close()
+        b.close()
