@@ -124,6 +124,10 @@ def _migrate(ns: argparse.Namespace) -> int:
         print(f"gantry: {db} is not a database file (give --db the node's gantry.db)",
               file=sys.stderr)
         return 2
+    # SQLite leaves -wal/-shm beside a file it opened read-only (it cannot checkpoint them
+    # away): `status` takes away the ones it made, so it changes nothing.
+    sidecars = [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm")]
+    made = [p for p in sidecars if not p.exists()] if ns.action == "status" else []
     lock = DataDirLock(db.parent)
     try:
         lock.acquire()  # a running node holds it: never migrate under a live node
@@ -154,6 +158,10 @@ def _migrate(ns: argparse.Namespace) -> int:
         print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
         return 2
     finally:
+        wal = db.with_name(db.name + "-wal")
+        if not (wal in made and wal.exists() and wal.stat().st_size > 0):
+            for p in made:
+                p.unlink(missing_ok=True)
         lock.release()
     return 0
 

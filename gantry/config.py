@@ -302,6 +302,12 @@ def _peers(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _parse_nonempty_path(text: str, name: str) -> pathlib.Path:
+    if not text.strip():
+        raise ConfigError(f"{name}: must not be empty")
+    return pathlib.Path(text)
+
+
 def _optional_path(text: str) -> pathlib.Path | None:
     return pathlib.Path(text) if text else None
 
@@ -320,7 +326,14 @@ def _duration_flag(text: str) -> float:
 
 
 STR = _total(str)
-PATH = _total(pathlib.Path)
+def _path(text: str) -> pathlib.Path:
+    """A path that must not be empty (``pathlib.Path("")`` is the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (the default is ./data)")
+    return pathlib.Path(text)
+
+
+PATH = Kind(_path, lambda text, name: _parse_nonempty_path(text, name))
 OPTIONAL_PATH = _total(_optional_path)
 LIST = _total(_peers)
 INT = _number(int, "an integer")

@@ -122,9 +122,12 @@ class Node:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                not_dir = isinstance(e, (FileExistsError, NotADirectoryError))
-                what = ("exists and is not a directory" if not_dir
-                        else f"cannot be created ({e.strerror or e})")
+                if isinstance(e, FileExistsError):
+                    what = "exists and is not a directory"
+                elif isinstance(e, NotADirectoryError):
+                    what = "cannot be created: a parent of it is not a directory"
+                else:
+                    what = f"cannot be created ({e.strerror or e})"
                 raise StartError(f"{flag} {d} {what}: give a directory the node may create or "
                                  "write to") from None
         try:

@@ -14,8 +14,9 @@ do. What it checks:
 2. ``raft.log.meta`` (:func:`gantry.consensus.journal.read_meta`): missing is a fresh node, but
    only if nothing else on the node shows a term (a log entry of term ≥ 1, or ``raft.snapshot``):
    a node takes a term, durably, before it holds an entry of it, so a missing file beside them
-   was deleted and the node would forget its vote (Raft §5.2, Figure 2); unreadable, not JSON or
-   not term/vote-shaped is refused.
+   was deleted and the node would forget its vote (Raft §5.2, Figure 2); a current term below
+   the last log entry's term (the file went back) is refused for the same reason; unreadable,
+   not JSON or not term/vote-shaped is refused.
 3. The database (``gantry.db``): missing or empty is fresh; otherwise it must be a SQLite file
    no shorter than its header says, whose schema and applied index can be read.
 4. The Raft log against its snapshot: when the log was compacted (its first entry is above index
@@ -148,6 +149,13 @@ def check(config: Config) -> None:
 
     db = pathlib.Path(config.database)
     snap = data_dir / "raft.snapshot"
+    log_term = max((e[2] for e in scan.entries), default=0)
+    if meta and int(meta.get("currentTerm", 0)) < log_term:
+        raise PreflightError(
+            f"Raft metadata {log_path}.meta says term {meta.get('currentTerm')}, but {log_path} "
+            f"holds entries of term {log_term}: a node takes a term, durably, before it holds an "
+            "entry of it, so the file went back (edited, or restored from an older copy) and "
+            f"this node could vote twice in one term. Put the right file back; else {_RESTORE}")
     if not meta:
         termed = [e for e in scan.entries if e[2] > 0]
         if termed or snap.exists():

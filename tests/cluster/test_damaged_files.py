@@ -9,6 +9,7 @@ log tail is cut with a copy kept; ``gantry repair-log`` cuts a damaged log expli
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -165,6 +166,15 @@ def test_missing_raft_meta_beside_a_log_is_refused(data_dir: pathlib.Path) -> No
     assert f"Raft metadata {data_dir / 'raft.log.meta'} is missing" in line
     assert "vote twice in one term" in line and "remove-node" in line
     assert not (data_dir / "raft.log.meta").exists()
+
+
+def test_raft_meta_gone_back_below_the_logs_term_is_refused(data_dir: pathlib.Path) -> None:
+    # New-user trial: a hand-edited meta with term 0 beside a log of term-1 entries was taken.
+    meta = data_dir / "raft.log.meta"
+    meta.write_text('{"currentTerm": 0, "votedForNodeId": null, "raftCommitIndex": 99}')
+    line = _refused(data_dir)
+    assert f"Raft metadata {meta} says term 0, but" in line and "vote twice in one term" in line
+    assert json.loads(meta.read_text())["currentTerm"] == 0
 
 
 def test_torn_log_tail_is_cut_with_a_copy_kept(data_dir: pathlib.Path) -> None:

@@ -220,6 +220,14 @@ def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: pathlib.Path
     assert lines == [f"gantry: --data-dir {not_a_dir} exists and is not a directory: give a "
                      "directory the node may create or write to"]
     assert not_a_dir.read_text() == "x"
+    nd.data_dir = not_a_dir / "sub"
+    r = subprocess.run(nd.args(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "a parent of it is not a directory" in r.stderr, r.stderr
+    # An empty --data-dir was the current directory (the default is ./data).
+    r = subprocess.run([*nd.args(), "--data-dir", ""], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and "--data-dir: must not be empty" in r.stderr, r.stderr
+    assert not (tmp_path / "LOCK").exists() and not (tmp_path / "gantry.db").exists()
 
 
 def test_refused_starts_leave_a_new_data_dir_uncreated(tmp_path: pathlib.Path) -> None:

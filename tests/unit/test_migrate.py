@@ -111,6 +111,11 @@ def test_status_changes_nothing_and_bad_files_are_one_line(tmp_path: pathlib.Pat
     r = _gantry("status", "--db", str(text))
     assert r.returncode == 2 and r.stderr.splitlines() == [
         f"gantry: {text} is not a usable SQLite database (file is not a database)"], r.stderr
+    truncated = tmp_path / "trunc.db"  # SQLite's header, then nothing: "malformed"
+    truncated.write_bytes(db.read_bytes()[:100])
+    r = _gantry("status", "--db", str(truncated))
+    assert r.returncode == 2 and "not a usable SQLite database" in r.stderr, r.stderr
+    assert not (tmp_path / "trunc.db-wal").exists() and not (tmp_path / "trunc.db-shm").exists()
     sub = tmp_path / "sub"
     sub.mkdir()
     r = _gantry("status", "--db", str(sub))
