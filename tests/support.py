@@ -31,11 +31,36 @@ TEST_READ_WORKERS = int(os.environ.get("GANTRY_TEST_READ_WORKERS") or 0)
 OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports the OS reports free on 127.0.0.1 right now."""
-    socks = []
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (ip_local_port_range)."""
     try:
-        for _ in range(n):
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (each bound once to check), drawn
+    below the kernel's ephemeral range: a port the OS picks for ``bind(0)`` comes from that
+    range, and before the node under test bound it, an outgoing connection of another node (a
+    member reconnecting every 100 ms to one that is down) could take it (seen: "cannot listen on
+    Raft address" in a failover test). Falls back to ``bind(0)`` without that range."""
+    import random
+
+    low = _ephemeral_low()
+    socks: list[socket.socket] = []
+    try:
+        tries = 0
+        while len(socks) < n and low > 12000 and tries < 1000:
+            tries += 1
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", random.randrange(10000, low)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)

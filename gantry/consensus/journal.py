@@ -511,7 +511,8 @@ class DurableJournal(Journal):  # type: ignore[misc]
         a follower that kept appending and acknowledging held every committed entry in memory
         twice (the writer's queue and this journal) for as long as the database was full; now
         it acknowledges nothing and the others carry on, as when the log itself is full."""
-        return self._disk is not None and DATABASE_PART in self._disk.where()
+        disk = self._disk  # ``full`` first: no lock on every append while nothing is full
+        return disk is not None and disk.full and DATABASE_PART in disk.where()
 
     def _space_back(self) -> None:
         self.full = False
