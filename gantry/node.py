@@ -110,9 +110,11 @@ class Node:
         # Refusals that need no file first, so a refused start leaves the disk as it was.
         if cfg.force_new_cluster:
             try:
-                recovery.check(cfg)  # reads only; again below, under the lock
+                recovery.check(cfg)  # reads only; force_new_cluster checks again, locked
             except recovery.RecoveryError as e:
                 raise StartError(str(e)) from None
+        # A probe without SO_REUSEPORT: with read workers the front door's own bind would
+        # share a port another node holds (readworker.check_port_free).
         raft_host, _, raft_port = cfg.raft_addr.rpartition(":")
         for host, port, what in ((cfg.host, cfg.port, "gRPC"),
                                  (raft_host, int(raft_port or 0), "Raft")):
@@ -148,9 +150,7 @@ class Node:
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
         try:  # damaged files: refuse in one line before anything writes to them
             preflight.check(cfg)
-            if cfg.force_new_cluster:
-                recovery.check(cfg)
-        except (preflight.PreflightError, recovery.RecoveryError) as e:
+        except preflight.PreflightError as e:
             raise StartError(str(e)) from None
         migrate.upgrade(cfg.database)
         if cfg.force_new_cluster:  # before the writer and Raft open anything (gantry/recovery.py)
@@ -179,8 +179,6 @@ class Node:
         auth = admin_interceptor(cfg)
         handlers = [service.generic_handler(), admin.generic_handler(),
                     backup.generic_handler(), service.admin_handler()]
-        if cfg.read_workers and not readworker.check_port_free(cfg.host, cfg.port):
-            raise StartError(f"cannot listen on gRPC address {cfg.host}:{cfg.port} (in use?)")
         self._frontdoor = FrontDoorActor.start(
             cfg.host, cfg.port, handlers, self.health,
             cfg.reflection, (ADMIN_SERVICE_NAME,), tlsconfig.node_server_credentials(cfg),
