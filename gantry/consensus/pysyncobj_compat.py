@@ -1195,10 +1195,10 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
                 _log.info("raft_connection_dropped", member=node.id, reason="silent",
                           silent_s=round(quiet, 1))
                 conn.disconnect()
-        for conn in list(getattr(self, "_unknownConnections", ())):
+        for conn in list(self._unknownConnections):
             # From its accept, not its last read: a socket trickling a byte at a time must not
             # stay unidentified for ever.
-            if now - getattr(conn, "_gantry_accepted", conn._TcpConnection__lastReadTime) > idle_s:
+            if now - conn._gantry_accepted > idle_s:
                 _log.info("raft_connection_dropped", member=None, reason="unidentified")
                 conn.disconnect()
                 self._unknownConnections.discard(conn)

@@ -1108,7 +1108,7 @@ def test_keepalives_go_to_members_that_send_them_and_a_silent_one_is_dropped(
         c = type("Conn", (), {"state": CONNECTION_STATE.CONNECTED,
                               "disconnect": lambda _s: events.append(("dropped", name)),
                               "send": lambda _s, m: events.append((name, m))})()
-        c._TcpConnection__lastReadTime = engine_clock() - age_s
+        c._TcpConnection__lastReadTime = c._gantry_accepted = engine_clock() - age_s
         return c
 
     new, old, silent = TCPNode("127.0.0.1:1"), TCPNode("127.0.0.1:2"), TCPNode("127.0.0.1:3")
