@@ -303,9 +303,10 @@ def _peers(text: str) -> list[str]:
 
 
 def _parse_nonempty_path(text: str, name: str) -> pathlib.Path:
-    if not text.strip():
-        raise ConfigError(f"{name}: must not be empty")
-    return pathlib.Path(text)
+    try:
+        return _path(text)
+    except argparse.ArgumentTypeError as e:
+        raise ConfigError(f"{name}: {e}") from None
 
 
 def _optional_path(text: str) -> pathlib.Path | None:
