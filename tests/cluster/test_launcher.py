@@ -9,6 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 
 from tests.support import REPO, wait_until
 
@@ -24,16 +25,21 @@ def test_the_launcher_exits_once_every_node_has_exited(tmp_path: pathlib.Path) -
         manifest = base / "cluster.json"
         wait_until(manifest.exists, 60, what="the manifest")
         [node] = json.loads(manifest.read_text())["nodes"]
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # ends at EOF, when the launcher exits
-            lines.append(line)
-            if line.startswith("cluster ready"):
-                break
-        assert lines and lines[-1].startswith("cluster ready"), lines
+        out = proc.stdout
+        assert out is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")),
+                                  daemon=True)  # to EOF, when the launcher exits
+        reader.start()
+        wait_until(lambda: any(ln.startswith("cluster ready") for ln in lines)
+                   or proc.poll() is not None, 60, what="the launcher's ready line")
+        assert any(ln.startswith("cluster ready") for ln in lines), lines
         os.kill(node["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 1, (out, err)
+        proc.wait(30)
+        reader.join(10)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert proc.returncode == 1, (lines, err)
         assert "every node exited" in err
     finally:
         if proc.poll() is None:
