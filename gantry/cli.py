@@ -158,7 +158,7 @@ def _migrate(ns: argparse.Namespace) -> int:
         print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
         return 2
     finally:
-        wal = db.with_name(db.name + "-wal")
+        wal = sidecars[0]
         if not (wal in made and wal.exists() and wal.stat().st_size > 0):
             for p in made:
                 p.unlink(missing_ok=True)
