@@ -60,6 +60,7 @@ from gantry.consensus.proposals import Proposals
 from gantry.consensus.pysyncobj_compat import (
     SafeSyncObj,
     align_journal_to_dump,
+    check_snapshot_position,
     gantry_payload,
     installed,
     transport_for,
@@ -122,9 +123,11 @@ class GantrySyncObj(SafeSyncObj):
         conf: SyncObjConf,
         on_entry: Callable[[int, bytes, int], None],
         journal: DurableJournal | None = None,
+        snapshot_arriving: Callable[[], None] | None = None,
     ) -> None:
         self._on_entry = on_entry
         self._last_index = 0
+        self.snapshot_arriving = snapshot_arriving
         if journal is None:
             super().__init__(self_addr, peers, conf)
             return
@@ -415,7 +418,7 @@ class RaftActor(pykka.ThreadingActor):
             maxBindRetries=5,
         )
         self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry,
-                                   self._journal)
+                                   self._journal, self._snapshot_arriving)
         try:
             self._sync.waitBinded()
         except Exception:
@@ -760,7 +763,9 @@ class RaftActor(pykka.ThreadingActor):
             return SERIALIZER_STATE.SERIALIZING
         self._pending_snapshot = None
         self._snapshot_thread = None
-        if pending.error:
+        if pending.error or request.superseded:
+            # Superseded after its rename: the leader's snapshot went over it, and pysyncobj must
+            # not compact its (new) log to this attempt's index.
             return SERIALIZER_STATE.FAILED
         self._last_snapshot_index = pending.index
         return SERIALIZER_STATE.SUCCESS
@@ -771,23 +776,41 @@ class RaftActor(pykka.ThreadingActor):
         except Exception:  # reported through pending.error → FAILED; pysyncobj retries later
             pass
 
+    def _snapshot_arriving(self) -> None:
+        """Tick thread (pysyncobj_compat override 16): the last chunk of the leader's snapshot is
+        in; the engine renames the file over the dump and installs it next. This node's own
+        snapshot in progress must not land on the dump after it (see SnapshotRequest.supersede)."""
+        request = self._pending_snapshot
+        if request is not None and not request.superseded:
+            request.supersede()
+            log.info("snapshot_superseded", index=request.index,
+                     reason="the leader's snapshot is being installed")
+
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
         # At every start-up, and when a snapshot arrived from the leader. Raises on an empty or
         # unreadable dump (pysyncobj then keeps its journal, which still holds the whole log).
         p = pathlib.Path(path)
-        meta_json, _ = snapshot.read_meta(p)
         from_leader = self._sync.loading_from_leader if self._sync is not None else False
         if from_leader:
             # pysyncobj renamed the received file into place without an fsync and clears the
             # Raft log next: make the snapshot durable first, or a power cut leaves neither.
             fsync_file(p)
-        # pysyncobj may replace the dump file at any time; restore from a private hard link,
-        # in log order through the writer's queue (no waiting on the tick thread).
+        # Restore from a private hard link, in log order through the writer's queue (no waiting
+        # on the tick thread). The link comes first and the metadata is read from it: the Raft
+        # position pysyncobj installs and the database the writer restores are then one file's,
+        # even if the dump is replaced meanwhile (they once came from two files: the leader's
+        # metadata and this node's older database, and the entries between were never applied).
         private = p.with_name(f"restore-{uuid.uuid4().hex}.db")
         os.link(p, private)
+        try:
+            meta_json, applied = snapshot.read_meta(private)
+            meta = snapshot.decode_meta(meta_json, TCPNode)
+            check_snapshot_position(meta, applied)
+        except BaseException:
+            private.unlink(missing_ok=True)
+            raise
         if self._queue.put_restore(Restore(private, from_leader)):
             self._writer.tell(DRAIN)
-        meta = snapshot.decode_meta(meta_json, TCPNode)
         self._last_snapshot_index = int(meta[0][1])
         if self._sync is not None:  # pysyncobj restarts delivery after the snapshot's index
             self._sync._last_index = 0

@@ -21,12 +21,13 @@ commit under load; MAX_BATCH bounds how long one transaction holds the write loc
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pathlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,8 @@ class SnapshotRequest:
     :meth:`pinned` or :meth:`failed`; ``ready`` is then set. The tick thread then takes the pinned
     state with :meth:`claim` (to build it), or gives it up with :meth:`cancel` (the node stops),
     which closes its read transaction; whichever comes second loses, under one lock.
+    :meth:`supersede` (the leader's snapshot is replacing the dump) makes the attempt fail
+    wherever it is, and once it returns this attempt never renames a file over the dump.
     """
 
     def __init__(self, index: int, meta_json: str) -> None:
@@ -82,19 +85,44 @@ class SnapshotRequest:
         self._lock = threading.Lock()
         self._cancelled = False
         self._claimed = False
+        self._superseded = False
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled
+        """The node stops or the attempt was superseded: the writer does not pin it."""
+        return self._cancelled or self._superseded
+
+    @property
+    def superseded(self) -> bool:
+        return self._superseded
+
+    def supersede(self) -> None:
+        """Tick thread, before the engine renames a snapshot received from the leader over the
+        dump file: this attempt (at an index of this node's own, older or newer than the
+        leader's) must not rename its copy over it afterwards. Pysyncobj would install the
+        leader's snapshot (its Raft log, its applied index) while the dump file on disk held this
+        node's: a restart, or this node as leader, would then read a snapshot that does not match
+        the log. Waits only for a rename already under way (milliseconds), never for the copy.
+        The attempt then reports FAILED; pysyncobj takes a new snapshot later."""
+        with self._lock:
+            self._superseded = True
+            pending, claimed = self.pending, self._claimed
+        if pending is None:
+            return  # not pinned yet: the writer skips it (failed) when it gets there
+        if claimed:
+            pending.supersede()  # being copied: it deletes its copy instead of renaming it
+        else:
+            pending.discard()
 
     def pinned(self, pending: PendingSnapshot) -> None:
         """Writer: the database is pinned; discarded at once if the request was cancelled."""
         with self._lock:
-            if not self._cancelled:
+            if not self._cancelled and not self._superseded:
                 self.pending = pending
                 self.ready.set()
                 return
         pending.discard()
+        self.ready.set()
 
     def failed(self, error: BaseException) -> None:
         """Writer: pinning failed (the snapshot attempt fails; pysyncobj tries again later)."""
@@ -104,7 +132,7 @@ class SnapshotRequest:
     def claim(self) -> PendingSnapshot | None:
         """Tick thread: the pinned state to build, or None if pinning failed or was cancelled."""
         with self._lock:
-            if self._cancelled or self.pending is None:
+            if self._cancelled or self._superseded or self.pending is None:
                 return None
             self._claimed = True
             return self.pending
@@ -195,15 +223,35 @@ class PendingSnapshot:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     figures: dict[str, int] = field(default_factory=dict)
+    #: Held around the rename over the dump; :meth:`supersede` takes it to set ``_superseded``.
+    _publish_lock: threading.Lock = field(default_factory=threading.Lock)
+    _superseded: bool = False
+
+    def supersede(self) -> None:
+        """Any thread: once this returns, :meth:`build` does not rename its copy over the
+        destination (it deletes it and fails with SnapshotSuperseded). Waits for a rename in
+        progress."""
+        with self._publish_lock:
+            self._superseded = True
+
+    @contextlib.contextmanager
+    def _publish_gate(self) -> Iterator[bool]:
+        with self._publish_lock:
+            yield not self._superseded
 
     def build(self, dest: pathlib.Path) -> dict[str, int]:
         try:
-            self.figures = snapshot.write(self.conn, dest, self.meta_json)
+            self.figures = snapshot.write(self.conn, dest, self.meta_json, self._publish_gate)
             metrics.SNAPSHOT_DURATION.observe(self.figures["duration_ms"] / 1000)
             metrics.SNAPSHOT_WRITTEN_BYTES.set(self.figures["size_bytes"])
             log.info("snapshot_persisted", index=self.index, applied_index=self.applied_index,
                      **self.figures)
             return self.figures
+        except snapshot.SnapshotSuperseded as e:
+            self.error = e
+            log.info("snapshot_copy_dropped", index=self.index, applied_index=self.applied_index,
+                     reason="the leader's snapshot replaced the dump while this one was copied")
+            raise
         except BaseException as e:
             self.error = e
             log.warning("snapshot_failed", index=self.index, error=repr(e))
@@ -437,7 +485,8 @@ class WriterActor(pykka.ThreadingActor):
         """Pin a read transaction: the database exactly as of the request's log index (every
         entry before it in the queue is applied, none after). Cheap (milliseconds): the copy
         happens later, off this thread and off the tick thread, in :meth:`PendingSnapshot.build`."""
-        if request.cancelled:
+        if request.cancelled:  # the node stops, or the leader's snapshot took this one's place
+            request.failed(snapshot.SnapshotSuperseded(f"snapshot at log index {request.index}"))
             return
         t0 = time.monotonic()
         conn: sqlite3.Connection | None = None

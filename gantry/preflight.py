@@ -22,7 +22,8 @@ do. What it checks:
 4. The Raft log against its snapshot: when the log was compacted (its first entry is above index
    2; index 1 is pysyncobj's no-op, so a log from 2 still replays whole) the entries before it
    exist only in ``raft.snapshot``, and pysyncobj cannot apply anything without loading it. A
-   missing, unreadable or truncated snapshot then means the node can never catch up: refused,
+   missing, unreadable, truncated or inconsistent snapshot (its database older than the Gantry
+   entries its own Raft metadata ends with) then means the node can never catch up: refused,
    naming what is damaged and the database's applied index.
 5. No ``RESTORING`` marker: ``gantry restore`` keeps one in the directory while it writes the
    files (:mod:`gantry.backup`); one left behind means the restore was interrupted.
@@ -37,6 +38,7 @@ import struct
 from gantry.backup import RESTORING_MARKER
 from gantry.config import Config
 from gantry.consensus import journal
+from gantry.consensus.pysyncobj_compat import check_snapshot_position
 from gantry.state import snapshot, statemachine
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -116,12 +118,16 @@ def snapshot_problem(path: pathlib.Path) -> str | None:
     if problem:
         return problem
     try:
-        meta_json, _ = snapshot.read_meta(path)
-        snapshot.decode_meta(meta_json, str)
+        meta_json, applied = snapshot.read_meta(path)
+        meta = snapshot.decode_meta(meta_json, str)
     except snapshot.SnapshotError as e:
         return f"unreadable: {e.__cause__}" if e.__cause__ else "missing its Raft metadata"
     except (ValueError, KeyError, TypeError, IndexError) as e:
         return f"carrying unreadable Raft metadata ({e!r})"
+    try:
+        check_snapshot_position(meta, applied)
+    except snapshot.SnapshotError as e:
+        return f"inconsistent ({e})"
     return None
 
 

@@ -183,6 +183,18 @@ Invariants this module protects:
     sender starts over once it finds the follower still behind), and a leader that steps down
     cancels its transfers.
 
+16. **The leader's snapshot is never overwritten by this node's own.** pysyncobj renames a
+    snapshot received from the leader over the dump file while this node's own snapshot may
+    still be in progress (Gantry copies it on a background thread and renames it over the dump
+    when done); the older copy then replaced the leader's file, and pysyncobj compacted its log
+    to the older index. When the last chunk is in, :attr:`SafeSyncObj.snapshot_arriving` (the
+    Raft actor) makes the attempt in progress fail and never rename. The Raft actor also reads
+    a snapshot's metadata and database from one hard link
+    (:func:`check_snapshot_position` refuses a file whose database is older than the Gantry
+    entries its metadata ends with): a follower installed the leader's Raft position and
+    restored its own older database, so the entries between were never applied, and its reads
+    missed acknowledged writes for good (found by the CI fault campaign, 2026-12-03).
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -226,6 +238,7 @@ from pysyncobj.transport import TCPTransport
 from gantry.consensus.errors import FAIL_DISK_FULL
 from gantry.consensus.readindex import REQUEST, RESPONSE, ReadRounds
 from gantry.diskspace import DiskFull
+from gantry.state.snapshot import SnapshotError
 
 if TYPE_CHECKING:
     from gantry.consensus.journal import DurableJournal
@@ -408,6 +421,25 @@ def is_membership_entry(command: bytes) -> bool:
     return command[:1] == _MEMBERSHIP
 
 
+def check_snapshot_position(meta: tuple[Any, Any, Any], applied_index: int) -> None:
+    """Refuse a snapshot whose database is older than its own Raft metadata says.
+
+    ``meta``: pysyncobj's ``(last entry, previous entry, cluster)``, entries ``(command bytes,
+    log index, term)``; ``applied_index``: the database's applied index inside the same file.
+    The database may be *behind* the metadata only across entries that never reach the state
+    machine (pysyncobj no-ops and membership changes), and ahead of it after a restart (entries
+    being replayed). When the last or previous entry is a Gantry entry (a ``@replicated`` call)
+    above the applied index, installing the file would skip committed entries for good: raises
+    :class:`~gantry.state.snapshot.SnapshotError` (pysyncobj keeps its log and the leader sends
+    the snapshot again)."""
+    last, prev, _ = meta
+    needed = max((int(e[1]) for e in (last, prev) if bytes(e[0])[:1] == _REGULAR), default=0)
+    if applied_index < needed:
+        raise SnapshotError(
+            f"snapshot's database is at log index {applied_index} but its Raft metadata ends at "
+            f"{int(last[1])} with a Gantry entry at {needed}: the file mixes two snapshots")
+
+
 class _CallUnpickler(pickle.Unpickler):
     """Unpickles only what pysyncobj writes for a @replicated call with bytes arguments: tuples,
     ints and bytes (protocol 2 spells bytes as ``_codecs.encode(text, "latin1")``). Any other
@@ -453,6 +485,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     _SyncObj__recvTransmission: bytes | str  # a large entry's chunks so far (override 11)
     _SyncObj__raftElectionDeadline: float  # monotonic time of the next election (override 12)
     _SyncObj__raftLeader: Any  # the leader's Node, or None
+    #: Override 16: called on the tick thread when a snapshot from the leader is complete, just
+    #: before the engine renames it over the dump file (set before ``__init__``).
+    snapshot_arriving: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Set before SyncObj.__init__: it starts the tick thread, which may call the overrides.
@@ -562,9 +597,12 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                     self._conflict_hint = self._first_index_of_term(prev_idx, prev[2], old_commit)
         elif message.get("serialized") is not None:
             snapshot_message = True
-            if not self._snapshot_chunk_fits(node_id, int(message["term"]), message["serialized"]):
+            serialized = message["serialized"]
+            if not self._snapshot_chunk_fits(node_id, int(message["term"]), serialized):
                 self._snapshot_chunk_received(node)  # override 5 still: this follower is alive
                 return
+            if isinstance(serialized, tuple) and len(serialized) == 3 and serialized[2]:
+                self._snapshot_complete()
         applied_before: int = self._SyncObj__raftLastApplied
         raft_log = self._SyncObj__raftLog
         batching = hasattr(raft_log, "begin_batch")
@@ -651,6 +689,17 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         _log.info("snapshot_chunk_dropped", leader=node_id, term=term,
                   receiving_from=None if self._incoming_snapshot is None else list(self._incoming_snapshot))
         return False
+
+    # -- override 16: the leader's snapshot is never overwritten by this node's own --
+    def _snapshot_complete(self) -> None:
+        """The last chunk of the leader's snapshot is in: pysyncobj renames the received file
+        over the dump and installs it, whatever this node's own serializer is doing. A snapshot
+        this node started earlier and is still copying would then rename *its* file over the
+        leader's; pysyncobj would keep the leader's log position (and, on SUCCESS, compact to
+        its own older index). :attr:`snapshot_arriving` (the Raft actor) stops that attempt
+        first."""
+        if self.snapshot_arriving is not None:
+            self.snapshot_arriving()
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:

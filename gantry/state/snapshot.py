@@ -14,11 +14,13 @@ valid and see either the old or the new database, never a mix.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pathlib
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gantry.db import fsync_dir
@@ -29,6 +31,16 @@ META_TABLE = "raft_snapshot_meta"
 
 class SnapshotError(RuntimeError):
     """A snapshot file is missing its metadata or does not match the database it claims."""
+
+
+class SnapshotSuperseded(RuntimeError):
+    """A snapshot build was not renamed over its destination: something newer took its place
+    (a follower's own snapshot, when the leader's snapshot arrived while it was being copied)."""
+
+
+#: ``publish_gate`` of :func:`write`: a context manager entered around the rename; it yields
+#: False to have the built file dropped instead (the build then raises SnapshotSuperseded).
+PublishGate = Callable[[], contextlib.AbstractContextManager[bool]]
 
 
 def encode_meta(raft_meta: tuple[Any, Any, Any]) -> str:
@@ -54,11 +66,16 @@ def decode_meta(text: str, node_factory: Any) -> tuple[Any, Any, Any]:
     return entry(d["last"]), entry(d["prev"]), {node_factory(a) for a in d["cluster"]}
 
 
-def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str | None) -> dict[str, int]:
+def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str | None,
+          publish_gate: PublishGate | None = None) -> dict[str, int]:
     """Back up ``src`` (as its open read transaction sees it) into a new SQLite file, add the
     Raft metadata, fsync it and rename it to ``dest`` atomically (``dest`` is never partial).
     With ``meta_json=None`` the copy is the plain database, without the metadata table (what
     ``gantry backup`` streams and ``gantry restore`` installs as ``gantry.db``).
+
+    ``publish_gate``: entered around the rename (the copy before it can take seconds); when it
+    yields False the finished copy is deleted and :class:`SnapshotSuperseded` raised — ``dest``
+    was replaced by something newer meanwhile and must stay as it is.
 
     The database's applied index may be lower than the snapshot's Raft index (the entries after it
     were Raft no-ops or membership changes) or higher (right after a restart the database already
@@ -89,9 +106,19 @@ def write(src: sqlite3.Connection, dest: pathlib.Path, meta_json: str | None) ->
         # E.g. the disk is full: a half-built copy must not keep holding the space it took.
         building.unlink(missing_ok=True)
         raise
-    os.replace(building, dest)
-    fsync_dir(dest)
-    return {"size_bytes": dest.stat().st_size, "duration_ms": int((time.monotonic() - t0) * 1000)}
+    with (publish_gate or _always)() as publish:
+        if not publish:
+            building.unlink(missing_ok=True)
+            raise SnapshotSuperseded(f"{dest} was replaced while this snapshot was being copied")
+        os.replace(building, dest)
+        fsync_dir(dest)
+        size = dest.stat().st_size
+    return {"size_bytes": size, "duration_ms": int((time.monotonic() - t0) * 1000)}
+
+
+@contextlib.contextmanager
+def _always() -> Iterator[bool]:
+    yield True
 
 
 def read_meta(path: pathlib.Path) -> tuple[str, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+from typing import Any
 
 from gantry.preflight import sqlite_problem
 
@@ -45,3 +46,39 @@ def test_short_file_with_a_wal_to_recover_from_is_not_refused(tmp_path: pathlib.
     conn = sqlite3.connect(db)  # and SQLite does recover it
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (2000,)
     conn.close()
+
+
+def _snapshot(tmp: pathlib.Path, applied: int, last_kind: bytes) -> pathlib.Path:
+    """A snapshot file whose database applied ``applied`` entries and whose Raft metadata ends
+    with an entry of pysyncobj type ``last_kind`` at index 9 (the previous one a no-op)."""
+    from gantry.db import open_ro, open_rw
+    from gantry.state import commands, migrate, snapshot, statemachine
+
+    src = tmp / "src.db"
+    migrate.upgrade(src)
+    conn = open_rw(src)
+    statemachine.apply_batch(conn, [(i, commands.encode(commands.create_bucket(f"b{i}")), 1)
+                                    for i in range(1, applied + 1)])
+    conn.close()
+    meta: tuple[Any, Any, Any] = ((last_kind + b"x", 9, 1), (b"\x01", 8, 1), set())
+    out = tmp / "raft.snapshot"
+    ro = open_ro(src)
+    ro.execute("BEGIN")
+    snapshot.write(ro, out, snapshot.encode_meta(meta))
+    ro.close()
+    return out
+
+
+def test_a_snapshot_whose_database_is_older_than_its_metadata_is_refused(tmp_path: pathlib.Path) -> None:
+    from gantry.preflight import snapshot_problem
+
+    # Its metadata ends with a Gantry entry at 9 the database never applied (a file from before
+    # override 16 mixed the leader's metadata with an older database).
+    problem = snapshot_problem(_snapshot(tmp_path, 7, b"\x00"))
+    assert problem is not None and problem.startswith("inconsistent") and "log index 7" in problem
+
+
+def test_a_snapshot_behind_its_metadata_only_across_no_ops_loads(tmp_path: pathlib.Path) -> None:
+    from gantry.preflight import snapshot_problem
+
+    assert snapshot_problem(_snapshot(tmp_path, 7, b"\x01")) is None
