@@ -720,17 +720,27 @@ class RaftActor(pykka.ThreadingActor):
     # for the pin or the copy.
 
     def _serialize(self, tmp_path: str, raft_meta: tuple[Any, Any, Any]) -> None:
-        dump = pathlib.Path(self._dump_path)
-        tmp = pathlib.Path(tmp_path)
-        tmp.unlink(missing_ok=True)
-        if dump.exists():
-            os.link(dump, tmp)
-        else:
-            tmp.write_bytes(b"")  # no snapshot yet: the journal still holds the whole log
+        # The request is in place before anything can fail: pysyncobj's serializer, once this
+        # raised, reports SERIALIZING until the checker says SUCCESS or FAILED — without a
+        # request the checker said NOT_SERIALIZING for ever, and the node never took another
+        # snapshot nor sent one to a follower (found by a code audit: an ENOSPC on the link).
         index = int(raft_meta[0][1])
-        request = SnapshotRequest(index, snapshot.encode_meta(raft_meta))
+        request = SnapshotRequest(index, "")
         self._pending_snapshot = request
         self._snapshot_thread = None
+        try:
+            request.meta_json = snapshot.encode_meta(raft_meta)
+            dump = pathlib.Path(self._dump_path)
+            tmp = pathlib.Path(tmp_path)
+            tmp.unlink(missing_ok=True)
+            if dump.exists():
+                os.link(dump, tmp)
+            else:
+                tmp.write_bytes(b"")  # no snapshot yet: the journal still holds the whole log
+        except Exception as e:
+            log.warning("snapshot_failed", index=index, error=repr(e))
+            request.failed(e)  # the checker reports FAILED; pysyncobj tries again later
+            raise
         if self._queue.put_snapshot(request):
             self._writer.tell(DRAIN)
 
@@ -767,7 +777,21 @@ class RaftActor(pykka.ThreadingActor):
             # Superseded after its rename: the leader's snapshot went over it, and pysyncobj must
             # not compact its (new) log to this attempt's index.
             return SERIALIZER_STATE.FAILED
+        sync = self._sync
+        if sync is not None and not sync.log_holds_snapshot(request.meta_json):
+            # pysyncobj compacts to the snapshot's previous entry on SUCCESS; the log no longer
+            # holds it as the snapshot has it (truncated meanwhile): compacting would cut past
+            # the log's end and empty it. The dump is newer than the log; the start-up aligns
+            # them (align_journal_to_dump), and the next snapshot compacts.
+            log.warning("snapshot_not_compacted", index=request.index,
+                        last_log_index=sync.last_log_index())
+            return SERIALIZER_STATE.FAILED
         self._last_snapshot_index = pending.index
+        if sync is not None:
+            # A transfer in progress streams the file it opened, the previous snapshot: the
+            # follower would install it and then need this one too (pysyncobj's own
+            # fork-serializer restarts transfers on success; its checker path does not).
+            sync.cancel_snapshot_transfers()
         return SERIALIZER_STATE.SUCCESS
 
     def _build_snapshot(self, pending: PendingSnapshot) -> None:

@@ -650,6 +650,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         the kept entries go to a new file that atomically replaces the old one."""
         with self._lock:
             self._settle_locked()
+            if entryTo >= len(self._entries):
+                # Compaction past the last entry would leave an empty log, which pysyncobj cannot
+                # run on (its log always starts with the snapshot's entry); keep it as it is.
+                log.error("raft_log_compaction_refused", entries=len(self._entries),
+                          compact_to_position=entryTo)
+                return
             keep = self._entries[entryTo:]
             tmp = self._path + ".compact"
             offsets, pos, chunks = [], len(MAGIC), [MAGIC]

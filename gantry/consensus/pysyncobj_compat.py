@@ -195,6 +195,17 @@ Invariants this module protects:
     restored its own older database, so the entries between were never applied, and its reads
     missed acknowledged writes for good (found by the CI fault campaign, 2026-12-03).
 
+17. **A snapshot that fails to load changes nothing and is not acknowledged.** pysyncobj swallows
+    a failed load of the leader's snapshot ("failed to load full dump") and answers success
+    anyway with this node's own last log index, an unverified tail the leader would count
+    toward commits; the refused file stayed as the dump beside this node's own log. Here the
+    dump from before is put back (a hard link taken when the last chunk arrived) and the reply
+    carries no success, so the leader sends the snapshot again (found by a code audit,
+    2026-12-03, with three neighbours in ``actors/raft.py`` and the journal: a serializer error
+    no longer leaves pysyncobj's serializer busy for good, a snapshot the log no longer holds
+    is not compacted to, a successful snapshot restarts transfers of the previous one, and the
+    journal never compacts to an empty log).
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -220,6 +231,8 @@ import contextlib
 import errno
 import functools
 import io
+import json
+import os
 import pickle
 import socket
 import struct
@@ -237,6 +250,7 @@ from pysyncobj.transport import TCPTransport
 
 from gantry.consensus.errors import FAIL_DISK_FULL
 from gantry.consensus.readindex import REQUEST, RESPONSE, ReadRounds
+from gantry.db import fsync_dir as _fsync_dir
 from gantry.diskspace import DiskFull
 from gantry.state.snapshot import SnapshotError
 
@@ -421,6 +435,12 @@ def is_membership_entry(command: bytes) -> bool:
     return command[:1] == _MEMBERSHIP
 
 
+def _decode_meta_entries(meta_json: str) -> tuple[tuple[int, int], tuple[int, int], Any]:
+    """``((last index, term), (previous index, term), cluster)`` of snapshot metadata JSON."""
+    d = json.loads(meta_json)
+    return (int(d["last"][1]), int(d["last"][2])), (int(d["prev"][1]), int(d["prev"][2])), d["cluster"]
+
+
 def check_snapshot_position(meta: tuple[Any, Any, Any], applied_index: int) -> None:
     """Refuse a snapshot whose database is older than its own Raft metadata says.
 
@@ -519,6 +539,21 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         #: Override 12: until when (monotonic s) a leader that sent ``timeout_now`` appends no
         #: new command (etcd drops proposals while it transfers leadership).
         self.transfer_hold_until = 0.0
+        #: Override 17: whether the last dump load got past the deserializer, a hard link of the
+        #: dump as it was before the leader's snapshot was renamed over it, and whether the
+        #: install just failed (its success reply is then withheld).
+        self._dump_loaded = False
+        self._dump_before_install: str | None = None
+        self._install_failed = False
+        conf: Any = kwargs.get("conf", args[2] if len(args) > 2 else None)
+        inner = getattr(conf, "deserializer", None)
+        if inner is not None:
+            def deserializer(path: str) -> Any:
+                result = inner(path)
+                self._dump_loaded = True
+                return result
+
+            conf.deserializer = deserializer
         super().__init__(*args, **kwargs)
         # A round not confirmed within an election timeout is failed (the leader may be deposed).
         self.reads.round_timeout_s = float(self._SyncObj__conf.raftMaxTimeout)
@@ -700,6 +735,60 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         first."""
         if self.snapshot_arriving is not None:
             self.snapshot_arriving()
+        self._keep_dump_before_install()
+
+    # -- override 17: a snapshot that fails to install changes nothing and is not acknowledged --
+    def _keep_dump_before_install(self) -> None:
+        """Hard-link the dump as it is now (``<dump>.before-install``), so that a leader's
+        snapshot that then fails to load can be taken back off the dump (see
+        :meth:`_after_install`)."""
+        dump = self._SyncObj__conf.fullDumpFile
+        if not dump:
+            return
+        keep = dump + ".before-install"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(keep)
+            if os.path.exists(dump):
+                os.link(dump, keep)
+                self._dump_before_install = keep
+            else:
+                self._dump_before_install = ""  # no dump before: remove a refused one
+        except OSError as e:
+            self._dump_before_install = None
+            _log.warning("snapshot_dump_not_kept", path=dump, error=repr(e))
+
+    def _after_install(self, loaded: bool) -> None:
+        """A leader's snapshot was renamed over the dump and loaded (``loaded``) or not.
+
+        pysyncobj swallows a failed load ("failed to load full dump": an unreadable or
+        inconsistent file, an I/O error) and then acknowledges success anyway, with this node's
+        own last log index — an unverified tail, which the leader would count toward commits
+        this node does not hold (found by a code audit, 2026-12-03). The file also stays as the
+        dump while the log is this node's own, so a restart would clear the log or refuse to
+        start. Here a failed load puts the previous dump back (or removes the refused one when
+        there was none) and the reply carries no success: the leader's view of this follower
+        does not move, and it sends the snapshot again from the start."""
+        dump = self._SyncObj__conf.fullDumpFile
+        keep, self._dump_before_install = self._dump_before_install, None
+        if loaded:
+            if keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(keep)
+            return
+        self._install_failed = True
+        try:
+            if keep:
+                os.replace(keep, dump)
+            elif keep == "" and dump:
+                os.unlink(dump)
+            if dump:
+                _fsync_dir(dump)
+        except OSError as e:
+            _log.error("snapshot_dump_not_restored", path=dump, error=repr(e))
+        _log.error("snapshot_install_failed", leader=getattr(self._SyncObj__raftLeader, "id", None),
+                   hint="the leader's snapshot could not be loaded (see 'failed to load full "
+                        "dump'); this node keeps its log and the leader sends it again")
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:
@@ -723,6 +812,13 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,  # noqa: N803
         success: bool = False,
     ) -> None:
+        if self._install_failed:  # override 17: the install just failed; no success for it
+            self._install_failed = False
+            if success:
+                self._SyncObj__transport.send(node, {
+                    "type": "next_node_idx", "next_node_idx": self._SyncObj__raftLog[-1][1] + 1,
+                    "reset": False, "success": False})
+                return
         if success:
             self._reject_floor = None
         elif reset:
@@ -748,10 +844,13 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             # would "clamp" the commit index with a warning about entries lost on a crash —
             # nothing is lost: after the install the commit index is the snapshot's index.
             self._SyncObj__raftCommitIndex = 0
+        self._dump_loaded = False
         try:
             SyncObj._SyncObj__loadDumpFile(self, clearJournal)
         finally:
             self.loading_from_leader = False
+            if clearJournal:
+                self._after_install(self._dump_loaded)
             if clearJournal and len(self._SyncObj__raftLog) < 2:
                 # The log was cleared but the snapshot's two entries did not fit (pysyncobj logs
                 # "failed to load full dump"): this node has no usable log. Silence it and stop;
@@ -1084,6 +1183,23 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         """The term of the entry at log ``index`` (0 when it is no longer in the log)."""
         entry = self._entry_at(index)
         return int(entry[2]) if entry is not None else 0
+
+    def log_holds_snapshot(self, meta_json: str) -> bool:
+        """Whether this node's Raft log still holds the last two entries of the snapshot whose
+        metadata is ``meta_json`` (:func:`gantry.state.snapshot.encode_meta`), index and term:
+        pysyncobj compacts its log to the earlier of them when the snapshot succeeds."""
+        try:
+            last, prev, _ = _decode_meta_entries(meta_json)
+        except (ValueError, KeyError, TypeError, IndexError):
+            return False
+        return all((e := self._entry_at(idx)) is not None and int(e[2]) == term
+                   for idx, term in (prev, last))
+
+    def cancel_snapshot_transfers(self) -> None:
+        """Forget every snapshot transfer in progress (a leader whose snapshot just succeeded):
+        each follower still behind gets the new file, from its first chunk."""
+        for node in (*self._SyncObj__otherNodes, *self._SyncObj__readonlyNodes):
+            self._SyncObj__serializer.cancelTransmisstion(node)
 
     def noop_index(self) -> int:
         """The log index of the no-op this node appended when it last became leader (0: none)."""

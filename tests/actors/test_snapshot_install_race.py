@@ -26,7 +26,7 @@ from gantry.config import Config
 from gantry.consensus.proposals import Proposals
 from gantry.db import Watermark, open_ro, open_rw
 from gantry.state import commands, migrate, snapshot, statemachine
-from tests.support import wait_until
+from tests.support import free_ports, wait_until
 
 REGULAR, NO_OP = b"\x00", b"\x01"
 
@@ -243,3 +243,178 @@ def test_a_snapshot_older_than_its_metadata_is_refused(node: Any, tmp_path: path
         _install_from_leader(actor, leader_file)
     assert not list(pathlib.Path(actor._dump_path).parent.glob("restore-*.db"))
     assert watermark.value == 5
+
+
+# -- override 17 and the serializer's error paths (found by a code audit, 2026-12-03) --
+
+def _engine(actor: RaftActor, data: pathlib.Path, journal: Any,
+            peers: int = 2) -> tuple[Any, list[Any], list[str]]:
+    """A real GantrySyncObj (no tick thread) wired to ``actor``'s snapshot hooks, whose
+    transport only records what it would send; returns (engine, sent messages, peer addrs)."""
+    from pysyncobj import SyncObjConf
+
+    from gantry.actors.raft import GantrySyncObj
+
+    me, *others = (f"127.0.0.1:{p}" for p in free_ports(peers + 1))
+    conf = SyncObjConf(autoTick=False, fullDumpFile=actor._dump_path, serializer=actor._serialize,
+                       deserializer=actor._deserialize, serializeChecker=actor._serialize_checker,
+                       dynamicMembershipChange=True)
+    engine = GantrySyncObj(me, others, conf, actor._on_entry, journal, actor._snapshot_arriving)
+    sent: list[Any] = []
+
+    def send(_node: Any, message: Any) -> bool:
+        sent.append(message)
+        return True
+
+    engine._SyncObj__transport.send = send
+    return engine, sent, others
+
+
+def test_a_leader_snapshot_that_fails_to_load_is_not_acknowledged(node: Any, tmp_path: pathlib.Path) -> None:
+    from pysyncobj.node import TCPNode
+
+    from gantry import preflight
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, watermark = node
+    data = db_path.parent
+    # This follower: log 3..12 (3..5 committed at term 1, 6..12 a deposed leader's tail at term
+    # 2, never committed), its own dump at (3, 4).
+    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
+                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(3, 13):
+        journal.add(REGULAR + (b"x" if i < 6 else b"stale"), i, 1 if i < 6 else 2)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(5)
+    journal.sync()
+    engine, sent, (leader, _other) = _engine(actor, data, journal)
+    actor._sync = engine
+    try:
+        # The leader's file is refused (its database older than its metadata: a leader on a
+        # build before override 16).
+        blob = _snapshot_file(tmp_path, "leader", 15, _meta(20)).read_bytes()
+        half = len(blob) // 2
+        for chunk in ((blob[:half], True, False), (blob[half:], False, False), (b"", False, True)):
+            engine._SyncObj__onMessageReceived(TCPNode(leader), {
+                "type": "append_entries", "term": 3, "commit_index": 20, "serialized": chunk})
+        # Before the fix pysyncobj answered success with next_node_idx 13: the leader took the
+        # stale tail 6..12 as this follower's copy and could commit its own 6..12 on it.
+        replies = [m for m in sent if m.get("type") == "next_node_idx"]
+        assert replies and not any(m["success"] for m in replies), replies
+        assert [e[1] for e in journal[:]] == list(range(3, 13))
+        assert engine.raftCommitIndex == 5
+        # The dump is this node's own again (it was left the refused file: a restart refused).
+        meta_json, applied = snapshot.read_meta(pathlib.Path(actor._dump_path))
+        assert (snapshot.decode_meta(meta_json, _Node)[0][1], applied) == (4, 4)
+        assert not list(data.glob("raft.snapshot.*"))
+        assert watermark.value == 5
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+    preflight.check(Config(data_dir=data))
+
+
+def test_a_serializer_error_does_not_stop_later_snapshots(node: Any, tmp_path: pathlib.Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pysyncobj.serializer import Serializer
+
+    actor, _db_path, _watermark = node
+    os.replace(_snapshot_file(tmp_path, "own", 4, _meta(4)), actor._dump_path)
+    ser = Serializer(actor._dump_path, 2 ** 16, False, actor._serialize, actor._deserialize,
+                     actor._serialize_checker)
+    real_link = os.link
+
+    def link_enospc(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", link_enospc)
+    ser.serialize((None,) + _meta(5), 4)
+    monkeypatch.setattr(os, "link", real_link)  # the disk has room again
+    # Before the fix the checker said NOT_SERIALIZING for good and pysyncobj's serializer stayed
+    # busy: no snapshot was taken or sent again until a restart.
+    assert ser.checkSerializing()[0] == SERIALIZER_STATE.FAILED
+    ser.serialize((None,) + _meta(5), 4)
+    state = wait_until(lambda: (st := ser.checkSerializing()[0]) != SERIALIZER_STATE.SERIALIZING
+                       and st, 20, 0.01, "the next snapshot")
+    assert state == SERIALIZER_STATE.SUCCESS
+    assert snapshot.decode_meta(snapshot.read_meta(pathlib.Path(actor._dump_path))[0], _Node)[0][1] == 5
+
+
+def test_a_snapshot_success_restarts_transfers_with_the_new_file(node: Any, tmp_path: pathlib.Path) -> None:
+    from pysyncobj.node import TCPNode
+
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, _watermark = node
+    data = db_path.parent
+    os.replace(_snapshot_file(tmp_path, "old", 3, _meta(3)), actor._dump_path)
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(2, 6):
+        journal.add(REGULAR + b"x", i, 1)
+    journal.setCurrentTerm(1, None)
+    engine, _sent, (address, _other) = _engine(actor, data, journal)
+    actor._sync = engine
+    ser = engine._SyncObj__serializer
+    follower = TCPNode(address)  # pysyncobj keys transfers by member node
+    try:
+        first = ser.getTransmissionData(follower)  # a transfer of the old snapshot (index 3)
+        assert first is not None and first[1] and not first[2]
+        ser.serialize((None,) + _meta(5), 4)  # this node's own snapshot at 5
+        state = wait_until(lambda: (st := ser.checkSerializing()[0]) != SERIALIZER_STATE.SERIALIZING
+                           and st, 20, 0.01, "own snapshot")
+        assert state == SERIALIZER_STATE.SUCCESS
+        # Before the fix the transfer went on with the old file (index 3), after which the leader
+        # expected the follower at 6 and had to send it the new snapshot as well.
+        again = ser.getTransmissionData(follower)
+        assert again is not None and again[1], "the transfer starts over"
+        blob = again[0]
+        while not (d := ser.getTransmissionData(follower))[2]:
+            blob += d[0]
+        got = tmp_path / "received.db"
+        got.write_bytes(blob)
+        assert snapshot.decode_meta(snapshot.read_meta(got)[0], _Node)[0][1] == 5
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+
+
+def test_a_snapshot_the_log_no_longer_holds_does_not_compact(node: Any) -> None:
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, _watermark = node
+    data = db_path.parent
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(2, 5):  # the log ends at 4 (truncated), the snapshot is at (4, 5)
+        journal.add(REGULAR + b"x", i, 1)
+    journal.setCurrentTerm(1, None)
+    engine, _sent, _peers = _engine(actor, data, journal)
+    actor._sync = engine
+    try:
+        actor._serialize(actor._dump_path + ".tmp", _meta(5))
+        state = wait_until(lambda: (st := actor._serialize_checker()) != SERIALIZER_STATE.SERIALIZING
+                           and st, 20, 0.01, "own snapshot")
+        # SUCCESS would have pysyncobj compact to index 4, past the end: an empty raft.log.
+        assert state == SERIALIZER_STATE.FAILED
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+
+
+def test_the_journal_never_compacts_to_nothing(tmp_path: pathlib.Path) -> None:
+    from gantry.consensus.journal import DurableJournal
+
+    journal = DurableJournal(str(tmp_path / "raft.log"))
+    for i in range(1, 4):
+        journal.add(NO_OP, i, 1)
+    journal.deleteEntriesTo(3)
+    assert [e[1] for e in journal[:]] == [1, 2, 3]
+    journal.deleteEntriesTo(2)
+    assert [e[1] for e in journal[:]] == [3]
+    journal._destroy()
+    assert [e[1] for e in DurableJournal(str(tmp_path / "raft.log"))[:]] == [3]
