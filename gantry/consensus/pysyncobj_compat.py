@@ -206,6 +206,10 @@ Invariants this module protects:
     is not compacted to, a successful snapshot restarts transfers of the previous one, and the
     journal never compacts to an empty log).
 
+18. **A snapshot transfer never spans two connections**: when a member's connection goes, the
+    leader restarts its transfer from the first chunk and the follower drops later chunks until
+    a first one (chunks lost with the old connection left a hole in the file).
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -789,6 +793,22 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         _log.error("snapshot_install_failed", leader=getattr(self._SyncObj__raftLeader, "id", None),
                    hint="the leader's snapshot could not be loaded (see 'failed to load full "
                         "dump'); this node keeps its log and the leader sends it again")
+
+    # -- override 18: a snapshot transfer never spans two connections --
+    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
+        """A member's connection is gone (closed, reset, timed out, or replaced by a new one).
+        What it had in flight is lost, and pysyncobj reconnects within one tick: a snapshot
+        transfer resumed on the new connection after the chunks lost on the old one, and the
+        follower assembled a file with a hole in it (found by a code audit, 2026-12-03). Here
+        the leader starts that member's transfer again from the first chunk, and a follower
+        receiving from that member drops every chunk until a first one."""
+        self._SyncObj__connectedNodes.discard(node)  # what pysyncobj does
+        serializer = getattr(self, "_SyncObj__serializer", None)
+        if serializer is not None:
+            serializer.cancelTransmisstion(node)
+        incoming = self._incoming_snapshot
+        if incoming is not None and incoming[0] == getattr(node, "id", None):
+            self._incoming_snapshot = None
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:

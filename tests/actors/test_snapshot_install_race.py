@@ -418,3 +418,44 @@ def test_the_journal_never_compacts_to_nothing(tmp_path: pathlib.Path) -> None:
     assert [e[1] for e in journal[:]] == [3]
     journal._destroy()
     assert [e[1] for e in DurableJournal(str(tmp_path / "raft.log"))[:]] == [3]
+
+
+def test_a_snapshot_transfer_never_spans_two_connections(node: Any, tmp_path: pathlib.Path) -> None:
+    """Override 18: chunks lost with a dead connection must not leave a hole in the file."""
+    from pysyncobj.node import TCPNode
+
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, _watermark = node
+    data = db_path.parent
+    os.replace(_snapshot_file(tmp_path, "old", 3, _meta(3)), actor._dump_path)
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(2, 6):
+        journal.add(REGULAR + b"x", i, 1)
+    journal.setCurrentTerm(1, None)
+    engine, _sent, (address, _other) = _engine(actor, data, journal)
+    ser = engine._SyncObj__serializer
+    peer = TCPNode(address)
+    try:
+        # Leader side: the connection drops mid-transfer; the next chunk is a first chunk again.
+        assert ser.getTransmissionData(peer)[1]
+        assert not ser.getTransmissionData(peer)[1]
+        engine._SyncObj__onNodeDisconnected(peer)
+        assert ser.getTransmissionData(peer)[1], "the transfer starts over"
+        # Follower side: a chunk after a reconnection, without a first chunk, is dropped.
+        def received() -> int:  # bytes in the incoming file (buffered writes included)
+            f = ser._Serializer__incomingTransmissionFile
+            return -1 if f is None else int(f.tell())
+
+        first = {"type": "append_entries", "term": 2, "commit_index": 5,
+                 "serialized": (b"a" * 100, True, False)}
+        middle = {**first, "serialized": (b"b" * 100, False, False)}
+        engine._SyncObj__onMessageReceived(peer, first)
+        engine._SyncObj__onMessageReceived(peer, middle)
+        assert received() == 200
+        engine._SyncObj__onNodeDisconnected(peer)
+        engine._SyncObj__onMessageReceived(peer, middle)
+        assert received() == 200, "a chunk after the hole went into the file"
+    finally:
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
