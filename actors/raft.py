@@ -134,6 +134,16 @@ class GantrySyncObj(SafeSyncObj):
         with installed(journal):
             super().__init__(self_addr, peers, conf, transportClass=transport_for(journal))
 
+    def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
+        """``(log index, term)`` of the snapshot file's last entry (its Raft metadata), or None
+        when the file cannot be read."""
+        try:
+            meta_json, _ = snapshot.read_meta(pathlib.Path(path))
+            last = json.loads(meta_json)["last"]
+            return int(last[1]), int(last[2])
+        except (snapshot.SnapshotError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
     @replicated  # type: ignore[misc]
     def apply_entry(self, data: bytes) -> int:
         """Replicated method: one encoded ``gantry.command.v1.Command`` per log entry."""

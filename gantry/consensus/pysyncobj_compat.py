@@ -210,6 +210,12 @@ Invariants this module protects:
     leader restarts its transfer from the first chunk and the follower drops later chunks until
     a first one (chunks lost with the old connection left a hole in the file).
 
+19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
+    InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
+    the snapshot this node had acknowledged included; here such a snapshot is not installed
+    (:meth:`SafeSyncObj._log_holds_received_snapshot`) and the reply says the log matches up
+    to its entry.
+
 **One clock.** pysyncobj stamps its deadlines on its own clock (CLOCK_MONOTONIC_RAW), which
 drifts from ``time.monotonic`` by up to 500 ppm; every time this module keeps or compares comes
 from :func:`engine_clock` (mixing the two made every follower of a long-running node lose its
@@ -549,6 +555,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self._dump_loaded = False
         self._dump_before_install: str | None = None
         self._install_failed = False
+        #: Override 19: the log index of a leader's snapshot this node's log already holds
+        #: (Raft Figure 13 step 6: its log is kept), for the reply and for the commit index.
+        self._retain_reply: int | None = None
+        self._retain_commit: int | None = None
         conf: Any = kwargs.get("conf", args[2] if len(args) > 2 else None)
         inner = getattr(conf, "deserializer", None)
         if inner is not None:
@@ -661,8 +671,11 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._conflict_hint = None
         current_last: int = self._SyncObj__raftLog[-1][1]
         leader_commit = int(message.get("commit_index") or 0)
+        retained, self._retain_commit = self._retain_commit, None
         if verified is not None:
             target = max(old_commit, min(leader_commit, verified))
+        elif snapshot_message and retained is not None:
+            target = max(old_commit, retained)  # override 19: a snapshot holds committed entries
         elif snapshot_message and self._SyncObj__raftLastApplied != applied_before:
             target = current_last  # a snapshot was installed: the log is exactly its two entries
         else:
@@ -671,7 +684,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if self._SyncObj__raftCommitIndex != target:
             self._SyncObj__raftCommitIndex = target
             self._SyncObj__raftLog.setRaftCommitIndex(target)
-        if snapshot_message and self._SyncObj__raftLastApplied == applied_before:
+        if snapshot_message and self._SyncObj__raftLastApplied == applied_before and retained is None:
             self._snapshot_chunk_received(node)
 
     # -- override 11: a large entry is decoded once, when all of it is in --
@@ -762,7 +775,37 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._dump_before_install = None
             _log.warning("snapshot_dump_not_kept", path=dump, error=repr(e))
 
-    def _after_install(self, loaded: bool) -> None:
+    # -- override 19: a snapshot whose last entry this node's log holds is not installed --
+    def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
+        """``(log index, term)`` of the last entry of the snapshot file at ``path``, or None when
+        it cannot be read (the install then goes ahead and fails on its own). Gantry's engine
+        (actors/raft.py) reads its snapshot format; this base class knows none."""
+        return None
+
+    def _log_holds_received_snapshot(self) -> bool:
+        """Raft Figure 13 (InstallSnapshot), step 6: "if an existing log entry has the same index
+        and term as the snapshot's last included entry, retain log entries following it and
+        reply". pysyncobj always discarded the whole log, entries after the snapshot this node
+        had acknowledged included (a leader walking back a long run of one term can land below
+        its own snapshot while the follower matches it further on). Such a follower's log holds
+        every entry from its own applied index on, so nothing needs installing: the received
+        file is taken back off the dump, the reply says the log matches up to the snapshot's
+        entry, and the commit index covers it (a snapshot holds only committed entries)."""
+        dump = self._SyncObj__conf.fullDumpFile
+        last = self.received_snapshot_last_entry(dump) if dump else None
+        if last is None:
+            return False
+        entry = self._entry_at(last[0])
+        if entry is None or int(entry[2]) != last[1]:
+            return False
+        self._after_install(False, retained=True)
+        self._retain_reply = self._retain_commit = last[0]
+        _log.info("snapshot_install_skipped", index=last[0], term=last[1],
+                  last_log_index=self._SyncObj__raftLog[-1][1],
+                  reason="this node's log holds the snapshot's last entry")
+        return True
+
+    def _after_install(self, loaded: bool, retained: bool = False) -> None:
         """A leader's snapshot was renamed over the dump and loaded (``loaded``) or not.
 
         pysyncobj swallows a failed load ("failed to load full dump": an unreadable or
@@ -780,7 +823,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                 with contextlib.suppress(OSError):
                     os.unlink(keep)
             return
-        self._install_failed = True
+        self._install_failed = not retained
         try:
             if keep:
                 os.replace(keep, dump)
@@ -790,6 +833,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                 _fsync_dir(dump)
         except OSError as e:
             _log.error("snapshot_dump_not_restored", path=dump, error=repr(e))
+        if retained:
+            return
         _log.error("snapshot_install_failed", leader=getattr(self._SyncObj__raftLeader, "id", None),
                    hint="the leader's snapshot could not be loaded (see 'failed to load full "
                         "dump'); this node keeps its log and the leader sends it again")
@@ -839,6 +884,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                     "type": "next_node_idx", "next_node_idx": self._SyncObj__raftLog[-1][1] + 1,
                     "reset": False, "success": False})
                 return
+        if self._retain_reply is not None:  # override 19: verified up to the snapshot's entry
+            retained, self._retain_reply = self._retain_reply, None
+            if success:
+                nextNodeIdx = retained + 1
         if success:
             self._reject_floor = None
         elif reset:
@@ -855,6 +904,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
 
     # -- override 3: snapshot provenance --
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
+        if clearJournal and self._log_holds_received_snapshot():
+            return
         self.loading_from_leader = bool(clearJournal)
         commit_before = self._SyncObj__raftCommitIndex
         applied_before = self._SyncObj__raftLastApplied

@@ -1261,3 +1261,52 @@ def test_reads_are_bounded_per_event_and_for_unidentified_connections() -> None:
         a.close()
         sender.join(10)
         b.close()
+
+
+def test_a_snapshot_whose_last_entry_the_log_holds_is_not_installed(tmp_path: pathlib.Path) -> None:
+    """Override 19 (Raft Figure 13, InstallSnapshot step 6): this follower's log holds 1–10,
+    committed to 5; the leader sends its snapshot at 6 (term 1), which the log holds. The stock
+    engine discards the whole log (7–10 included, which this node may have acknowledged)."""
+
+    class Engine(SafeSyncObj):  # type: ignore[misc]
+        def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
+            return (6, 1) if pathlib.Path(path).read_bytes() == b"leader" else None
+
+    ports = free_ports(2)
+    journal = DurableJournal(str(tmp_path / "retain.log"))
+    for i in range(1, 11):
+        journal.add(b"\x01" if i == 1 else f"e{i}".encode(), i, 1)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(5)
+    dump = tmp_path / "dump"
+    dump.write_bytes(b"own")
+    loads: list[str] = []
+    sent: list[Any] = []
+
+    def deserializer(path: str) -> Any:
+        loads.append(path)
+        return (b"e6", 6, 1), (b"e5", 5, 1), set()
+
+    def send(_node: Any, message: Any) -> bool:
+        sent.append(message)
+        return True
+
+    conf = SyncObjConf(autoTick=False, fullDumpFile=str(dump), serializer=lambda _p, _m: None,
+                       deserializer=deserializer)
+    with installed(journal):
+        node = Engine(f"127.0.0.1:{ports[0]}", [f"127.0.0.1:{ports[1]}"], conf)
+    node._SyncObj__transport.send = send
+    loads.clear()
+    try:
+        msg = {"type": "append_entries", "term": 3, "commit_index": 12,
+               "serialized": (b"leader", True, True)}
+        node._SyncObj__onMessageReceived(TCPNode(f"127.0.0.1:{ports[1]}"), msg)
+        assert [e[1] for e in node._SyncObj__raftLog[:]] == list(range(1, 11))
+        assert not loads, "the leader's snapshot was loaded"
+        assert node.raftCommitIndex == 6
+        assert dump.read_bytes() == b"own"  # the dump matches the log again
+        replies = [m for m in sent if m.get("type") == "next_node_idx"]
+        assert replies and all(m["success"] for m in replies) and replies[-1]["next_node_idx"] == 7
+    finally:
+        node._SyncObj__transport.destroy()
+        journal._destroy()
