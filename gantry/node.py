@@ -10,6 +10,7 @@ writer apply what it holds, checkpoint the WAL, close.
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -148,6 +149,10 @@ class Node:
                                  "to a free HOST:PORT, or off)") from None
         log.info("node_starting", data_dir=str(cfg.data_dir), db_path=str(cfg.database),
                  raft_addr=cfg.raft_addr, peers=cfg.peers)
+        settled = preflight.settle_interrupted_install(pathlib.Path(cfg.data_dir))
+        if settled:
+            log.warning("snapshot_install_settled", outcome=settled,
+                        reason="the node stopped while a leader's snapshot was being loaded")
         try:  # damaged files: refuse in one line before anything writes to them
             preflight.check(cfg)
         except preflight.PreflightError as e:

@@ -31,6 +31,7 @@ do. What it checks:
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sqlite3
 import struct
@@ -39,6 +40,7 @@ from gantry.backup import RESTORING_MARKER
 from gantry.config import Config
 from gantry.consensus import journal
 from gantry.consensus.pysyncobj_compat import check_snapshot_position
+from gantry.db import fsync_dir
 from gantry.state import snapshot, statemachine
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -129,6 +131,31 @@ def snapshot_problem(path: pathlib.Path) -> str | None:
     except snapshot.SnapshotError as e:
         return f"inconsistent ({e})"
     return None
+
+
+#: The dump as it was before a leader's snapshot was renamed over it (pysyncobj_compat
+#: override 17), while that snapshot is being checked and loaded.
+BEFORE_INSTALL = "raft.snapshot.before-install"
+
+
+def settle_interrupted_install(data_dir: pathlib.Path) -> str | None:
+    """Finish what a crash interrupted while a leader's snapshot was being checked (override
+    17): when ``raft.snapshot.before-install`` is there, the received file went over the dump
+    and the node stopped before it loaded or refused it. A received file that would not load
+    (see :func:`snapshot_problem`) is replaced by the kept dump, as the running node would have
+    done; one that would load is kept (installing it at start-up is what the node was doing),
+    and the link goes. Returns "restored" / "kept" / None (nothing to settle). Run before
+    :func:`check`, holding the data directory's lock; the only start-up step that writes."""
+    keep = data_dir / BEFORE_INSTALL
+    if not keep.exists():
+        return None
+    dump = data_dir / "raft.snapshot"
+    if dump.exists() and snapshot_problem(dump) is None:
+        keep.unlink()
+        return "kept"
+    os.replace(keep, dump)
+    fsync_dir(dump)
+    return "restored"
 
 
 def check(config: Config) -> None:

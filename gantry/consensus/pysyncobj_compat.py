@@ -200,7 +200,8 @@ Invariants this module protects:
     anyway with this node's own last log index, an unverified tail the leader would count
     toward commits; the refused file stayed as the dump beside this node's own log. Here the
     dump from before is put back (a hard link taken when the last chunk arrived) and the reply
-    carries no success, so the leader sends the snapshot again (found by a code audit,
+    carries no success, so the leader sends the snapshot again; a crash in between is settled
+    at the next start (:func:`gantry.preflight.settle_interrupted_install`) (found by a code audit,
     2026-12-03, with three neighbours in ``actors/raft.py`` and the journal: a serializer error
     no longer leaves pysyncobj's serializer busy for good, a snapshot the log no longer holds
     is not compacted to, a successful snapshot restarts transfers of the previous one, and the
@@ -796,7 +797,10 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         if last is None:
             return False
         entry = self._entry_at(last[0])
-        if entry is None or int(entry[2]) != last[1]:
+        if entry is None or int(entry[2]) != last[1] or self._entry_at(last[0] - 1) is None:
+            # (the entry before it too: a crash before the dump is put back must leave a dump
+            # whose two entries the log holds, which the start-up aligns; Log Matching makes it
+            # the snapshot's previous entry)
             return False
         self._after_install(False, retained=True)
         self._retain_reply = self._retain_commit = last[0]
@@ -922,7 +926,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self.loading_from_leader = False
             if clearJournal:
                 self._after_install(self._dump_loaded)
-            if clearJournal and len(self._SyncObj__raftLog) < 2:
+            if clearJournal and self._dump_loaded and len(self._SyncObj__raftLog) < 2:
                 # The log was cleared but the snapshot's two entries did not fit (pysyncobj logs
                 # "failed to load full dump"): this node has no usable log. Silence it and stop;
                 # at the next start it loads the (complete) snapshot file again.

@@ -459,3 +459,86 @@ def test_a_snapshot_transfer_never_spans_two_connections(node: Any, tmp_path: pa
     finally:
         engine._SyncObj__transport.destroy()
         journal._destroy()
+
+
+def _send_snapshot(engine: Any, leader: str, blob: bytes, term: int = 3) -> None:
+    from pysyncobj.node import TCPNode
+
+    half = len(blob) // 2
+    for chunk in ((blob[:half], True, False), (blob[half:], False, False), (b"", False, True)):
+        engine._SyncObj__onMessageReceived(TCPNode(leader), {
+            "type": "append_entries", "term": term, "commit_index": 20, "serialized": chunk})
+
+
+def test_a_new_member_survives_a_refused_snapshot(node: Any, tmp_path: pathlib.Path) -> None:
+    """A new member's log is pysyncobj's one initial entry; a refused snapshot leaves it so, and
+    that must not read as "the log was cleared and not rebuilt" (the node stopped, and did again
+    at every restart while the leader's file was bad). Found by a second audit."""
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, _watermark = node
+    journal = DurableJournal(str(db_path.parent / "raft.log"))
+    engine, sent, (leader, _other) = _engine(actor, db_path.parent, journal)
+    actor._sync = engine
+    try:
+        assert len(journal) == 1
+        _send_snapshot(engine, leader, _snapshot_file(tmp_path, "leader", 15, _meta(20)).read_bytes())
+        replies = [m for m in sent if m.get("type") == "next_node_idx"]
+        assert replies and not any(m["success"] for m in replies)
+        assert [e[1] for e in journal[:]] == [1]
+        assert journal.failed is None, journal.failed
+        assert not pathlib.Path(actor._dump_path).exists()  # there was none before
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+
+
+@pytest.mark.parametrize("leader_file_ok", [False, True])
+def test_a_crash_while_a_leader_snapshot_is_checked_is_settled_at_start_up(
+        node: Any, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, leader_file_ok: bool) -> None:
+    """kill -9 after pysyncobj renamed the leader's file over the dump and before it was loaded
+    or refused: the start-up puts the kept dump back when the received file would not load, and
+    keeps the received file when it would (found by a second audit: the node was refused at
+    start-up, and the kept dump deleted)."""
+    import shutil
+
+    from gantry import preflight
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, _watermark = node
+    data = db_path.parent
+    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
+                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(3, 13):
+        journal.add(REGULAR + b"x", i, 1)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(5)
+    journal.sync()
+    engine, _sent, (leader, _other) = _engine(actor, data, journal)
+    actor._sync = engine
+    crashed = tmp_path / "crashed"
+    real_fsync = raft_module.fsync_file
+
+    def kill9_here(path: Any) -> None:  # the files as a kill -9 leaves them at this point
+        if not crashed.exists():
+            shutil.copytree(data, crashed)
+        real_fsync(path)
+
+    monkeypatch.setattr(raft_module, "fsync_file", kill9_here)
+    received = _snapshot_file(tmp_path, "leader", 20 if leader_file_ok else 15, _meta(20))
+    try:
+        _send_snapshot(engine, leader, received.read_bytes())
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+    assert (crashed / preflight.BEFORE_INSTALL).exists()
+    outcome = preflight.settle_interrupted_install(crashed)
+    assert outcome == ("kept" if leader_file_ok else "restored")
+    assert not (crashed / preflight.BEFORE_INSTALL).exists()
+    meta_json, applied = snapshot.read_meta(crashed / "raft.snapshot")
+    assert (snapshot.decode_meta(meta_json, _Node)[0][1], applied) == ((20, 20) if leader_file_ok else (4, 4))
+    preflight.check(Config(data_dir=crashed))
+    assert preflight.settle_interrupted_install(crashed) is None
