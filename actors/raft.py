@@ -134,14 +134,12 @@ class GantrySyncObj(SafeSyncObj):
         with installed(journal):
             super().__init__(self_addr, peers, conf, transportClass=transport_for(journal))
 
-    def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
-        """``(log index, term)`` of the snapshot file's last entry (its Raft metadata), or None
-        when the file cannot be read."""
+    def received_snapshot_meta(self, path: str) -> str | None:
+        """The Raft metadata JSON of the snapshot file at ``path``, or None when it cannot be
+        read (:func:`gantry.state.snapshot.read_meta`)."""
         try:
-            meta_json, _ = snapshot.read_meta(pathlib.Path(path))
-            last = json.loads(meta_json)["last"]
-            return int(last[1]), int(last[2])
-        except (snapshot.SnapshotError, ValueError, KeyError, TypeError, IndexError):
+            return snapshot.read_meta(pathlib.Path(path))[0]
+        except snapshot.SnapshotError:
             return None
 
     @replicated  # type: ignore[misc]

@@ -777,11 +777,22 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             _log.warning("snapshot_dump_not_kept", path=dump, error=repr(e))
 
     # -- override 19: a snapshot whose last entry this node's log holds is not installed --
-    def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
-        """``(log index, term)`` of the last entry of the snapshot file at ``path``, or None when
-        it cannot be read (the install then goes ahead and fails on its own). Gantry's engine
-        (actors/raft.py) reads its snapshot format; this base class knows none."""
+    def received_snapshot_meta(self, path: str) -> str | None:
+        """The Raft metadata JSON (:func:`gantry.state.snapshot.encode_meta`) of the snapshot
+        file at ``path``, or None when it cannot be read (the install then goes ahead and fails
+        on its own). Gantry's engine (actors/raft.py) reads its snapshot format; this base class
+        knows none."""
         return None
+
+    def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
+        """``(log index, term)`` of the received snapshot's last entry, or None."""
+        meta_json = self.received_snapshot_meta(path)
+        if meta_json is None:
+            return None
+        try:
+            return _decode_meta_entries(meta_json)[0]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
 
     def _log_holds_received_snapshot(self) -> bool:
         """Raft Figure 13 (InstallSnapshot), step 6: "if an existing log entry has the same index

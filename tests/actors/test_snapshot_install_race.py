@@ -542,3 +542,37 @@ def test_a_crash_while_a_leader_snapshot_is_checked_is_settled_at_start_up(
     assert (snapshot.decode_meta(meta_json, _Node)[0][1], applied) == ((20, 20) if leader_file_ok else (4, 4))
     preflight.check(Config(data_dir=crashed))
     assert preflight.settle_interrupted_install(crashed) is None
+
+
+def test_a_follower_holding_the_snapshots_last_entry_keeps_its_log(node: Any, tmp_path: pathlib.Path) -> None:
+    """Override 19 on the real engine and snapshot files: the log holds 3..12 (term 1), the
+    leader's snapshot ends at (8, term 1): nothing is installed, the log stays, the reply says it
+    matches up to 8, the commit index reaches 8 and the dump is this node's own again."""
+    from gantry.consensus.journal import DurableJournal
+
+    actor, db_path, watermark = node
+    data = db_path.parent
+    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
+                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in range(3, 13):
+        journal.add(REGULAR + b"x", i, 1)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(5)
+    journal.sync()
+    engine, sent, (leader, _other) = _engine(actor, data, journal)
+    actor._sync = engine
+    try:
+        _send_snapshot(engine, leader, _snapshot_file(tmp_path, "leader", 8, _meta(8)).read_bytes())
+        assert [e[1] for e in journal[:]] == list(range(3, 13))
+        replies = [m for m in sent if m.get("type") == "next_node_idx"]
+        assert replies and replies[-1]["success"] and replies[-1]["next_node_idx"] == 9, replies
+        assert engine.raftCommitIndex == 8
+        meta_json, applied = snapshot.read_meta(pathlib.Path(actor._dump_path))
+        assert (snapshot.decode_meta(meta_json, _Node)[0][1], applied) == (4, 4)
+        assert not list(data.glob("raft.snapshot.*")) and not list(data.glob("restore-*"))
+        assert watermark.value == 5  # nothing restored: the entries apply from the log
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
