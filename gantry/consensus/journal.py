@@ -421,6 +421,10 @@ class DurableJournal(Journal):  # type: ignore[misc]
         # the adds that follow are compared with what is there, and the file is truncated at the
         # first real conflict. Matching entries stay (and are not rewritten).
         self._pending_from: int | None = None
+        #: Command bytes of membership entries such a kept tail held: pysyncobj rolled their
+        #: cluster changes back in memory before the batch, and its engine applies them again
+        #: (pysyncobj_compat override 20) after taking them with :meth:`take_kept_membership`.
+        self._kept_membership: list[bytes] = []
         self.fsyncs = 0  # counter, for benchmarks and tests
         self.conflicts = 0  # real Raft log conflicts truncated (counter)
         self._open_log()
@@ -579,14 +583,23 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def _settle_locked(self) -> None:
         """End a pending truncation: the entries past the re-added ones match the leader as far
-        as anyone knows, so they stay — unless one is a membership change, which pysyncobj has
-        already rolled back in memory; then truncate as it expects, to stay consistent."""
+        as anyone knows, so they stay. pysyncobj has rolled back the cluster changes of the
+        membership entries among them in memory; they are kept for :meth:`take_kept_membership`
+        so that the engine applies them again (this once truncated them instead: a follower
+        held less than it had acknowledged until the leader sent them again)."""
         pos = self._pending_from
         if pos is None:
             return
         self._pending_from = None
-        if any(is_membership_entry(e[0]) for e in self._entries[pos:]):
-            self._truncate_locked(pos)
+        self._kept_membership.extend(e[0] for e in self._entries[pos:] if is_membership_entry(e[0]))
+
+    def take_kept_membership(self) -> list[bytes]:
+        """The membership entries (command bytes, in log order) the last settled truncations
+        kept past a batch, once: the engine re-applies their cluster changes."""
+        with self._lock:
+            self._settle_locked()
+            kept, self._kept_membership = self._kept_membership, []
+        return kept
 
     # -- pysyncobj Journal interface --
     def add(self, command: bytes, idx: int, term: int) -> None:

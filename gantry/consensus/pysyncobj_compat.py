@@ -211,6 +211,13 @@ Invariants this module protects:
     leader restarts its transfer from the first chunk and the follower drops later chunks until
     a first one (chunks lost with the old connection left a hole in the file).
 
+20. **Membership changes of a kept log tail stay in force.** The durable log keeps matching
+    entries past a re-sent batch (Raft §5.3) instead of truncating after ``prevLogIdx`` as
+    pysyncobj does; pysyncobj has rolled back the membership changes of that tail in memory, so
+    the log used to truncate a tail holding one (matching, acknowledged entries gone until the
+    leader re-sent them; found by a code audit, 2026-12-03). Now the tail stays and its changes
+    are applied again after the batch's (:meth:`SafeSyncObj._reapply_kept_membership`).
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
@@ -673,6 +680,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         current_last: int = self._SyncObj__raftLog[-1][1]
         leader_commit = int(message.get("commit_index") or 0)
         retained, self._retain_commit = self._retain_commit, None
+        if batching:
+            self._reapply_kept_membership(raft_log)
         if verified is not None:
             target = max(old_commit, min(leader_commit, verified))
         elif snapshot_message and retained is not None:
@@ -687,6 +696,18 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             self._SyncObj__raftLog.setRaftCommitIndex(target)
         if snapshot_message and self._SyncObj__raftLastApplied == applied_before and retained is None:
             self._snapshot_chunk_received(node)
+
+    # -- override 20: membership changes of a kept log tail stay in force --
+    def _reapply_kept_membership(self, raft_log: Any) -> None:
+        """pysyncobj rolls back the cluster changes of every entry after ``prevLogIdx`` before it
+        appends a batch, and applies only the batch's again; the durable log keeps the matching
+        entries past the batch (Raft §5.3), so their membership changes are applied again here,
+        in log order, after the batch's (Raft §4.1: a server uses the latest configuration in
+        its log)."""
+        for command in raft_log.take_kept_membership():
+            request = self._SyncObj__parseChangeClusterRequest(command)
+            if request is not None:
+                self._SyncObj__doChangeCluster(request)
 
     # -- override 11: a large entry is decoded once, when all of it is in --
     def _finish_transmission(self, message: dict[str, Any]) -> dict[str, Any] | None:

@@ -216,10 +216,13 @@ def test_conflicting_entry_truncates_from_there(tmp_path: pathlib.Path) -> None:
     assert j.conflicts == 1
 
 
-def test_membership_entry_in_kept_tail_is_truncated(tmp_path: pathlib.Path) -> None:
+def test_membership_entry_in_kept_tail_is_kept_and_handed_back(tmp_path: pathlib.Path) -> None:
     j = DurableJournal(str(tmp_path / "raft.log"))
     _fill(j, 6)
     j.add(b"\x02membership", 7, 1)
+    j.add(b"\x00c8", 8, 1)
     j.deleteEntriesFrom(5)  # pysyncobj already rolled back the membership change in memory
     j.add(b"\x00c6", 6, 1)
-    assert len(j) == 6  # so the log drops it too, matching pysyncobj's view
+    assert len(j) == 8  # the matching tail stays (it used to be cut at 6)
+    assert j.take_kept_membership() == [b"\x02membership"]  # for the engine to apply again
+    assert j.take_kept_membership() == []

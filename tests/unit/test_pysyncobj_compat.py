@@ -1310,3 +1310,35 @@ def test_a_snapshot_whose_last_entry_the_log_holds_is_not_installed(tmp_path: pa
     finally:
         node._SyncObj__transport.destroy()
         journal._destroy()
+
+
+def test_a_kept_tail_keeps_its_membership_changes(tmp_path: pathlib.Path) -> None:
+    """Override 20: the follower's log holds 1–10, 9 adding a member; the leader re-sends a
+    shorter batch (prev 6, entry 7). pysyncobj rolls back the tail's membership changes and used
+    to have the tail cut (the journal truncated it to match): entries 8–10, acknowledged, were
+    gone until the leader re-sent them. Now the tail stays and the member stays added."""
+    import pickle as std_pickle
+
+    ports = free_ports(3)
+    me, leader_addr, extra = (f"127.0.0.1:{p}" for p in ports)
+    journal = DurableJournal(str(tmp_path / "kept.log"))
+    member = b"\x02" + std_pickle.dumps(["add", extra, TCPNode(extra)])
+    for i in range(1, 11):
+        journal.add(b"\x01" if i == 1 else (member if i == 9 else f"e{i}".encode()), i, 1)
+    journal.setCurrentTerm(2, None)
+    journal.setRaftCommitIndex(5)
+    with installed(journal):
+        node = SafeSyncObj(me, [leader_addr], SyncObjConf(autoTick=False, dynamicMembershipChange=True))
+    node._SyncObj__transport.send = lambda *_a: True
+    leader = TCPNode(leader_addr)
+    try:
+        node._SyncObj__doChangeCluster(["add", extra, TCPNode(extra)])  # as when 9 was appended
+        assert TCPNode(extra) in node.otherNodes
+        node._SyncObj__onMessageReceived(leader, {
+            "type": "append_entries", "term": 2, "commit_index": 6, "prevLogIdx": 6,
+            "prevLogTerm": 1, "entries": [(b"e7", 7, 1)]})
+        assert [e[1] for e in journal[:]] == list(range(1, 11)), "the matching tail was cut"
+        assert TCPNode(extra) in node.otherNodes, "the kept membership change was lost"
+    finally:
+        node._SyncObj__transport.destroy()
+        journal._destroy()
