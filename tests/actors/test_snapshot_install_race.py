@@ -247,6 +247,41 @@ def test_a_snapshot_older_than_its_metadata_is_refused(node: Any, tmp_path: path
 
 # -- override 17 and the serializer's error paths (found by a code audit, 2026-12-03) --
 
+
+def _own_dump(actor: RaftActor, tmp_path: pathlib.Path) -> None:
+    """This node's own dump: a snapshot at (3, 4)."""
+    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
+                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
+
+
+def _journal(data: pathlib.Path, indexes: range, term: Any = lambda _i: 1, current_term: int = 1,
+             commit: int | None = None) -> Any:
+    """This node's Raft log: a real DurableJournal in ``data`` holding Gantry entries at
+    ``indexes`` (of ``term(index)``; those of another term than 1 a deposed leader's tail)."""
+    from gantry.consensus.journal import DurableJournal
+
+    journal = DurableJournal(str(data / "raft.log"))
+    for i in indexes:
+        journal.add(REGULAR + (b"x" if term(i) == 1 else b"stale"), i, term(i))
+    journal.setCurrentTerm(current_term, None)
+    if commit is not None:
+        journal.setRaftCommitIndex(commit)
+        journal.sync()
+    return journal
+
+
+def _leader_with_old_dump(node: Any, tmp_path: pathlib.Path) -> tuple[Any, Any, Any]:
+    """An engine whose dump is a snapshot at index 3 and whose log holds 2..5: (engine, journal,
+    the node of one member, as pysyncobj keys transfers)."""
+    from pysyncobj.node import TCPNode
+
+    actor, db_path, _watermark = node
+    os.replace(_snapshot_file(tmp_path, "old", 3, _meta(3)), actor._dump_path)
+    journal = _journal(db_path.parent, range(2, 6))
+    engine, _sent, (address, _other) = _engine(actor, db_path.parent, journal)
+    return engine, journal, TCPNode(address)
+
+
 def _engine(actor: RaftActor, data: pathlib.Path, journal: Any,
             peers: int = 2) -> tuple[Any, list[Any], list[str]]:
     """A real GantrySyncObj (no tick thread) wired to ``actor``'s snapshot hooks, whose
@@ -274,20 +309,14 @@ def test_a_leader_snapshot_that_fails_to_load_is_not_acknowledged(node: Any, tmp
     from pysyncobj.node import TCPNode
 
     from gantry import preflight
-    from gantry.consensus.journal import DurableJournal
 
     actor, db_path, watermark = node
     data = db_path.parent
     # This follower: log 3..12 (3..5 committed at term 1, 6..12 a deposed leader's tail at term
     # 2, never committed), its own dump at (3, 4).
-    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
-                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(3, 13):
-        journal.add(REGULAR + (b"x" if i < 6 else b"stale"), i, 1 if i < 6 else 2)
-    journal.setCurrentTerm(2, None)
-    journal.setRaftCommitIndex(5)
-    journal.sync()
+    _own_dump(actor, tmp_path)
+    journal = _journal(data, range(3, 13), term=lambda i: 1 if i < 6 else 2, current_term=2,
+                       commit=5)
     engine, sent, (leader, _other) = _engine(actor, data, journal)
     actor._sync = engine
     try:
@@ -345,21 +374,10 @@ def test_a_serializer_error_does_not_stop_later_snapshots(node: Any, tmp_path: p
 
 
 def test_a_snapshot_success_restarts_transfers_with_the_new_file(node: Any, tmp_path: pathlib.Path) -> None:
-    from pysyncobj.node import TCPNode
-
-    from gantry.consensus.journal import DurableJournal
-
-    actor, db_path, _watermark = node
-    data = db_path.parent
-    os.replace(_snapshot_file(tmp_path, "old", 3, _meta(3)), actor._dump_path)
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(2, 6):
-        journal.add(REGULAR + b"x", i, 1)
-    journal.setCurrentTerm(1, None)
-    engine, _sent, (address, _other) = _engine(actor, data, journal)
+    actor, _db_path, _watermark = node
+    engine, journal, follower = _leader_with_old_dump(node, tmp_path)
     actor._sync = engine
     ser = engine._SyncObj__serializer
-    follower = TCPNode(address)  # pysyncobj keys transfers by member node
     try:
         first = ser.getTransmissionData(follower)  # a transfer of the old snapshot (index 3)
         assert first is not None and first[1] and not first[2]
@@ -384,14 +402,10 @@ def test_a_snapshot_success_restarts_transfers_with_the_new_file(node: Any, tmp_
 
 
 def test_a_snapshot_the_log_no_longer_holds_does_not_compact(node: Any) -> None:
-    from gantry.consensus.journal import DurableJournal
 
     actor, db_path, _watermark = node
     data = db_path.parent
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(2, 5):  # the log ends at 4 (truncated), the snapshot is at (4, 5)
-        journal.add(REGULAR + b"x", i, 1)
-    journal.setCurrentTerm(1, None)
+    journal = _journal(data, range(2, 5))  # the log ends at 4 (truncated); the snapshot: (4, 5)
     engine, _sent, _peers = _engine(actor, data, journal)
     actor._sync = engine
     try:
@@ -422,20 +436,8 @@ def test_the_journal_never_compacts_to_nothing(tmp_path: pathlib.Path) -> None:
 
 def test_a_snapshot_transfer_never_spans_two_connections(node: Any, tmp_path: pathlib.Path) -> None:
     """Override 18: chunks lost with a dead connection must not leave a hole in the file."""
-    from pysyncobj.node import TCPNode
-
-    from gantry.consensus.journal import DurableJournal
-
-    actor, db_path, _watermark = node
-    data = db_path.parent
-    os.replace(_snapshot_file(tmp_path, "old", 3, _meta(3)), actor._dump_path)
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(2, 6):
-        journal.add(REGULAR + b"x", i, 1)
-    journal.setCurrentTerm(1, None)
-    engine, _sent, (address, _other) = _engine(actor, data, journal)
+    engine, journal, peer = _leader_with_old_dump(node, tmp_path)
     ser = engine._SyncObj__serializer
-    peer = TCPNode(address)
     try:
         # Leader side: the connection drops mid-transfer; the next chunk is a first chunk again.
         assert ser.getTransmissionData(peer)[1]
@@ -504,18 +506,11 @@ def test_a_crash_while_a_leader_snapshot_is_checked_is_settled_at_start_up(
     import shutil
 
     from gantry import preflight
-    from gantry.consensus.journal import DurableJournal
 
     actor, db_path, _watermark = node
     data = db_path.parent
-    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
-                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(3, 13):
-        journal.add(REGULAR + b"x", i, 1)
-    journal.setCurrentTerm(2, None)
-    journal.setRaftCommitIndex(5)
-    journal.sync()
+    _own_dump(actor, tmp_path)
+    journal = _journal(data, range(3, 13), current_term=2, commit=5)
     engine, _sent, (leader, _other) = _engine(actor, data, journal)
     actor._sync = engine
     crashed = tmp_path / "crashed"
@@ -548,18 +543,11 @@ def test_a_follower_holding_the_snapshots_last_entry_keeps_its_log(node: Any, tm
     """Override 19 on the real engine and snapshot files: the log holds 3..12 (term 1), the
     leader's snapshot ends at (8, term 1): nothing is installed, the log stays, the reply says it
     matches up to 8, the commit index reaches 8 and the dump is this node's own again."""
-    from gantry.consensus.journal import DurableJournal
 
     actor, db_path, watermark = node
     data = db_path.parent
-    os.replace(_snapshot_file(tmp_path, "own", 4, ((REGULAR + b"x", 4, 1), (REGULAR + b"x", 3, 1),
-                                                    {_Node("127.0.0.1:1")})), actor._dump_path)
-    journal = DurableJournal(str(data / "raft.log"))
-    for i in range(3, 13):
-        journal.add(REGULAR + b"x", i, 1)
-    journal.setCurrentTerm(2, None)
-    journal.setRaftCommitIndex(5)
-    journal.sync()
+    _own_dump(actor, tmp_path)
+    journal = _journal(data, range(3, 13), current_term=2, commit=5)
     engine, sent, (leader, _other) = _engine(actor, data, journal)
     actor._sync = engine
     try:
