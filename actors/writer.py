@@ -117,7 +117,7 @@ class SnapshotRequest:
     def pinned(self, pending: PendingSnapshot) -> None:
         """Writer: the database is pinned; discarded at once if the request was cancelled."""
         with self._lock:
-            if not self._cancelled and not self._superseded:
+            if not self.cancelled:
                 self.pending = pending
                 self.ready.set()
                 return
@@ -132,7 +132,7 @@ class SnapshotRequest:
     def claim(self) -> PendingSnapshot | None:
         """Tick thread: the pinned state to build, or None if pinning failed or was cancelled."""
         with self._lock:
-            if self._cancelled or self._superseded or self.pending is None:
+            if self.cancelled or self.pending is None:
                 return None
             self._claimed = True
             return self.pending

@@ -39,7 +39,7 @@ import struct
 from gantry.backup import RESTORING_MARKER
 from gantry.config import Config
 from gantry.consensus import journal
-from gantry.consensus.pysyncobj_compat import check_snapshot_position
+from gantry.consensus.pysyncobj_compat import BEFORE_INSTALL_SUFFIX, check_snapshot_position
 from gantry.db import fsync_dir
 from gantry.state import snapshot, statemachine
 
@@ -135,7 +135,7 @@ def snapshot_problem(path: pathlib.Path) -> str | None:
 
 #: The dump as it was before a leader's snapshot was renamed over it (pysyncobj_compat
 #: override 17), while that snapshot is being checked and loaded.
-BEFORE_INSTALL = "raft.snapshot.before-install"
+BEFORE_INSTALL = "raft.snapshot" + BEFORE_INSTALL_SUFFIX
 
 
 def settle_interrupted_install(data_dir: pathlib.Path) -> str | None:

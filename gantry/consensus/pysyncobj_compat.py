@@ -249,7 +249,6 @@ import contextlib
 import errno
 import functools
 import io
-import json
 import os
 import pickle
 import socket
@@ -270,7 +269,7 @@ from gantry.consensus.errors import FAIL_DISK_FULL
 from gantry.consensus.readindex import REQUEST, RESPONSE, ReadRounds
 from gantry.db import fsync_dir as _fsync_dir
 from gantry.diskspace import DiskFull
-from gantry.state.snapshot import SnapshotError
+from gantry.state.snapshot import SnapshotError, decode_meta
 
 if TYPE_CHECKING:
     from gantry.consensus.journal import DurableJournal
@@ -453,10 +452,20 @@ def is_membership_entry(command: bytes) -> bool:
     return command[:1] == _MEMBERSHIP
 
 
-def _decode_meta_entries(meta_json: str) -> tuple[tuple[int, int], tuple[int, int], Any]:
-    """``((last index, term), (previous index, term), cluster)`` of snapshot metadata JSON."""
-    d = json.loads(meta_json)
-    return (int(d["last"][1]), int(d["last"][2])), (int(d["prev"][1]), int(d["prev"][2])), d["cluster"]
+#: Beside the dump: a hard link of it as it was before a leader's snapshot was renamed over it,
+#: while that snapshot is checked and loaded (override 17; a crash meanwhile is settled by
+#: :func:`gantry.preflight.settle_interrupted_install`).
+BEFORE_INSTALL_SUFFIX = ".before-install"
+
+
+def _snapshot_positions(meta_json: str) -> list[tuple[int, int]] | None:
+    """``[(last index, term), (previous index, term)]`` of snapshot metadata JSON
+    (:func:`gantry.state.snapshot.decode_meta`), or None when it does not decode."""
+    try:
+        last, prev, _ = decode_meta(meta_json, str)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return [(int(last[1]), int(last[2])), (int(prev[1]), int(prev[2]))]
 
 
 def check_snapshot_position(meta: tuple[Any, Any, Any], applied_index: int) -> None:
@@ -784,7 +793,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         dump = self._SyncObj__conf.fullDumpFile
         if not dump:
             return
-        keep = dump + ".before-install"
+        keep = dump + BEFORE_INSTALL_SUFFIX
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(keep)
@@ -808,12 +817,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
     def received_snapshot_last_entry(self, path: str) -> tuple[int, int] | None:
         """``(log index, term)`` of the received snapshot's last entry, or None."""
         meta_json = self.received_snapshot_meta(path)
-        if meta_json is None:
-            return None
-        try:
-            return _decode_meta_entries(meta_json)[0]
-        except (ValueError, KeyError, TypeError, IndexError):
-            return None
+        positions = None if meta_json is None else _snapshot_positions(meta_json)
+        return None if positions is None else positions[0]
 
     def _log_holds_received_snapshot(self) -> bool:
         """Raft Figure 13 (InstallSnapshot), step 6: "if an existing log entry has the same index
@@ -1295,12 +1300,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         """Whether this node's Raft log still holds the last two entries of the snapshot whose
         metadata is ``meta_json`` (:func:`gantry.state.snapshot.encode_meta`), index and term:
         pysyncobj compacts its log to the earlier of them when the snapshot succeeds."""
-        try:
-            last, prev, _ = _decode_meta_entries(meta_json)
-        except (ValueError, KeyError, TypeError, IndexError):
-            return False
-        return all((e := self._entry_at(idx)) is not None and int(e[2]) == term
-                   for idx, term in (prev, last))
+        positions = _snapshot_positions(meta_json)
+        return positions is not None and all(
+            (e := self._entry_at(idx)) is not None and int(e[2]) == term for idx, term in positions)
 
     def cancel_snapshot_transfers(self) -> None:
         """Forget every snapshot transfer in progress (a leader whose snapshot just succeeded):

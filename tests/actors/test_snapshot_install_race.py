@@ -270,6 +270,19 @@ def _journal(data: pathlib.Path, indexes: range, term: Any = lambda _i: 1, curre
     return journal
 
 
+def _follower(actor: RaftActor, tmp_path: pathlib.Path,
+              term: Any = lambda _i: 1) -> tuple[Any, Any, list[Any], str]:
+    """``actor`` as a follower wired to a real engine: its own dump at (3, 4), its log 3..12
+    (entries of ``term(index)``), term 2, committed to 5. Returns (journal, engine, the messages
+    it sends, the leader's Raft address)."""
+    data = pathlib.Path(actor._dump_path).parent
+    _own_dump(actor, tmp_path)
+    journal = _journal(data, range(3, 13), term=term, current_term=2, commit=5)
+    engine, sent, (leader, _other) = _engine(actor, data, journal)
+    actor._sync = engine
+    return journal, engine, sent, leader
+
+
 def _leader_with_old_dump(node: Any, tmp_path: pathlib.Path) -> tuple[Any, Any, Any]:
     """An engine whose dump is a snapshot at index 3 and whose log holds 2..5: (engine, journal,
     the node of one member, as pysyncobj keys transfers)."""
@@ -306,27 +319,17 @@ def _engine(actor: RaftActor, data: pathlib.Path, journal: Any,
 
 
 def test_a_leader_snapshot_that_fails_to_load_is_not_acknowledged(node: Any, tmp_path: pathlib.Path) -> None:
-    from pysyncobj.node import TCPNode
-
     from gantry import preflight
 
     actor, db_path, watermark = node
     data = db_path.parent
     # This follower: log 3..12 (3..5 committed at term 1, 6..12 a deposed leader's tail at term
     # 2, never committed), its own dump at (3, 4).
-    _own_dump(actor, tmp_path)
-    journal = _journal(data, range(3, 13), term=lambda i: 1 if i < 6 else 2, current_term=2,
-                       commit=5)
-    engine, sent, (leader, _other) = _engine(actor, data, journal)
-    actor._sync = engine
+    journal, engine, sent, leader = _follower(actor, tmp_path, term=lambda i: 1 if i < 6 else 2)
     try:
         # The leader's file is refused (its database older than its metadata: a leader on a
         # build before override 16).
-        blob = _snapshot_file(tmp_path, "leader", 15, _meta(20)).read_bytes()
-        half = len(blob) // 2
-        for chunk in ((blob[:half], True, False), (blob[half:], False, False), (b"", False, True)):
-            engine._SyncObj__onMessageReceived(TCPNode(leader), {
-                "type": "append_entries", "term": 3, "commit_index": 20, "serialized": chunk})
+        _send_snapshot(engine, leader, _snapshot_file(tmp_path, "leader", 15, _meta(20)).read_bytes())
         # Before the fix pysyncobj answered success with next_node_idx 13: the leader took the
         # stale tail 6..12 as this follower's copy and could commit its own 6..12 on it.
         replies = [m for m in sent if m.get("type") == "next_node_idx"]
@@ -509,10 +512,7 @@ def test_a_crash_while_a_leader_snapshot_is_checked_is_settled_at_start_up(
 
     actor, db_path, _watermark = node
     data = db_path.parent
-    _own_dump(actor, tmp_path)
-    journal = _journal(data, range(3, 13), current_term=2, commit=5)
-    engine, _sent, (leader, _other) = _engine(actor, data, journal)
-    actor._sync = engine
+    journal, engine, _sent, leader = _follower(actor, tmp_path)
     crashed = tmp_path / "crashed"
     real_fsync = raft_module.fsync_file
 
@@ -546,10 +546,7 @@ def test_a_follower_holding_the_snapshots_last_entry_keeps_its_log(node: Any, tm
 
     actor, db_path, watermark = node
     data = db_path.parent
-    _own_dump(actor, tmp_path)
-    journal = _journal(data, range(3, 13), current_term=2, commit=5)
-    engine, sent, (leader, _other) = _engine(actor, data, journal)
-    actor._sync = engine
+    journal, engine, sent, leader = _follower(actor, tmp_path)
     try:
         _send_snapshot(engine, leader, _snapshot_file(tmp_path, "leader", 8, _meta(8)).read_bytes())
         assert [e[1] for e in journal[:]] == list(range(3, 13))
