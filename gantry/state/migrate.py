@@ -54,10 +54,37 @@ def _has_yoyo_tables(db_path: pathlib.Path) -> bool:
         conn.close()
 
 
+def _refuse_foreign(db_path: pathlib.Path) -> None:
+    """Raise :class:`SchemaError` when ``db_path`` exists and holds tables but no migration
+    history: someone else's SQLite file (``--db-path`` pointed at the wrong file). Gantry adds
+    its schema only to a new or empty file — and a node's database is replaced whole by a
+    snapshot install or a restore, which would lose that file's own tables. Opened read-only.
+    Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    if not db_path.exists() or _has_yoyo_tables(db_path):
+        return
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    finally:
+        conn.close()
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise SchemaError(
+            f"{db_path} is not a Gantry database: it holds {shown} and no Gantry migration "
+            "history, and Gantry only adds its schema to a new or empty file (its database is "
+            "replaced whole by snapshot installs and restores). Point --db-path / "
+            "GANTRY_DB_PATH at the node's gantry.db, or at a path that does not exist yet."
+        )
+
+
 def status(db_path: pathlib.Path) -> SchemaStatus:
     """Report the schema state of ``db_path`` without changing it: a file without yoyo's
-    bookkeeping (new, empty, or never migrated) has nothing applied and is not opened for
-    writing. Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    bookkeeping (new or empty) has nothing applied and is not opened for writing. Raises
+    :class:`SchemaError` for a file that holds other tables and no migration history (not a
+    Gantry database), ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    _refuse_foreign(db_path)
     if not _has_yoyo_tables(db_path):
         known = [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
         return SchemaStatus(known, [], known, 0)
@@ -77,9 +104,11 @@ def status(db_path: pathlib.Path) -> SchemaStatus:
 def upgrade(db_path: pathlib.Path, lock_timeout_s: float = 2.0) -> list[str]:
     """Apply every pending migration to ``db_path`` in order; returns the ids applied.
 
-    Raises :class:`SchemaError` when the file carries a migration this build does not know
-    (a newer build wrote it) or when a crashed migration left the yoyo lock behind.
+    Raises :class:`SchemaError`, changing nothing, when the file is not a Gantry database
+    (tables and no migration history), carries a migration this build does not know (a newer
+    build wrote it) or when a crashed migration left the yoyo lock behind.
     """
+    _refuse_foreign(db_path)
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))

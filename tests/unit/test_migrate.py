@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from gantry.state import migrate
-from tests.support import REPO
+from tests.support import REPO, free_ports
 
 
 def _db(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -121,3 +121,55 @@ def test_status_changes_nothing_and_bad_files_are_one_line(tmp_path: pathlib.Pat
     r = _gantry("status", "--db", str(sub))
     assert r.returncode == 2 and r.stderr.splitlines() == [
         f"gantry: {sub} is not a database file (give --db the node's gantry.db)"], r.stderr
+
+
+def _foreign(tmp_path: pathlib.Path) -> pathlib.Path:
+    db = tmp_path / "notes.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    return db
+
+
+def _tables(db: pathlib.Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    finally:
+        conn.close()
+
+
+def test_someone_elses_database_is_refused_and_left_as_it_was(tmp_path: pathlib.Path) -> None:
+    """`--db-path` at another program's SQLite file: Gantry's schema was added to it (and a
+    snapshot install or restore would later replace the file whole, its own tables with it)."""
+    db = _foreign(tmp_path)
+    for action in ("status", "up"):
+        r = _gantry(action, "--db", str(db))
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "not a Gantry database" in r.stderr and "notes" in r.stderr
+    with pytest.raises(migrate.SchemaError, match="not a Gantry database"):
+        migrate.upgrade(db)
+    assert _tables(db) == ["notes"]
+
+
+def test_a_new_or_empty_file_still_gets_the_schema(tmp_path: pathlib.Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert migrate.upgrade(empty) == migrate.status(empty).applied
+    assert migrate.upgrade(tmp_path / "new.db")
+    assert not migrate.status(tmp_path / "new.db").pending
+
+
+def test_serve_refuses_someone_elses_database(tmp_path: pathlib.Path) -> None:
+    db = _foreign(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "gantry.cli", "serve", "--db-path", str(db), "--data-dir",
+         str(tmp_path / "data"), "--port", "0", "--raft-addr", f"127.0.0.1:{free_ports(1)[0]}",
+         "--metrics-addr", "off"],
+        cwd=str(REPO), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "LOG_FORMAT": "json"})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "not a Gantry database" in r.stderr
+    assert _tables(db) == ["notes"]
