@@ -218,6 +218,12 @@ Invariants this module protects:
     leader re-sent them; found by a code audit, 2026-12-03). Now the tail stays and its changes
     are applied again after the batch's (:meth:`SafeSyncObj._reapply_kept_membership`).
 
+21. **A removed member leaves nothing behind**: pysyncobj's removal (``dropNode``) closes the
+    member's connection without the disconnection callback, so its snapshot transfer stayed and
+    resumed mid-file when the member was added back (a wasted transfer the follower dropped
+    chunk by chunk); the removal now ends the transfer, the snapshot being received from it,
+    and what the engine and this module kept per member (last contact, last response).
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
@@ -895,6 +901,21 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         incoming = self._incoming_snapshot
         if incoming is not None and incoming[0] == getattr(node, "id", None):
             self._incoming_snapshot = None
+
+    # -- override 21: a removed member leaves nothing behind --
+    def _SyncObj__doChangeCluster(self, request: Any, reverse: bool = False) -> bool:  # noqa: N802
+        """pysyncobj's membership change (``request`` = ``[kind, node id, node?]``, undone with
+        ``reverse``); when it removed a member, that member's snapshot transfer (either way) and
+        per-member state are forgotten too (its connection went without the callback of
+        :meth:`_SyncObj__onNodeDisconnected`). Returns what pysyncobj returns: whether the
+        configuration changed."""
+        before = set(self._SyncObj__otherNodes)
+        changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
+        for node in before - set(self._SyncObj__otherNodes) if changed else ():
+            self._SyncObj__onNodeDisconnected(node)
+            self._SyncObj__lastResponseTime.pop(node, None)
+            self.last_contact.pop(str(getattr(node, "id", "")), None)
+        return changed
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:
@@ -1619,11 +1640,23 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     def _onDisconnected(self, conn: Any) -> None:  # noqa: N802 - pysyncobj's name
         node = self._connToNode(conn)
         if node is not None:  # it may come back as another build: not known to read batches
-            self.batch_peers.discard(node.id)
-            self.pre_vote_peers.discard(node.id)
-            self.heard_peers.discard(node.id)
-            self.keepalive_peers.discard(node.id)
+            self._forget(node)
         super()._onDisconnected(conn)
+
+    def dropNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
+        """A member removed from the cluster (override 21): pysyncobj pops its connection
+        before closing it, so :meth:`_onDisconnected` does not see whose it was."""
+        self._forget(node)
+        self._outbox.pop(node, None)
+        self._holds_append.discard(node)
+        super().dropNode(node)
+
+    def _forget(self, node: Any) -> None:
+        """What this transport learnt of ``node`` on its connection: its build's features."""
+        self.batch_peers.discard(node.id)
+        self.pre_vote_peers.discard(node.id)
+        self.heard_peers.discard(node.id)
+        self.keepalive_peers.discard(node.id)
 
     def flush_acks(self) -> None:
         """fsync the journal, then send the acknowledgements held back since the last flush.

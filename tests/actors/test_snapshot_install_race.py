@@ -466,6 +466,30 @@ def test_a_snapshot_transfer_never_spans_two_connections(node: Any, tmp_path: pa
         journal._destroy()
 
 
+def test_a_removed_member_added_back_gets_its_snapshot_from_the_first_chunk(
+        node: Any, tmp_path: pathlib.Path) -> None:
+    """Override 21: pysyncobj's removal closes the member's connection without the
+    disconnection callback, so its transfer resumed mid-file once it was added back."""
+    engine, journal, peer = _leader_with_old_dump(node, tmp_path)
+    ser = engine._SyncObj__serializer
+    try:
+        engine._SyncObj__lastResponseTime[peer] = 1.0
+        engine.last_contact[peer.id] = 1.0
+        transport = engine._SyncObj__transport
+        transport.batch_peers.add(peer.id)  # as if it had said it reads batches
+        assert ser.getTransmissionData(peer)[1]
+        assert not ser.getTransmissionData(peer)[1]  # mid-transfer
+        assert engine._SyncObj__doChangeCluster(["rem", peer.id, peer])
+        assert engine._SyncObj__doChangeCluster(["add", peer.id, peer])
+        assert ser.getTransmissionData(peer)[1], "the transfer starts over"
+        # Nothing kept of the removed member's time (this engine is no leader: not set again).
+        assert peer not in engine._SyncObj__lastResponseTime and peer.id not in engine.last_contact
+        assert peer.id not in transport.batch_peers  # it may come back as an older build
+    finally:
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
+
+
 def _send_snapshot(engine: Any, leader: str, blob: bytes, term: int = 3) -> None:
     from pysyncobj.node import TCPNode
 
