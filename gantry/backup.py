@@ -244,6 +244,50 @@ class _Watchdog:
         self._thread.join(5)
 
 
+def refuse_node_files(dest: pathlib.Path) -> None:
+    """Raise :class:`BackupError` when writing the backup to ``dest`` could replace a node's own
+    files: ``dest`` is in a Gantry data directory (it holds the ``LOCK`` file that
+    :class:`gantry.datadir.DataDirLock` takes; a live node's pid is named), or ``dest`` is a
+    SQLite database with a ``-wal`` or ``-shm`` file beside it (a database that is, or was,
+    open: a node's ``--db-path`` kept outside its data directory). A backup renamed over a
+    node's ``gantry.db`` or ``raft.log`` lost every write after the backup's index and the Raft
+    log with them (a new-user trial, 2026-12-03)."""
+    lock = dest.parent / "LOCK"
+    if lock.is_file():
+        try:
+            holder = lock.read_text(errors="replace").strip()
+        except OSError:
+            holder = ""
+        live = _held(lock)
+        raise BackupError(
+            f"{dest.parent} is a Gantry data directory"
+            + (f", in use by {holder or 'a live node'}" if live else "")
+            + ": a backup never goes into one, where it could replace the node's own files; "
+            "write it to another directory")
+    if dest.exists() and any(dest.with_name(dest.name + sfx).exists() for sfx in ("-wal", "-shm")):
+        raise BackupError(
+            f"{dest} looks like a database in use ({dest.name}-wal or -shm is beside it): "
+            "refusing to replace it; write the backup to a new file name")
+
+
+def _held(lock: pathlib.Path) -> bool:
+    """Whether a process holds the ``flock`` of the data-directory ``lock`` file (tested with a
+    non-blocking shared lock, released at once; nothing is written)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def download(addr: str, dest: pathlib.Path, *, client: ClientConfig | None = None,
              quiet: bool = False, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
              chunk_bytes: int = 0, progress: IO[str] | None = None) -> BackupResult:
@@ -267,6 +311,7 @@ def download(addr: str, dest: pathlib.Path, *, client: ClientConfig | None = Non
         raise BackupError(f"{dest} is a directory; give the backup's file name")
     if not dest.parent.is_dir():
         raise BackupError(f"directory {dest.parent} does not exist")
+    refuse_node_files(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     options = [("grpc.max_receive_message_length", MAX_CHUNK_BYTES + (1 << 20))]
     header: Any = None

@@ -209,6 +209,35 @@ def test_backup_stream_shape_progress_bar_and_quiet(tmp_path: pathlib.Path) -> N
         assert rc == 0 and FINAL.match(stdout.strip()) and err == "", err
 
 
+def test_backup_never_replaces_a_nodes_own_files(tmp_path: pathlib.Path) -> None:
+    """A backup written over a live node's gantry.db or raft.log lost every write after the
+    backup's index, and the Raft log with them (a new-user trial)."""
+    elsewhere = tmp_path / "db-elsewhere"
+    elsewhere.mkdir()
+    live_db = elsewhere / "gantry.db"
+    with single_node(tmp_path, ["--db-path", str(live_db)]) as nd:
+        for i in range(5):
+            write_any([nd], "CreateBucket", svc.CreateBucketRequest(name=f"own-{i}"), f"o{i}")
+        before = {p.name: p.read_bytes() for p in (nd.data_dir / "raft.log", live_db)}
+        for target in (nd.data_dir / "raft.log", nd.data_dir / "gantry.db",
+                       nd.data_dir / "raft.snapshot", live_db):
+            r = gantry("backup", "--addr", nd.addr, str(target))
+            assert r.returncode == 1, (target, r.stdout, r.stderr)
+            assert "refusing" in r.stderr or "never goes into one" in r.stderr, r.stderr
+        assert "in use by pid" in gantry("backup", "--addr", nd.addr,
+                                         str(nd.data_dir / "x.db")).stderr
+        assert not (nd.data_dir / "raft.snapshot").exists()
+        assert not list(nd.data_dir.glob("*.tmp")) and not list(elsewhere.glob("*.tmp"))
+        assert (nd.data_dir / "raft.log").read_bytes()[:64] == before["raft.log"][:64]
+        write_any([nd], "CreateBucket", svc.CreateBucketRequest(name="own-after"), "oa")
+        r = gantry("backup", "--addr", nd.addr, str(tmp_path / "fine.db"))
+        assert r.returncode == 0, r.stderr
+        nd.stop()
+        nd.start().wait_serving()  # the same files
+        got = {b.name for b in nd.stub().ListBuckets(svc.ListBucketsRequest(), timeout=10).buckets}
+        assert {f"own-{i}" for i in range(5)} | {"own-after"} <= got
+
+
 def test_backup_beyond_loopback_needs_tls_and_the_admin_token(tmp_path: pathlib.Path) -> None:
     """Backup streams the whole database: on a node listening beyond loopback it is a closed
     admin method (gantry.api.auth), and the CLI takes the admin commands' TLS flags and token."""
