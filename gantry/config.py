@@ -179,6 +179,8 @@ class Config:
             raise ConfigError(f"{said('snapshot_interval_s')}: must be > 0 seconds")
         if not 0 < self.raft_tick_s <= 0.1:
             raise ConfigError(f"{said('raft_tick_s')}: must be > 0 and ≤ 0.1 seconds")
+        if not 0 < self.raft_append_period_s <= 1.0:  # pysyncobj asserts > 0 (a crash)
+            raise ConfigError(f"{said('raft_append_period_s')}: must be > 0 and ≤ 1 second")
         if self.log_level not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use debug, info, warning, error "
                               "or critical")

@@ -180,6 +180,8 @@ def test_heartbeat_interval_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     ("GANTRY_SNAPSHOT_ENTRIES", "1", "GANTRY_SNAPSHOT_ENTRIES=1: must be ≥ 2"),
     ("GANTRY_SNAPSHOT_INTERVAL", "0", "GANTRY_SNAPSHOT_INTERVAL=0: must be > 0 seconds"),
     ("GANTRY_RAFT_TICK", "1", "GANTRY_RAFT_TICK=1: must be > 0 and ≤ 0.1 seconds"),
+    ("GANTRY_RAFT_APPEND_PERIOD", "0", "GANTRY_RAFT_APPEND_PERIOD=0: must be > 0 and ≤ 1 second"),
+    ("GANTRY_RAFT_APPEND_PERIOD", "nan", "GANTRY_RAFT_APPEND_PERIOD=nan: must be > 0 and ≤ 1"),
     ("GANTRY_HEARTBEAT_INTERVAL", "nan", "GANTRY_HEARTBEAT_INTERVAL=nan: must be a duration ≥ 0"),
     ("GANTRY_RAFT_ADDR", "nohost", "GANTRY_RAFT_ADDR=nohost: expected HOST:PORT"),
     ("GANTRY_RAFT_ADDR", "10.1.2.3:7081", "GANTRY_RAFT_ADDR=10.1.2.3:7081 is not a loopback"),
