@@ -838,6 +838,14 @@ class RaftActor(pykka.ThreadingActor):
             meta_json, applied = snapshot.read_meta(private)
             meta = snapshot.decode_meta(meta_json, TCPNode)
             check_snapshot_position(meta, applied)
+            # A file from the network, or one the writer is about to restore: whole before it
+            # is used (a damaged one is refused, and the leader's sent again: override 17).
+            if from_leader or self._watermark.value < applied:
+                problem = snapshot.damage(private)
+                if problem:
+                    log.error("snapshot_damaged", path=str(p), from_leader=from_leader,
+                              problem=problem)
+                    raise snapshot.SnapshotError(f"snapshot {p} is damaged: {problem}")
         except BaseException:
             private.unlink(missing_ok=True)
             raise

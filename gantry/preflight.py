@@ -24,7 +24,9 @@ do. What it checks:
    exist only in ``raft.snapshot``, and pysyncobj cannot apply anything without loading it. A
    missing, unreadable, truncated or inconsistent snapshot (its database older than the Gantry
    entries its own Raft metadata ends with) then means the node can never catch up: refused,
-   naming what is damaged and the database's applied index.
+   naming what is damaged and the database's applied index. When the database would be restored
+   from the snapshot (it is behind it, missing or damaged), SQLite's ``quick_check`` reads the
+   whole snapshot first (:func:`gantry.state.snapshot.damage`).
 5. No ``RESTORING`` marker: ``gantry restore`` keeps one in the directory while it writes the
    files (:mod:`gantry.backup`); one left behind means the restore was interrupted.
 """
@@ -201,6 +203,13 @@ def check(config: Config) -> None:
     needs_snapshot = scan.first_index > 2
     db_problem = sqlite_problem(db)
     snap_problem = snapshot_problem(snap) if needs_snapshot or db_problem else None
+    if snap_problem is None and snap.exists() and (db_problem or (
+            needs_snapshot and applied_index(db) < snapshot.read_meta(snap)[1])):
+        # The database will be (or would have to be) restored from the snapshot: all of it
+        # must read back, not only its header and metadata.
+        damage = snapshot.damage(snap)
+        if damage:
+            snap_problem = f"damaged (SQLite's quick_check: {damage})"
     if db_problem:
         if scan.entries and not needs_snapshot:
             source = "raft.log (it holds the whole history)"

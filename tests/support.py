@@ -408,3 +408,22 @@ class FakeCradle:
 
     def stop(self) -> None:
         self.server.stop(0).wait()
+
+
+def damage_table(path: pathlib.Path, table: str = "buckets") -> None:
+    """Break the root page of ``table`` in the SQLite file at ``path`` (an invalid b-tree page
+    type byte), as bit rot would: the file still opens, and its other tables (the Raft metadata,
+    the applied index) still read, but ``PRAGMA quick_check`` and any read of ``table`` fail."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
+                               (table,)).fetchone()
+    finally:
+        conn.close()
+    assert root > 1
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\x07")

@@ -26,7 +26,7 @@ from gantry.config import Config
 from gantry.consensus.proposals import Proposals
 from gantry.db import Watermark, open_ro, open_rw
 from gantry.state import commands, migrate, snapshot, statemachine
-from tests.support import free_ports, wait_until
+from tests.support import damage_table, free_ports, wait_until
 
 REGULAR, NO_OP = b"\x00", b"\x01"
 
@@ -346,6 +346,28 @@ def test_a_leader_snapshot_that_fails_to_load_is_not_acknowledged(node: Any, tmp
         engine._SyncObj__transport.destroy()
         journal._destroy()
     preflight.check(Config(data_dir=data))
+
+
+def test_a_damaged_leader_snapshot_is_refused_before_it_is_used(node: Any,
+                                                                 tmp_path: pathlib.Path) -> None:
+    """Bit rot in the leader's dump (header and metadata intact): the follower installed it,
+    restored it as its database and served INTERNAL on reads (a new-user trial)."""
+    actor, _db_path, watermark = node
+    journal, engine, sent, leader = _follower(actor, tmp_path)
+    try:
+        damaged = _snapshot_file(tmp_path, "leader", 300, _meta(300))
+        damage_table(damaged)
+        _send_snapshot(engine, leader, damaged.read_bytes())
+        replies = [m for m in sent if m.get("type") == "next_node_idx"]
+        assert replies and not any(m["success"] for m in replies), replies
+        assert [e[1] for e in journal[:]] == list(range(3, 13))  # the log stays
+        meta_json, applied = snapshot.read_meta(pathlib.Path(actor._dump_path))
+        assert applied == 4  # the dump is this node's own again
+        assert watermark.value == 5
+    finally:
+        actor._sync = None
+        engine._SyncObj__transport.destroy()
+        journal._destroy()
 
 
 def test_a_serializer_error_does_not_stop_later_snapshots(node: Any, tmp_path: pathlib.Path,

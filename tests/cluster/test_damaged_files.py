@@ -21,7 +21,7 @@ import pytest
 
 from gantry.consensus.journal import scan_log
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.support import REPO, NodeProcess, call_with_retry, free_ports
+from tests.support import REPO, NodeProcess, call_with_retry, damage_table, free_ports
 
 BUCKETS = 130
 SNAPSHOT_EVERY = ["--snapshot-entries", "50"]
@@ -203,6 +203,24 @@ def test_empty_database_and_truncated_snapshot_are_refused_not_a_zombie(
     assert f"starts at index {first}" in line and "applied only up to index 0" in line
     assert "remove-node" in line and "add-node" in line
     assert snap.read_bytes() == before and db.read_bytes() == b""
+
+
+def test_a_damaged_snapshot_the_database_would_be_restored_from_is_refused(
+        data_dir: pathlib.Path) -> None:
+    """Bit rot inside raft.snapshot (its header and metadata intact): with gantry.db moved
+    aside, the node restored the damaged file, served INTERNAL on reads and took writes."""
+    snap = data_dir / "raft.snapshot"
+    damage_table(snap)
+    for f in data_dir.glob("gantry.db*"):
+        f.rename(f.with_name("moved-" + f.name))
+    before = snap.read_bytes()
+    line = _refused(data_dir)
+    assert f"snapshot {snap} is damaged (SQLite's quick_check: " in line, line
+    assert snap.read_bytes() == before and not (data_dir / "gantry.db").exists()
+    # The database put back (it is ahead of the snapshot): the snapshot is not needed, it starts.
+    for f in data_dir.glob("moved-*"):
+        f.rename(f.with_name(f.name.removeprefix("moved-")))
+    _serves_all_buckets(data_dir)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
