@@ -551,8 +551,9 @@ def add_subcommands(sub: Any) -> None:
                     "(through FILE.tmp: FILE is replaced only by a complete, checked copy).")
     b.add_argument("file", metavar="FILE", help="where to write the backup")
     b.add_argument("--addr", default=config.env("GANTRY_ADDR") or config.DEFAULT_ADDR,
+                   type=config.node_addr_arg,
                    help=f"gRPC address of any node (env GANTRY_ADDR; default {config.DEFAULT_ADDR})")
-    b.add_argument("--timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+    b.add_argument("--timeout", type=config.seconds_arg, default=DEFAULT_IDLE_TIMEOUT_S,
                    help="give up after this many seconds without data from the node "
                         f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

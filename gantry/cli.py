@@ -386,9 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     def admin_parser(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
         a.add_argument("--addr", default=config_mod.env("GANTRY_ADDR") or config_mod.DEFAULT_ADDR,
+                       type=config_mod.node_addr_arg,
                        help="gRPC address of any node (env GANTRY_ADDR; default "
                             f"{config_mod.DEFAULT_ADDR})")
-        a.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+        a.add_argument("--timeout", type=config_mod.seconds_arg, default=15.0,
+                       help="seconds (default 15)")
         tlsconfig.add_client_arguments(a, admin_token=True)
         a.set_defaults(func=_admin)
         return a

@@ -245,6 +245,29 @@ def check_addr(addr: str, what: str = "address") -> None:
         raise ConfigError(f"{what} {addr!r}: expected HOST:PORT")
 
 
+def node_addr_arg(text: str) -> str:
+    """argparse ``type`` of an admin command's ``--addr``: ``HOST:PORT`` with a port in
+    1–65535 (gRPC read ``:99999`` as port 34463 and a missing port as 443); raises
+    ``argparse.ArgumentTypeError``."""
+    try:
+        check_addr(text, "")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, port 1–65535") from None
+    return text
+
+
+def seconds_arg(text: str) -> float:
+    """argparse ``type`` of a ``--timeout``: a finite number of seconds > 0; raises
+    ``argparse.ArgumentTypeError``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds > 0")
+    return value
+
+
 def parse_duration(text: str, what: str) -> float:
     """Seconds from ``"30"``, ``"30s"``, ``"500ms"``, ``"2m"`` (Go-style units, as upstream's
     env values); ``0`` disables. Raises :class:`ConfigError`."""

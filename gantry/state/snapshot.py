@@ -140,9 +140,8 @@ def read_meta(path: pathlib.Path) -> tuple[str, int]:
 def damage(path: pathlib.Path, limit: int = 3) -> str | None:
     """What SQLite's ``PRAGMA quick_check`` finds wrong with the file at ``path`` (its first
     ``limit`` problems, one line), or None when it says ``ok``. Reads the whole file (time in
-    proportion to its size: 30 ms for an 18.5 MB file of 100k buckets here, page cache warm,
-    docs/BENCHMARKS.md); opened
-    read-only. A damaged snapshot restored as a node's database served INTERNAL on reads and
+    proportion to its size: 30 ms for an 18.5 MB file of 100k buckets here, page cache warm);
+    opened read-only. A damaged snapshot restored as a node's database served INTERNAL on reads and
     took writes into a malformed file (a new-user trial, 2026-12-03)."""
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)

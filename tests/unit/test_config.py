@@ -242,3 +242,21 @@ def test_the_readme_names_every_environment_variable() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [env for s in config.SETTINGS for env in s.env if f"`{env}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("command", [["status"], ["backup", "out.db"], ["add-node", "127.0.0.1:7999"]])
+@pytest.mark.parametrize("flag,value,message", [
+    ("--addr", "127.0.0.1:99999", "expected HOST:PORT, port 1–65535"),  # gRPC dialled :34463
+    ("--addr", "127.0.0.1", "expected HOST:PORT, port 1–65535"),  # gRPC dialled :443
+    ("--timeout", "-5", "expected a number of seconds > 0"),
+    ("--timeout", "nan", "expected a number of seconds > 0"),
+])
+def test_admin_commands_refuse_a_bad_addr_or_timeout(command: list[str], flag: str, value: str,
+                                                     message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from gantry import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main([*command, flag, value])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
