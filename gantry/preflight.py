@@ -170,6 +170,16 @@ def check(config: Config) -> None:
             f"data directory {data_dir} holds an unfinished `gantry restore` (its "
             f"{RESTORING_MARKER} file is there: the restore was interrupted): empty the directory "
             "and run the restore again")
+    db_given = pathlib.Path(config.database)
+    if db_given.is_dir():
+        raise PreflightError(f"database path {db_given} is a directory: give --db-path "
+                             "(GANTRY_DB_PATH) the database's file name, e.g. DATA_DIR/gantry.db")
+    own = {(data_dir / n).resolve() for n in ("raft.log", "raft.log.meta", "raft.snapshot", "LOCK",
+                                             BEFORE_INSTALL, RESTORING_MARKER)}
+    if db_given.resolve() in own:
+        raise PreflightError(f"database path {db_given} is one of the node's Raft files, not its "
+                             "database: give --db-path (GANTRY_DB_PATH) another file name, e.g. "
+                             "DATA_DIR/gantry.db")
     log_path = str(data_dir / "raft.log")
     try:
         scan = journal.scan_log(log_path)

@@ -82,3 +82,21 @@ def test_a_snapshot_behind_its_metadata_only_across_no_ops_loads(tmp_path: pathl
     from gantry.preflight import snapshot_problem
 
     assert snapshot_problem(_snapshot(tmp_path, 7, b"\x01")) is None
+
+
+def test_a_db_path_that_is_a_directory_or_a_raft_file_is_refused(tmp_path: pathlib.Path) -> None:
+    """A wrong --db-path got advice to move the Raft log aside (db-path = raft.log) or a
+    contradiction about the Raft log (db-path = a directory)."""
+    import pytest
+
+    from gantry.config import Config
+    from gantry.preflight import PreflightError, check
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raft.log").write_bytes(b"")
+    with pytest.raises(PreflightError, match="is a directory: give --db-path"):
+        check(Config(data_dir=data, db_path=tmp_path))
+    with pytest.raises(PreflightError, match="is one of the node's Raft files"):
+        check(Config(data_dir=data, db_path=data / "raft.log"))
+    check(Config(data_dir=data, db_path=data / "gantry.db"))  # a new node: fine
