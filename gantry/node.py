@@ -157,6 +157,12 @@ class Node:
             preflight.check(cfg)
         except preflight.PreflightError as e:
             raise StartError(str(e)) from None
+        members = preflight.not_a_member(cfg)
+        if members is not None:
+            log.warning("raft_address_not_a_member", raft_addr=cfg.raft_addr, members=members,
+                        hint="this data directory's last configuration does not hold this "
+                             "--raft-addr: the node will wait for a leader for ever. Start it "
+                             "with the address it had, or add it with `gantry add-node`")
         migrate.upgrade(cfg.database)
         if cfg.force_new_cluster:  # before the writer and Raft open anything (gantry/recovery.py)
             try:

@@ -160,6 +160,34 @@ def settle_interrupted_install(data_dir: pathlib.Path) -> str | None:
     return "restored"
 
 
+def not_a_member(config: Config) -> list[str] | None:
+    """The members of the last configuration this data directory holds (the snapshot's, then
+    the membership entries of its Raft log, in log order) when ``config.raft_addr`` is not one
+    of them, else None (also for a new directory or one without a snapshot). A node started on
+    it is then counted out of its own cluster and waits for a leader for ever (a single node
+    restarted with another ``--raft-addr``: NOT_SERVING, nothing logged). Reads only."""
+    from gantry.consensus.pysyncobj_compat import membership_change
+
+    data_dir = pathlib.Path(config.data_dir)
+    snap = data_dir / "raft.snapshot"
+    if snapshot_problem(snap) is not None:
+        return None
+    try:
+        members = set(snapshot.decode_meta(snapshot.read_meta(snap)[0], str)[2])
+        scan = journal.scan_log(str(data_dir / "raft.log"))
+    except (snapshot.SnapshotError, OSError, ValueError, KeyError, TypeError):
+        return None
+    for command, _index, _term in scan.entries:
+        try:
+            kind, addr = membership_change(command)
+        except ValueError:
+            continue
+        (members.add if kind == "add" else members.discard)(addr)
+    if not members or config.raft_addr in members:
+        return None
+    return sorted(members)
+
+
 def check(config: Config) -> None:
     """Refuse to start on damaged files: raises :class:`PreflightError` (see the module
     docstring for what is checked). Reads only; call it holding the data directory's lock,

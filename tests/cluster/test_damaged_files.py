@@ -21,7 +21,14 @@ import pytest
 
 from gantry.consensus.journal import scan_log
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.support import REPO, NodeProcess, call_with_retry, damage_table, free_ports
+from tests.support import (
+    REPO,
+    NodeProcess,
+    call_with_retry,
+    damage_table,
+    free_ports,
+    wait_until,
+)
 
 BUCKETS = 130
 SNAPSHOT_EVERY = ["--snapshot-entries", "50"]
@@ -259,3 +266,25 @@ def test_torn_tail_holding_applied_entries_says_what_happened(data_dir: pathlib.
     assert f"up to log index {applied}" in line and f"now ends at {applied - 1}" in line
     assert "move gantry.db" in line and "single node" in line
     assert len(list(data_dir.glob("raft.log.torn-*"))) == 1
+
+
+def test_another_raft_addr_on_a_data_directory_is_logged(data_dir: pathlib.Path) -> None:
+    """A single node restarted with another --raft-addr waited for a leader for ever with
+    nothing in its log saying why (a new-user trial)."""
+    (port, raft) = free_ports(2)
+    nd = NodeProcess(data_dir, port, raft, [], SNAPSHOT_EVERY, node_id="moved")
+    try:
+        nd.start()
+        event = wait_until(lambda: next((e for e in nd.log_events()
+                                         if e.get("event") == "raft_address_not_a_member"), None),
+                           30, 0.05, "raft_address_not_a_member")
+        assert event["members"] == [f"127.0.0.1:{_RAFT_PORT[0]}"]
+        assert event["raft_addr"] == f"127.0.0.1:{raft}"
+    finally:
+        nd.stop()
+    nd = _node(data_dir)  # its own address: no warning
+    try:
+        nd.start().wait_serving(60)
+        assert not any(e.get("event") == "raft_address_not_a_member" for e in nd.log_events())
+    finally:
+        assert nd.stop() == 0
