@@ -224,6 +224,10 @@ Invariants this module protects:
     chunk by chunk); the removal now ends the transfer, the snapshot being received from it,
     and what the engine and this module kept per member (last contact, last response).
 
+22. **A refused Raft message is logged** (``raft_message_refused``, once per peer per 10 s):
+    pysyncobj closed a connection whose frame did not decrypt or decode without a word, so
+    nodes with different ``--raft-password`` sat NOT_SERVING with empty logs.
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
@@ -412,6 +416,38 @@ def _bounded_read(conn: TcpConnection, unidentified: Callable[[], bool]) -> bool
         return False
     conn._gantry_burst = burst
     return True
+
+
+#: Override 22: at most one ``raft_message_refused`` line per peer in this many seconds (a
+#: member with another password is redialled every 100 ms).
+REFUSED_LOG_EVERY_S = 10.0
+_refused_logged: dict[str, float] = {}
+
+
+def _logged_parse(conn: TcpConnection, parse: Callable[[], Any], peer: str) -> Any:
+    """pysyncobj's ``TcpConnection.__processParseMessage``, which closes the connection without
+    a word when a whole frame does not decrypt or unpickle; here that is logged (override 22:
+    two nodes with different ``--raft-password`` both sat NOT_SERVING with nothing in either
+    log, found by a new-user trial), at most once per peer every :data:`REFUSED_LOG_EVERY_S`."""
+    buf = conn._TcpConnection__readBuffer
+    whole = len(buf) >= 4 and len(buf) - 4 >= struct.unpack("i", buf[:4])[0]
+    message = parse()
+    if message is None and whole and conn.state == CONNECTION_STATE.DISCONNECTED:
+        now = engine_clock()
+        if now - _refused_logged.get(peer, float("-inf")) >= REFUSED_LOG_EVERY_S:
+            _refused_logged[peer] = now
+            _log.warning("raft_message_refused", peer=peer, encrypted=bool(conn.encryptor),
+                         hint="a Raft message that does not decrypt or decode: the nodes' "
+                              "--raft-password (GANTRY_RAFT_PASSWORD) differ, or this is not a "
+                              "Gantry node")
+    return message
+
+
+def use_logged_parse(conn: TcpConnection, peer: str) -> None:
+    """Make ``conn`` log the frames it refuses (:func:`_logged_parse`, override 22); ``peer``
+    names the other side in the line (a member's Raft address, or ``incoming HOST``)."""
+    conn._TcpConnection__processParseMessage = functools.partial(
+        _logged_parse, conn, conn._TcpConnection__processParseMessage, peer)
 
 
 def use_bounded_read(conn: TcpConnection, unidentified: Callable[[], bool]) -> None:
@@ -1600,11 +1636,18 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         if conn is not None:
             use_encoded_send(conn)
             use_bounded_read(conn, lambda: False)  # override 14: a member, once connected
+            use_logged_parse(conn, str(node.id))  # override 22
 
     def _onNewIncomingConnection(self, conn: Any) -> None:  # noqa: N802 - pysyncobj's name
         use_encoded_send(conn)
         conn._gantry_accepted = engine_clock()  # override 14
         use_bounded_read(conn, lambda: conn in self._unknownConnections)
+        try:
+            host = conn._TcpConnection__socket.getpeername()[0]
+            peer = f"incoming {host}"  # not the port: a member redials from a new one each time
+        except OSError:
+            peer = "incoming"
+        use_logged_parse(conn, peer)  # override 22
         super()._onNewIncomingConnection(conn)
 
     def send(self, node: Any, message: Any) -> bool:

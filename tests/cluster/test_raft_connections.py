@@ -187,3 +187,27 @@ def test_silent_and_replaced_connections_are_closed(tmp_path: pathlib.Path) -> N
         finally:
             for s in (*silent, first, second, impostor):
                 s.close()
+
+
+def test_nodes_with_different_raft_passwords_say_so(tmp_path: pathlib.Path) -> None:
+    """Override 22: two nodes whose --raft-password differ both sat NOT_SERVING with nothing in
+    either log (pysyncobj closes a connection whose frame does not decrypt without a word)."""
+    from tests.support import free_ports
+
+    ports = free_ports(4)
+    a = NodeProcess(tmp_path / "a", ports[0], ports[2], [ports[3]],
+                    ["--raft-password", "secret-one"], node_id="a")
+    b = NodeProcess(tmp_path / "b", ports[1], ports[3], [ports[2]],
+                    ["--raft-password", "secret-two"], node_id="b")
+    try:
+        a.start()
+        b.start()
+        # pysyncobj dials one way per pair: the side that accepts the link reads the frame.
+        event = wait_until(lambda: next((e for nd in (a, b) for e in nd.log_events()
+                                         if e.get("event") == "raft_message_refused"), None),
+                           30, 0.05, "a node says so")
+        assert event["encrypted"] is True and "--raft-password" in event["hint"]
+        assert event["peer"] == "incoming 127.0.0.1"
+    finally:
+        a.stop()
+        b.stop()
