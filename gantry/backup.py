@@ -248,44 +248,26 @@ def refuse_node_files(dest: pathlib.Path) -> None:
     """Raise :class:`BackupError` when writing the backup to ``dest`` could replace a node's own
     files: ``dest`` is in a Gantry data directory (it holds the ``LOCK`` file that
     :class:`gantry.datadir.DataDirLock` takes; a live node's pid is named), or ``dest`` is a
-    SQLite database with a ``-wal`` or ``-shm`` file beside it (a database that is, or was,
+    SQLite database with a ``-wal``, ``-shm`` or ``-journal`` file beside it (a database that is, or was,
     open: a node's ``--db-path`` kept outside its data directory). A backup renamed over a
     node's ``gantry.db`` or ``raft.log`` lost every write after the backup's index and the Raft
     log with them (a new-user trial, 2026-12-03)."""
-    lock = dest.parent / "LOCK"
-    if lock.is_file():
-        try:
-            holder = lock.read_text(errors="replace").strip()
-        except OSError:
-            holder = ""
-        live = _held(lock)
+    from gantry.datadir import DataDirLock
+
+    lock = DataDirLock(dest.parent)
+    if lock.path.is_file():
+        holder = lock.holder()
         raise BackupError(
             f"{dest.parent} is a Gantry data directory"
-            + (f", in use by {holder or 'a live node'}" if live else "")
+            + (f", in use by {holder}" if holder else "")
             + ": a backup never goes into one, where it could replace the node's own files; "
             "write it to another directory")
-    if dest.exists() and any(dest.with_name(dest.name + sfx).exists() for sfx in ("-wal", "-shm")):
+    if dest.exists() and any(dest.with_name(dest.name + sfx).exists()
+                             for sfx in ("-wal", "-shm", "-journal")):
         raise BackupError(
-            f"{dest} looks like a database in use ({dest.name}-wal or -shm is beside it): "
+            f"{dest} looks like a database in use ({dest.name}-wal, -shm or -journal is beside "
+            "it): "
             "refusing to replace it; write the backup to a new file name")
-
-
-def _held(lock: pathlib.Path) -> bool:
-    """Whether a process holds the ``flock`` of the data-directory ``lock`` file (tested with a
-    non-blocking shared lock, released at once; nothing is written)."""
-    import fcntl
-
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def download(addr: str, dest: pathlib.Path, *, client: ClientConfig | None = None,
@@ -437,16 +419,12 @@ def restore(src: pathlib.Path, data_dir: pathlib.Path, raft_addr: str) -> Restor
     t0 = time.monotonic()
     check_database(src)
     existed = data_dir.exists()
-    lock_existed = (data_dir / "LOCK").exists()
-    if lock_existed:  # a live node holds it: say so rather than "not empty"
-        probe = DataDirLock(data_dir)
-        try:
-            probe.acquire()
-        except DataDirInUse as e:
-            raise BackupError(str(e)) from None
-        probe.release()
-    _check_empty(data_dir)
     lock = DataDirLock(data_dir)
+    lock_existed = lock.path.exists()
+    holder = lock.holder()
+    if holder:  # a live node holds it: say so rather than "not empty"
+        raise BackupError(str(lock.in_use_error(holder)))
+    _check_empty(data_dir)
     try:
         lock.acquire()  # creates the directory; a node started meanwhile is refused
     except DataDirInUse as e:

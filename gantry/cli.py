@@ -128,6 +128,14 @@ def _migrate(ns: argparse.Namespace) -> int:
     # away): `status` takes away the ones it made, so it changes nothing.
     sidecars = [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm")]
     made = [p for p in sidecars if not p.exists()] if ns.action == "status" else []
+    try:  # before the lock: a refused file gets no LOCK beside it
+        migrate.refuse_foreign(db)
+    except migrate.SchemaError as e:
+        print(f"gantry: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:
+        print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
+        return 2
     lock = DataDirLock(db.parent)
     try:
         lock.acquire()  # a running node holds it: never migrate under a live node

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -133,6 +134,13 @@ class Node:
                     what = f"cannot be created ({e.strerror or e})"
                 raise StartError(f"{flag} {d} {what}: give a directory the node may create or "
                                  "write to") from None
+        if cfg.database.parent.resolve() != cfg.data_dir.resolve():
+            try:  # before its directory's lock: a refused file gets no LOCK beside it
+                migrate.refuse_foreign(cfg.database)
+            except migrate.SchemaError as e:
+                raise StartError(str(e)) from None
+            except sqlite3.DatabaseError:
+                pass  # damage: preflight.check names it, with the way out, once locked
         try:
             self._lock.acquire()
             if cfg.database.parent.resolve() != cfg.data_dir.resolve():

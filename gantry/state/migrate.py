@@ -38,7 +38,18 @@ class SchemaStatus:
     unknown_applied: int
 
 
+#: Every table yoyo-migrations keeps beside a schema it manages (``DatabaseBackend``'s
+#: ``lock_table``, ``log_table``, ``version_table`` and our ``migration_table``).
+YOYO_TABLES = frozenset({YOYO_TABLE, "_yoyo_log", "_yoyo_version", "yoyo_lock"})
+#: Gantry's first migration: every Gantry database that holds any of Gantry's tables has it
+#: applied (a newer build's migrations come after it, ``migrate down`` removes it last).
+FIRST_MIGRATION = "0001_initial"
+
+
 def _backend(db_path: pathlib.Path):  # type: ignore[no-untyped-def]
+    """yoyo's backend for ``db_path`` — which writes (its lock table) as it opens, so every
+    migrate command comes through here and :func:`refuse_foreign` runs first."""
+    refuse_foreign(db_path)
     return get_backend(f"sqlite:///{db_path}")
 
 
@@ -54,21 +65,39 @@ def _has_yoyo_tables(db_path: pathlib.Path) -> bool:
         conn.close()
 
 
-def _refuse_foreign(db_path: pathlib.Path) -> None:
-    """Raise :class:`SchemaError` when ``db_path`` exists and holds tables but no migration
-    history: someone else's SQLite file (``--db-path`` pointed at the wrong file). Gantry adds
-    its schema only to a new or empty file — and a node's database is replaced whole by a
-    snapshot install or a restore, which would lose that file's own tables. Opened read-only.
-    Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
-    if not db_path.exists() or _has_yoyo_tables(db_path):
-        return
+def _foreign_tables(db_path: pathlib.Path) -> list[str]:
+    """The tables and views of ``db_path`` that say it is not a Gantry database: empty for a
+    new or empty file, for a file holding only yoyo's bookkeeping (every migration rolled
+    back), and for a file whose migration history starts with Gantry's :data:`FIRST_MIGRATION`.
+    Opened read-only. Raises ``sqlite3.DatabaseError`` when the file is not SQLite."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         names = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
             " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        if YOYO_TABLE in names:
+            row = conn.execute(f"SELECT count(*) FROM {YOYO_TABLE} WHERE migration_id = ?",
+                               (FIRST_MIGRATION,)).fetchone()
+            if row[0]:
+                return []
+    except sqlite3.OperationalError:
+        # A table named like yoyo's without its columns: not yoyo's, so not Gantry's.
+        pass
     finally:
         conn.close()
+    return [n for n in names if n not in YOYO_TABLES]
+
+
+def refuse_foreign(db_path: pathlib.Path) -> None:
+    """Raise :class:`SchemaError` when ``db_path`` exists and holds tables that are neither
+    yoyo's nor under Gantry's migration history (whose first entry is :data:`FIRST_MIGRATION`):
+    someone else's SQLite file (``--db-path`` pointed at the wrong file), even one managed by
+    yoyo too. Gantry adds its schema only to a new or empty file — and a node's database is
+    replaced whole by a snapshot install or a restore, which would lose that file's own tables.
+    Opened read-only. Raises ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
+    if not db_path.exists():
+        return
+    names = _foreign_tables(db_path)
     if names:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise SchemaError(
@@ -84,7 +113,7 @@ def status(db_path: pathlib.Path) -> SchemaStatus:
     bookkeeping (new or empty) has nothing applied and is not opened for writing. Raises
     :class:`SchemaError` for a file that holds other tables and no migration history (not a
     Gantry database), ``sqlite3.DatabaseError`` when the file is not a SQLite database."""
-    _refuse_foreign(db_path)
+    refuse_foreign(db_path)
     if not _has_yoyo_tables(db_path):
         known = [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
         return SchemaStatus(known, [], known, 0)
@@ -108,7 +137,6 @@ def upgrade(db_path: pathlib.Path, lock_timeout_s: float = 2.0) -> list[str]:
     (tables and no migration history), carries a migration this build does not know (a newer
     build wrote it) or when a crashed migration left the yoyo lock behind.
     """
-    _refuse_foreign(db_path)
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
@@ -148,7 +176,8 @@ def _unknown_applied(backend, migrations) -> list[str]:  # type: ignore[no-untyp
 def rollback_plan(db_path: pathlib.Path, steps: int = 1) -> list[str]:
     """The ids :func:`downgrade` would roll back for ``steps``, newest first, without changing
     anything. Raises :class:`SchemaError` when the file carries a migration this build does not
-    know (rolling back under it would undo the wrong one) or ``steps`` is not positive."""
+    know (rolling back under it would undo the wrong one), is not a Gantry database, or
+    ``steps`` is not positive."""
     if steps < 1:
         raise SchemaError(f"--steps must be at least 1 (got {steps})")
     backend = _backend(db_path)
@@ -175,7 +204,8 @@ def downgrade(db_path: pathlib.Path, steps: int = 1, lock_timeout_s: float = 2.0
     """Roll back the last ``steps`` applied migrations; returns the ids rolled back.
 
     Refuses (:class:`SchemaError`, nothing changed) when the file carries a migration this build
-    does not know, when ``steps`` is not positive, or when the yoyo lock is held."""
+    does not know, is not a Gantry database, when ``steps`` is not positive, or when the yoyo
+    lock is held."""
     if steps < 1:
         raise SchemaError(f"--steps must be at least 1 (got {steps})")
     backend = _backend(db_path)
@@ -206,7 +236,8 @@ def _dirty(db_path: pathlib.Path, e: LockTimeout, then: str) -> SchemaError:
 
 
 def break_lock(db_path: pathlib.Path) -> None:
-    """Remove a stale migration lock left by a crashed process."""
+    """Remove a stale migration lock left by a crashed process. Raises :class:`SchemaError`,
+    writing nothing, when the file is not a Gantry database."""
     backend = _backend(db_path)
     try:
         backend.break_lock()

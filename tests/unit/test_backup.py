@@ -189,6 +189,12 @@ def test_restore_refuses_a_non_empty_or_live_directory(source: pathlib.Path,
     full.mkdir()
     (full / "raft.log").write_bytes(b"")
     _refused(source / "gantry.db", full, "is not empty")
+    stopped = tmp_path / "stopped"  # a stopped node's directory: its LOCK names its last pid
+    with DataDirLock(stopped):
+        (stopped / "raft.log").write_bytes(b"")
+    (stopped / "LOCK").write_text("pid 4242\n")
+    _refused(source / "gantry.db", stopped, "is not empty")
+    assert (stopped / "LOCK").read_text() == "pid 4242\n", "asking must not rewrite the LOCK"
     live = tmp_path / "live"
     with DataDirLock(live):  # a running node holds its directory's lock
         _refused(source / "gantry.db", live, "in use by pid")
@@ -312,3 +318,14 @@ def test_cli_errors_are_one_line_without_a_traceback(source: pathlib.Path,
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"restored {source / 'gantry.db'} into {tmp_path / 't'}: ")
     assert f"--raft-addr {RAFT}" in r.stdout
+
+
+def test_a_backup_never_replaces_a_database_with_a_hot_journal(tmp_path: pathlib.Path) -> None:
+    """`-wal`/`-shm` were checked, not `-journal`: a rollback-journal database in the middle of
+    a transaction (another program's, or one kept with journal_mode=DELETE) was overwritten."""
+    db = tmp_path / "other.db"
+    db.write_bytes(b"")
+    backup.refuse_node_files(db)  # a plain file: a backup may replace it
+    (tmp_path / "other.db-journal").write_bytes(b"")
+    with pytest.raises(BackupError, match="-journal is beside it"):
+        backup.refuse_node_files(db)

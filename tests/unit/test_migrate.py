@@ -149,9 +149,55 @@ def test_someone_elses_database_is_refused_and_left_as_it_was(tmp_path: pathlib.
         r = _gantry(action, "--db", str(db))
         assert r.returncode == 2, r.stdout + r.stderr
         assert "not a Gantry database" in r.stderr and "notes" in r.stderr
+        assert not (tmp_path / "LOCK").exists()  # nothing made beside the refused file
     with pytest.raises(migrate.SchemaError, match="not a Gantry database"):
         migrate.upgrade(db)
     assert _tables(db) == ["notes"]
+
+
+@pytest.mark.parametrize("action", [["down"], ["down", "--steps", "2", "--yes"], ["break-lock"]])
+def test_every_migrate_command_refuses_someone_elses_database(
+        tmp_path: pathlib.Path, action: list[str]) -> None:
+    """`migrate down` and `break-lock` wrote yoyo's lock table into another program's file:
+    only `status` and `up` asked whether it was Gantry's."""
+    db = _foreign(tmp_path)
+    r = _gantry(*action, "--db", str(db))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "not a Gantry database" in r.stderr
+    assert _tables(db) == ["notes"]
+    assert not (tmp_path / "LOCK").exists()  # then `backup` took the directory for a data dir
+
+
+def test_a_yoyo_managed_database_of_another_program_is_refused(tmp_path: pathlib.Path) -> None:
+    """Holding a table named `_yoyo_migration` is not enough: its history must be Gantry's."""
+    db = _foreign(tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE _yoyo_migration (migration_hash TEXT, migration_id TEXT,"
+                 " applied_at_utc TEXT)")
+    conn.execute("INSERT INTO _yoyo_migration VALUES ('h', '0001_notes', 'x')")
+    conn.commit()
+    conn.close()
+    bare = tmp_path / "bare.db"
+    conn = sqlite3.connect(bare)
+    conn.execute("CREATE TABLE _yoyo_migration (x)")  # yoyo's name without its columns
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+    for path in (db, bare):
+        for fn in (migrate.upgrade, migrate.status, migrate.rollback_plan, migrate.break_lock):
+            with pytest.raises(migrate.SchemaError, match="not a Gantry database.*notes"):
+                fn(path)
+    assert _tables(db) == ["notes", "_yoyo_migration"]
+    assert _tables(bare) == ["_yoyo_migration", "notes"]
+
+
+def test_a_database_rolled_all_the_way_back_upgrades_again(tmp_path: pathlib.Path) -> None:
+    """Only yoyo's own tables left (`migrate down` past the first migration): still Gantry's."""
+    db = tmp_path / "gantry.db"
+    applied = migrate.upgrade(db)
+    assert migrate.downgrade(db, len(applied)) == applied[::-1]
+    assert migrate.status(db).applied == []
+    assert migrate.upgrade(db) == applied
 
 
 def test_a_new_or_empty_file_still_gets_the_schema(tmp_path: pathlib.Path) -> None:
@@ -173,3 +219,4 @@ def test_serve_refuses_someone_elses_database(tmp_path: pathlib.Path) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     assert "not a Gantry database" in r.stderr
     assert _tables(db) == ["notes"]
+    assert not (tmp_path / "LOCK").exists()  # then `backup` took the directory for a data dir
