@@ -331,7 +331,8 @@ def _admin(ns: argparse.Namespace) -> int:
 
 
 def _hint(err: object) -> str:
-    """What to do about a refused ``unregister-cradle``, from the status's ErrorInfo."""
+    """What to do about a refused ``unregister-cradle``, or what a refused ``add-node``'s
+    node was seen to be, from the status's ErrorInfo."""
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
@@ -341,6 +342,8 @@ def _hint(err: object) -> str:
         if d.Unpack(info) and info.reason == "CRADLE_SERVER_HAS_LIVE_OBJECTS":
             return (" (PENDING or COMMITTED objects are placed on it, listed by the live_objects "
                     "view: delete or abort them first, or pass --force to unregister it anyway)")
+        if d.Unpack(info) and info.reason.startswith("JOINER_") and info.metadata.get("seen"):
+            return f" ({info.metadata['raft_addr']}: {info.metadata['seen']})"
     return ""
 
 

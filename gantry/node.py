@@ -33,6 +33,7 @@ from gantry.api.backup import BackupService
 from gantry.api.service import GantryService
 from gantry.backup import CopyTaker
 from gantry.config import Config
+from gantry.consensus import probe
 from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future, with_fallback
@@ -408,6 +409,14 @@ class Node:
             term=st.term, commit_index=st.commit_index, applied_index=st.applied_index,
             last_applied=st.last_applied, last_snapshot_index=st.last_snapshot_index,
             members=members, serving=self._serving, log_entries=st.log_size)
+
+    def identify(self, raft_addr: str, timeout_s: float) -> probe.Identity:
+        """Who the node at ``raft_addr`` says it is, asked over the Raft transport with this
+        node's address and ``--raft-password`` (:func:`gantry.consensus.probe.ask`). Raises
+        :class:`~gantry.consensus.probe.ProbeError`."""
+        cfg = self.config
+        return probe.ask(raft_addr, own_addr=cfg.raft_addr, password=cfg.raft_password or None,
+                         timeout_s=timeout_s)
 
     def change_membership(self, op: str, raft_addr: str,
                           timeout_s: float) -> ConsensusError | None:

@@ -427,3 +427,14 @@ def damage_table(path: pathlib.Path, table: str = "buckets") -> None:
     with open(path, "r+b") as f:
         f.seek((root - 1) * page_size)
         f.write(b"\x07")
+
+
+def gantry_cli(*args: str, env: dict[str, str] | None = None,
+               timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``gantry ARGS`` (text output captured) without the caller's ``GANTRY_TLS_*``,
+    ``GANTRY_ADMIN_TOKEN`` or ``GANTRY_ADDR``, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("GANTRY_TLS_", "GANTRY_ADMIN_TOKEN", "GANTRY_ADDR"))}
+    return subprocess.run([sys.executable, "-m", "gantry.cli", *args], cwd=str(REPO),
+                          env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout_s)

@@ -17,11 +17,20 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message import Message
 
-from gantry.api.errors import MSG_NO_LEADER, Call, Kind, RpcError, error_status, invalid_argument
+from gantry.api.errors import (
+    MSG_NO_LEADER,
+    Call,
+    Kind,
+    RpcError,
+    error_info,
+    error_status,
+    invalid_argument,
+)
 from gantry.api.reads import timeout_of
 from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
 from gantry.consensus.errors import ConsensusError
+from gantry.consensus.probe import Identity, ProbeError
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
 from gantry.tlsconfig import PLAINTEXT, ClientConfig
@@ -30,6 +39,7 @@ SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
 LEADER_WAIT_S = 3.0  # how long a follower waits to learn the leader before "no leader"
 LEADER_POLL_S = 0.05
+PROBE_TIMEOUT_S = 2.0  # how long a node to be added gets to say who it is
 
 
 class ClusterControl(Protocol):
@@ -44,6 +54,11 @@ class ClusterControl(Protocol):
         ...
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
+
+    def identify(self, raft_addr: str, timeout_s: float) -> Identity:
+        """Who the node at ``raft_addr`` says it is (:func:`gantry.consensus.probe.ask`).
+        Raises :class:`~gantry.consensus.probe.ProbeError`."""
+        ...
 
 
 def _timeout(context: grpc.ServicerContext) -> float:
@@ -105,6 +120,8 @@ class AdminService:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "node not reachable at its Raft address: start it first "
                            "(with the current members as --peers), then add it")
+        if op == "add":
+            self._check_joiner(addr, members, _timeout(context))
         if op == "remove":
             if addr not in members:
                 raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
@@ -119,6 +136,42 @@ class AdminService:
         # A refusal says why: the strict reconfig check (gantry.consensus.pysyncobj_compat).
         if failure is not None:
             raise error_status(failure, call)
+
+    def _check_joiner(self, addr: str, members: set[str], timeout_s: float) -> None:
+        """Refuse (FAILED_PRECONDITION, or ALREADY_EXISTS for another name of a member) unless
+        the node at ``addr`` answers as a Gantry node whose ``--raft-addr`` is ``addr``, which
+        was started to join this cluster (its configuration names a current member) and follows
+        no leader outside it. Every member counts toward quorum once its entry is appended, so a
+        wrong one can stall every write (etcd checks a new member's peer URL likewise)."""
+        try:
+            who = self._node.identify(addr, min(PROBE_TIMEOUT_S, max(0.1, timeout_s)))
+        except ProbeError as e:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "no Gantry node answered at that Raft address",
+                           error_info("JOINER_NOT_A_GANTRY_NODE", raft_addr=addr,
+                                      seen=str(e))) from None
+        if who.raft_addr != addr:
+            if who.raft_addr in members:
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "node is already a member",
+                               error_info("JOINER_IS_A_MEMBER", raft_addr=addr,
+                                          seen=f"it is member {who.raft_addr}"))
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "the node at that address has another --raft-addr: add it by that one",
+                           error_info("JOINER_HAS_ANOTHER_ADDRESS", raft_addr=addr,
+                                      seen=f"it answers as {who.raft_addr}"))
+        others = set(who.members) - {addr}
+        if not others & members:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "node was not started to join this cluster: restart it with the "
+                           "current members as --peers, then add it",
+                           error_info("JOINER_NOT_JOINING", raft_addr=addr,
+                                      seen="its other members: "
+                                           + (", ".join(sorted(others)) or "none")))
+        if who.leader and who.leader not in members and who.leader != addr:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "node follows the leader of another cluster",
+                           error_info("JOINER_IN_ANOTHER_CLUSTER", raft_addr=addr,
+                                      seen=f"it follows {who.leader}"))
 
     def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
         self._change("add", req, context)

@@ -228,6 +228,14 @@ Invariants this module protects:
     pysyncobj closed a connection whose frame did not decrypt or decode without a word, so
     nodes with different ``--raft-password`` sat NOT_SERVING with empty logs.
 
+23. **A node says who it is before it is added** (etcd checks a new member's peer URL the
+    same way before ``member add``): an incoming connection whose first message is a
+    :data:`PROBE_TYPE` request is answered with this node's Raft address, its members and
+    leader (:mod:`gantry.consensus.probe` asks), then left to the prober to close; the engine
+    never sees it. ``add-node`` used to accept anything that answered TCP (a gRPC port, a
+    cradle, a ``localhost:`` alias of a member, a node started without ``--peers``), and each
+    such member counted toward quorum.
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
@@ -343,6 +351,11 @@ FEATURE_PRE_VOTE = "pre_vote"
 FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
+#: Override 23: the first message of a connection that asks who this node is ``{type, from}``,
+#: and the answer ``{type, raft_addr, members, leader}`` (``members`` includes ``raft_addr``;
+#: ``leader`` is a Raft address or None).
+PROBE_TYPE = "gantry_probe"
+PROBE_REPLY_TYPE = "gantry_probe_reply"
 #: Override 14: the longest frame (bytes) a connection that has not said which member it is may
 #: announce (its first messages are a 32-byte key and an address), and how many bytes one poll
 #: event may read from one connection before the tick goes on (pysyncobj read for as long as
@@ -1556,6 +1569,9 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         if encryptor and not conn.sendRandKey:
             super()._onIncomingMessageReceived(conn, message)  # the key exchange comes first
             return
+        if isinstance(message, dict) and message.get("type") == PROBE_TYPE:
+            self._answer_probe(conn, message)  # override 23
+            return
         node = self._nodeAddrToNode.get(message) if isinstance(message, str) else None
         if node is None:
             what = "utility command" if isinstance(message, list) else (
@@ -1580,6 +1596,21 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             _log.info("raft_connection_dropped", member=node.id, reason="replaced")
             old.disconnect()
         super()._onIncomingMessageReceived(conn, message)
+
+    def _answer_probe(self, conn: Any, message: dict[str, Any]) -> None:
+        """Override 23: say who this node is on ``conn`` (still unidentified: the idle timeout of
+        override 14 closes it if the prober does not)."""
+        sync = getattr(self, "_syncObj", None)
+        me = self._selfNode.address
+        members = [me]
+        leader = None
+        if sync is not None:
+            members += [n.address for n in sync._SyncObj__otherNodes]
+            lead = sync._getLeader()
+            leader = getattr(lead, "address", None)
+        _log.info("raft_probe_answered", prober=str(message.get("from"))[:64], leader=leader)
+        conn.send({"type": PROBE_REPLY_TYPE, "raft_addr": me, "members": sorted(members),
+                   "leader": leader})
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)

@@ -38,18 +38,11 @@ from tests.cluster.helpers import (
     status,
 )
 from tests.support import REPO, NodeProcess, cluster, free_ports, single_node, wait_until, write_any
+from tests.support import gantry_cli as gantry
 
 FINAL = re.compile(r"^wrote (?P<path>\S+): (?P<bytes>\d+) bytes at applied index (?P<index>\d+) "
                    r"\(term (?P<term>\d+)\) from (?P<node>\S+) in (?P<s>[\d.]+) s$")
 
-
-def gantry(*args: str, env: dict[str, str] | None = None,
-           timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("GANTRY_TLS_", "GANTRY_ADMIN_TOKEN", "GANTRY_ADDR"))}
-    return subprocess.run([sys.executable, "-m", "gantry.cli", *args], cwd=REPO,
-                          env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout_s)
 
 
 def test_backup_from_a_follower_restores_into_a_cluster_that_grows(tmp_path: pathlib.Path) -> None:

@@ -6,10 +6,7 @@ module (tests/certs.py) for 127.0.0.1 / localhost."""
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import grpc
@@ -23,7 +20,7 @@ from gantry.pb.service.v1 import service_pb2 as svc
 from gantry.tlsconfig import ClientConfig
 from tests.certs import Pki, make_pki
 from tests.cluster.helpers import leader_of, status
-from tests.support import REPO, NodeProcess, cluster, free_ports, single_node, wait_until
+from tests.support import NodeProcess, cluster, free_ports, gantry_cli, single_node, wait_until
 
 TOKEN = "test-admin-token-0123456789"
 
@@ -46,12 +43,6 @@ def health(addr: str, client: ClientConfig) -> grpc.StatusCode:
             return e.code()
     return grpc.StatusCode.OK
 
-
-def gantry_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("GANTRY_TLS_", "GANTRY_ADMIN_TOKEN", "GANTRY_ADDR"))}
-    return subprocess.run([sys.executable, "-m", "gantry.cli", *args], cwd=str(REPO),
-                          env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from gantry.api.admin import AdminService
 from gantry.api.errors import RpcError
 from gantry.consensus.errors import ConsensusError
+from gantry.consensus.probe import Identity
 from gantry.pb.admin.v1 import admin_pb2 as pb
 
 SELF, LEADER = "127.0.0.1:7001", "127.0.0.1:7002"
@@ -42,6 +43,9 @@ class FakeNode:
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
         raise AssertionError("a follower never transfers itself")
+
+    def identify(self, raft_addr: str, timeout_s: float) -> Identity:
+        raise AssertionError("not used")
 
 
 def test_transfer_through_a_follower_waits_to_learn_the_leader() -> None:

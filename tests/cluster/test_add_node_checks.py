@@ -1,0 +1,92 @@
+"""`add-node` puts only a Gantry node started to join this cluster into the configuration (real
+processes, real Raft transport). It accepted anything that answered TCP — a gRPC port, a silent
+listener, a `localhost:` alias of a member, a node running its own cluster, a node with another
+--raft-password — and each such member counted toward quorum (a new-user trial, 2026-12-03)."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import socket
+
+import grpc
+import pytest
+
+from gantry.pb.admin.v1 import admin_pb2 as apb
+from gantry.pb.service.v1 import service_pb2 as svc
+from tests.cluster.helpers import admin, status
+from tests.support import NodeProcess, call_with_retry, free_ports, single_node, wait_until
+from tests.support import gantry_cli as gantry
+
+
+def _refused(lead: NodeProcess, raft_addr: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as e:
+        admin(lead).AddNode(apb.AddNodeRequest(raft_addr=raft_addr), timeout=15)
+    assert {m.raft_addr for m in status(lead).members} == {lead.raft_addr}, \
+        "a refused add-node must not change the configuration"
+    return e.value
+
+
+def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path) -> None:
+    with single_node(tmp_path / "solo") as solo:
+        err = _refused(solo, solo.addr)  # its gRPC port: TCP answers, Raft does not
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.details() == "no Gantry node answered at that Raft address"
+
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never says a word
+            port = silent.getsockname()[1]
+            err = _refused(solo, f"127.0.0.1:{port}")
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+            r = gantry("add-node", f"127.0.0.1:{port}", "--addr", solo.addr)
+            assert r.returncode == 1 and "no answer within" in r.stderr, r.stderr
+
+        err = _refused(solo, f"localhost:{solo.raft_port}")  # a member under another name
+        assert (err.code(), err.details()) == (grpc.StatusCode.ALREADY_EXISTS,
+                                               "node is already a member")
+
+        port, raft = free_ports(2)
+        new_dir = tmp_path / "new" / "node"
+        loner = NodeProcess(new_dir, port, raft, [], node_id="new")  # no --peers: its own cluster
+        try:
+            loner.start().wait_serving()
+            err = _refused(solo, loner.raft_addr)
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "not started to join this cluster" in str(err.details())
+            r = gantry("add-node", loner.raft_addr, "--addr", solo.addr)
+            assert r.returncode == 1 and "its other members: none" in r.stderr, r.stderr
+        finally:
+            loner.stop()
+
+        shutil.rmtree(new_dir)
+        other_password = NodeProcess(new_dir, port, raft, [solo.raft_port], node_id="new",
+                                     env={"GANTRY_RAFT_PASSWORD": "not-the-clusters"})
+        try:
+            other_password.start()
+            wait_until(lambda: _listens(raft), 30, what="the new node's Raft port")
+            err = _refused(solo, other_password.raft_addr)
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert err.details() == "no Gantry node answered at that Raft address"
+        finally:
+            other_password.stop()
+
+        shutil.rmtree(new_dir)
+        joiner = NodeProcess(new_dir, port, raft, [solo.raft_port], node_id="new")
+        try:
+            joiner.start()
+            wait_until(lambda: _listens(raft), 30, what="the new node's Raft port")
+            admin(solo).AddNode(apb.AddNodeRequest(raft_addr=joiner.raft_addr), timeout=15)
+            joiner.wait_serving()
+            assert {m.raft_addr for m in status(solo).members} == {solo.raft_addr,
+                                                                  joiner.raft_addr}
+            call_with_retry(solo.stub().CreateBucket, svc.CreateBucketRequest(name="after-add"))
+            assert any(e.get("event") == "raft_probe_answered" for e in joiner.log_events())
+        finally:
+            joiner.stop()
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
