@@ -111,6 +111,12 @@ FULL_HANDOVER_AFTER_S = 1.0
 FULL_HANDOVER_EVERY_S = 5.0
 
 
+
+def _restore_command(cfg: Config) -> str:
+    """The ``gantry restore`` that seeds a new data directory from this node's own database:
+    on a one-member cluster the lossless way back when its Raft files cannot be used."""
+    return f"gantry restore {cfg.database} --data-dir NEW_DIR --raft-addr {cfg.raft_addr}"
+
 class GantrySyncObj(SafeSyncObj):
     """The pysyncobj node (with :class:`~gantry.consensus.pysyncobj_compat.SafeSyncObj`'s Raft fixes).
     ``on_entry(log_index, entry_bytes, term)`` receives each committed Gantry entry, on the tick
@@ -378,17 +384,24 @@ class RaftActor(pykka.ThreadingActor):
                     f"the torn tail cut from raft.log (bytes kept in {self._journal.torn_copy}) "
                     f"held entries up to log index {self._watermark.value} that {cfg.database} "
                     f"had already applied; the log now ends at {known} (the disk lost data it had "
-                    "confirmed written). In a cluster: move gantry.db (and -wal, -shm) aside and "
-                    "start again, the node rebuilds it from its snapshot and the leader. On a "
-                    "single node those entries exist only in gantry.db: keep a copy of the data "
-                    "directory, then restore from a backup, or move gantry.db aside and lose the "
-                    f"writes after log index {known}.")
+                    "confirmed written). " + (
+                        "This node is its cluster's only member: those entries exist only in "
+                        "gantry.db, so seed a new data directory from it, which keeps them "
+                        f"(`{_restore_command(cfg)}`, then start the node on NEW_DIR); keep a "
+                        "copy of this directory first." if not cfg.peers else
+                        "In a cluster: move gantry.db (and -wal, -shm) aside and start again, "
+                        "the node rebuilds it from its snapshot and the leader."))
             else:
                 self.start_error = (
                     f"database {cfg.database} is at log index {self._watermark.value} but this "
                     f"node's Raft log ends at {known}: the data directory mixes a database and a "
-                    "Raft log of different histories. Restore both from one node, or move "
-                    "gantry.db (and -wal, -shm) aside and let the node rebuild it from the cluster.")
+                    "Raft log of different histories. " + (
+                        "This node is its cluster's only member, so its database is the copy to "
+                        f"keep: seed a new data directory from it (`{_restore_command(cfg)}`, "
+                        "then start the node on NEW_DIR); keep a copy of this directory first."
+                        if not cfg.peers else
+                        "Restore both from one node, or move gantry.db (and -wal, -shm) aside "
+                        "and let the node rebuild it from the cluster."))
             log.error("raft_log_behind_database", applied_index=self._watermark.value,
                       log_index=known)
             self._journal.close()

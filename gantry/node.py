@@ -163,10 +163,9 @@ class Node:
             log.warning("snapshot_install_settled", outcome=settled,
                         reason="the node stopped while a leader's snapshot was being loaded")
         try:  # damaged files: refuse in one line before anything writes to them
-            preflight.check(cfg)
+            members = preflight.check(cfg)
         except preflight.PreflightError as e:
             raise StartError(str(e)) from None
-        members = preflight.not_a_member(cfg)
         if members is not None:
             log.warning("raft_address_not_a_member", raft_addr=cfg.raft_addr, members=members,
                         hint="this data directory's last configuration does not hold this "

@@ -160,21 +160,16 @@ def settle_interrupted_install(data_dir: pathlib.Path) -> str | None:
     return "restored"
 
 
-def not_a_member(config: Config) -> list[str] | None:
-    """The members of the last configuration this data directory holds (the snapshot's, then
-    the membership entries of its Raft log, in log order) when ``config.raft_addr`` is not one
-    of them, else None (also for a new directory or one without a snapshot). A node started on
-    it is then counted out of its own cluster and waits for a leader for ever (a single node
-    restarted with another ``--raft-addr``: NOT_SERVING, nothing logged). Reads only."""
+def _last_members(data_dir: pathlib.Path, scan: journal.LogScan) -> set[str] | None:
+    """The members of the last configuration this data directory holds: the snapshot's, then
+    the membership entries of its Raft log, in log order. None without a readable snapshot."""
     from gantry.consensus.pysyncobj_compat import membership_change
 
-    data_dir = pathlib.Path(config.data_dir)
     snap = data_dir / "raft.snapshot"
     if snapshot_problem(snap) is not None:
         return None
     try:
         members = set(snapshot.decode_meta(snapshot.read_meta(snap)[0], str)[2])
-        scan = journal.scan_log(str(data_dir / "raft.log"))
     except (snapshot.SnapshotError, OSError, ValueError, KeyError, TypeError):
         return None
     for command, _index, _term in scan.entries:
@@ -183,15 +178,39 @@ def not_a_member(config: Config) -> list[str] | None:
         except ValueError:
             continue
         (members.add if kind == "add" else members.discard)(addr)
-    if not members or config.raft_addr in members:
-        return None
-    return sorted(members)
+    return members
 
 
-def check(config: Config) -> None:
+def _restore_advice(config: Config, scan: journal.LogScan, db_intact: bool) -> str:
+    """How to get the node back when its own files cannot be used: from a peer, or — on a
+    one-member cluster, where no peer holds the data — from its own database when
+    ``db_intact`` and it holds something (``gantry restore`` reads a stopped node's
+    ``gantry.db`` as it reads a backup), else from a backup."""
+    members = _last_members(pathlib.Path(config.data_dir), scan)
+    alone = not config.peers and (members is None or members <= {config.raft_addr})
+    if not alone:
+        return _RESTORE
+    db = pathlib.Path(config.database)
+    if db_intact and db.is_file() and db.stat().st_size > 0:
+        return ("this node is its cluster's only member, so no peer holds its data, but its "
+                f"database is intact: seed a new data directory from it (`gantry restore "
+                f"{config.database} --data-dir NEW_DIR --raft-addr {config.raft_addr}`) and "
+                "start the node on NEW_DIR; keep a copy of this directory first")
+    return ("this node is its cluster's only member, so no peer holds its data: restore a new "
+            "data directory from a backup (`gantry restore BACKUP.db --data-dir NEW_DIR "
+            f"--raft-addr {config.raft_addr}`); keep a copy of this directory first")
+
+
+def check(config: Config) -> list[str] | None:
     """Refuse to start on damaged files: raises :class:`PreflightError` (see the module
     docstring for what is checked). Reads only; call it holding the data directory's lock,
-    before migrations, the writer or Raft open anything."""
+    before migrations, the writer or Raft open anything.
+
+    Returns the members of the last configuration the data directory holds (its snapshot's,
+    then its log's membership entries) when ``config.raft_addr`` is not one of them, else None
+    (also for a directory without a snapshot): a node started on it is counted out of its own
+    cluster and waits for a leader for ever (a single node restarted with another
+    ``--raft-addr``: NOT_SERVING, nothing logged)."""
     data_dir = pathlib.Path(config.data_dir)
     if (data_dir / RESTORING_MARKER).exists():
         raise PreflightError(
@@ -213,14 +232,18 @@ def check(config: Config) -> None:
         scan = journal.scan_log(log_path)
     except OSError as e:
         raise PreflightError(f"cannot read Raft log {log_path} ({e.strerror})") from None
+    db = pathlib.Path(config.database)
+    db_problem = sqlite_problem(db)
     if scan.damage == "corrupt":
-        raise PreflightError(scan.describe())
+        advice = _restore_advice(config, scan, db_problem is None)
+        raise PreflightError(scan.describe("" if advice == _RESTORE else advice))
     try:
         meta = journal.read_meta(log_path + ".meta")
     except journal.MetaCorrupt as e:
-        raise PreflightError(str(e)) from None
+        advice = _restore_advice(config, scan, db_problem is None)
+        raise PreflightError(str(e) if advice == _RESTORE else f"{e.problem}. "
+                             f"{advice[0].upper()}{advice[1:]}") from None
 
-    db = pathlib.Path(config.database)
     snap = data_dir / "raft.snapshot"
     log_term = max((e[2] for e in scan.entries), default=0)
     if meta and int(meta.get("currentTerm", 0)) < log_term:
@@ -228,7 +251,8 @@ def check(config: Config) -> None:
             f"Raft metadata {log_path}.meta says term {meta.get('currentTerm')}, but {log_path} "
             f"holds entries of term {log_term}: a node takes a term, durably, before it holds an "
             "entry of it, so the file went back (edited, or restored from an older copy) and "
-            f"this node could vote twice in one term. Put the right file back; else {_RESTORE}")
+            f"this node could vote twice in one term. Put the right file back; else "
+            f"{_restore_advice(config, scan, db_problem is None)}")
     if not meta:
         termed = [e for e in scan.entries if e[2] > 0]
         if termed or snap.exists():
@@ -237,9 +261,9 @@ def check(config: Config) -> None:
             raise PreflightError(
                 f"Raft metadata {log_path}.meta is missing, but {held}: it held this node's "
                 "Raft term and vote, and starting without them could let it vote twice in one "
-                f"term. Put the file back if you have it; else {_RESTORE}")
+                "term. Put the file back if you have it; else "
+                f"{_restore_advice(config, scan, db_problem is None)}")
     needs_snapshot = scan.first_index > 2
-    db_problem = sqlite_problem(db)
     snap_problem = snapshot_problem(snap) if needs_snapshot or db_problem else None
     if snap_problem is None and snap.exists() and (db_problem or (
             needs_snapshot and applied_index(db) < snapshot.read_meta(snap)[1])):
@@ -259,11 +283,13 @@ def check(config: Config) -> None:
             raise PreflightError(
                 f"database {db} is damaged ({db_problem}). This node can rebuild it from its "
                 f"{source}: with the node stopped, move {db.name} (and any {db.name}-wal and "
-                f"{db.name}-shm) out of the way and start it again; or {_RESTORE}")
+                f"{db.name}-shm) out of the way and start it again; or "
+                f"{_restore_advice(config, scan, False)}")
         raise PreflightError(
             f"database {db} is damaged ({db_problem}), and snapshot {snap} is {snap_problem}; "
             f"the Raft log does not start at the beginning (first index {scan.first_index}), so "
-            f"no intact copy of the earlier entries is left on this node: {_RESTORE}")
+            "no intact copy of the earlier entries is left on this node: "
+            f"{_restore_advice(config, scan, False)}")
     if snap_problem:
         applied = applied_index(db)
         lost = (f"the database {db} has applied only up to index {applied}, so entries "
@@ -274,4 +300,8 @@ def check(config: Config) -> None:
         raise PreflightError(
             f"snapshot {snap} is {snap_problem}, and the Raft log {log_path} starts at index "
             f"{scan.first_index} (earlier entries were compacted into the snapshot); {lost}. "
-            f"The node would never catch up: {_RESTORE}")
+            f"The node would never catch up: {_restore_advice(config, scan, True)}")
+    members = _last_members(data_dir, scan)
+    if not members or config.raft_addr in members:
+        return None
+    return sorted(members)

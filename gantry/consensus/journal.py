@@ -79,7 +79,12 @@ class LogCorrupt(JournalError):
 
 
 class MetaCorrupt(JournalError):
-    """``raft.log.meta`` exists but cannot be read, is not JSON, or is not term/vote-shaped."""
+    """``raft.log.meta`` exists but cannot be read, is not JSON, or is not term/vote-shaped.
+    ``problem``: what is wrong, one sentence without the advice that follows it."""
+
+    def __init__(self, problem: str, advice: str) -> None:
+        super().__init__(f"{problem}. {advice}")
+        self.problem = problem
 
 
 @dataclass
@@ -112,8 +117,9 @@ class LogScan:
         """Log index of the last good record (0 when there is none)."""
         return self.entries[-1][1] if self.entries else 0
 
-    def describe(self) -> str:
-        """One line for an operator: which file, where, what is wrong, what to do."""
+    def describe(self, restore: str = "") -> str:
+        """One line for an operator: which file, where, what is wrong, what to do (``restore``:
+        how to get the node back instead of "from a peer", e.g. on a one-member cluster)."""
         if not self.damage:
             return f"{self.path}: intact ({len(self.entries)} records, last log index " \
                    f"{self.last_index})"
@@ -127,9 +133,12 @@ class LogScan:
                       f"{span})")
         data_dir = os.path.dirname(os.path.abspath(self.path))
         return (f"Raft log {self.path} is damaged at byte {self.good_end} of {self.size} "
-                f"({self.reason}); {last}{follow}. A start never rewrites a damaged log. Restore "
-                "this node from a peer (stop it, `gantry remove-node` it, wipe its data directory, "
-                "start it empty and `gantry add-node` it: README, Damaged files), or cut the log "
+                f"({self.reason}); {last}{follow}. A start never rewrites a damaged log. "
+                + (restore[0].upper() + restore[1:] if restore else
+                   "Restore this node from a peer (stop it, `gantry remove-node` it, wipe its "
+                   "data directory, start it empty and `gantry add-node` it: README, Damaged "
+                   "files)")
+                + ", or cut the log "
                 f"at that byte with `gantry repair-log --data-dir {data_dir}` (keeps a copy of "
                 "the whole log first; what follows the damage is lost on this node)")
 
@@ -361,12 +370,12 @@ def read_meta(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except OSError as e:
-        raise MetaCorrupt(f"cannot read Raft metadata {path} ({e.strerror}). {advice}") from None
+        raise MetaCorrupt(f"cannot read Raft metadata {path} ({e.strerror})", advice) from None
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         what = "is empty" if not raw.strip() else f"is not valid JSON ({e})"
-        raise MetaCorrupt(f"Raft metadata {path} {what}. {advice}") from None
+        raise MetaCorrupt(f"Raft metadata {path} {what}", advice) from None
     problem = ""
     if not isinstance(meta, dict):
         problem = f"holds a JSON {type(meta).__name__}, not an object"
@@ -382,7 +391,7 @@ def read_meta(path: str) -> dict[str, Any]:
         if unknown:
             problem = f"has unknown keys {unknown}"
     if problem:
-        raise MetaCorrupt(f"Raft metadata {path} {problem}. {advice}")
+        raise MetaCorrupt(f"Raft metadata {path} {problem}", advice)
     return meta
 
 

@@ -109,9 +109,20 @@ def test_corrupt_record_in_the_middle_of_the_log_is_refused_and_left_alone(
     line = _refused(data_dir)
     assert f"{log} is damaged at byte {off} " in line
     assert f"last good record before it is log index {last_good};" in line
-    assert "remove-node" in line and f"gantry repair-log --data-dir {data_dir}" in line
+    assert f"gantry repair-log --data-dir {data_dir}" in line
+    # A one-member cluster: no peer to restore from (the advice said "remove-node" it), but its
+    # database is intact, and following the advice keeps every acknowledged write.
+    assert "remove-node" not in line and "only member" in line
+    restore = f"gantry restore {data_dir / 'gantry.db'} --data-dir NEW_DIR --raft-addr "
+    assert restore in line
     assert log.read_bytes() == before
     assert not list(data_dir.glob("raft.log.*-*"))  # no copy: nothing was cut
+    new = data_dir.parent / "new"
+    r = subprocess.run([sys.executable, "-m", "gantry.cli", "restore", str(data_dir / "gantry.db"),
+                        "--data-dir", str(new), "--raft-addr", f"127.0.0.1:{_RAFT_PORT[0]}"],
+                       cwd=str(REPO), env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    _serves_all_buckets(new)
 
 
 def test_repair_log_keeps_a_copy_cuts_the_log_and_the_node_recovers(
@@ -160,8 +171,8 @@ def test_damaged_raft_meta_is_refused(data_dir: pathlib.Path, content: bytes) ->
     meta = data_dir / "raft.log.meta"
     meta.write_bytes(content)
     line = _refused(data_dir)
-    assert f"Raft metadata {meta} " in line and "vote twice in one term" in line
-    assert "remove-node" in line
+    assert f"Raft metadata {meta} " in line
+    assert "only member" in line and "gantry restore" in line and "remove-node" not in line
     assert meta.read_bytes() == content
 
 
@@ -171,7 +182,7 @@ def test_missing_raft_meta_beside_a_log_is_refused(data_dir: pathlib.Path) -> No
     (data_dir / "raft.log.meta").unlink()
     line = _refused(data_dir)
     assert f"Raft metadata {data_dir / 'raft.log.meta'} is missing" in line
-    assert "vote twice in one term" in line and "remove-node" in line
+    assert "vote twice in one term" in line and "gantry restore" in line
     assert not (data_dir / "raft.log.meta").exists()
 
 
@@ -208,7 +219,7 @@ def test_empty_database_and_truncated_snapshot_are_refused_not_a_zombie(
     line = _refused(data_dir)
     assert f"snapshot {snap} is truncated" in line
     assert f"starts at index {first}" in line and "applied only up to index 0" in line
-    assert "remove-node" in line and "add-node" in line
+    assert "only member" in line and "from a backup" in line and "remove-node" not in line
     assert snap.read_bytes() == before and db.read_bytes() == b""
 
 
@@ -264,8 +275,18 @@ def test_torn_tail_holding_applied_entries_says_what_happened(data_dir: pathlib.
     line = _refused(data_dir)
     assert "torn tail cut from raft.log" in line
     assert f"up to log index {applied}" in line and f"now ends at {applied - 1}" in line
-    assert "move gantry.db" in line and "single node" in line
+    assert "only member" in line and "move gantry.db" not in line
     assert len(list(data_dir.glob("raft.log.torn-*"))) == 1
+    # The advice ("restore from a backup, or move gantry.db aside and lose the writes" before)
+    # followed as given: a new directory from the node's own database keeps every bucket.
+    restore = line.split("`")[1]
+    assert restore.startswith(f"gantry restore {data_dir / 'gantry.db'} --data-dir NEW_DIR"), line
+    new_dir = data_dir.parent / "new"
+    argv = [sys.executable, "-m", "gantry.cli", *restore.replace("NEW_DIR", str(new_dir))
+            .split()[1:]]
+    r = subprocess.run(argv, cwd=str(REPO), env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    _serves_all_buckets(new_dir)
 
 
 def test_another_raft_addr_on_a_data_directory_is_logged(data_dir: pathlib.Path) -> None:

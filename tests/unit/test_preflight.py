@@ -9,6 +9,8 @@ import pathlib
 import sqlite3
 from typing import Any
 
+import pytest
+
 from gantry.preflight import sqlite_problem
 
 
@@ -100,3 +102,21 @@ def test_a_db_path_that_is_a_directory_or_a_raft_file_is_refused(tmp_path: pathl
     with pytest.raises(PreflightError, match="is one of the node's Raft files"):
         check(Config(data_dir=data, db_path=data / "raft.log"))
     check(Config(data_dir=data, db_path=data / "gantry.db"))  # a new node: fine
+
+
+def test_the_way_back_depends_on_whether_the_node_has_peers(tmp_path: pathlib.Path) -> None:
+    """A member of a cluster is restored from a peer; a one-member cluster has none (the advice
+    to `remove-node` and wipe it lost its data): it is told to `gantry restore` its database."""
+    from gantry.config import Config
+    from gantry.preflight import PreflightError, check
+
+    (tmp_path / "raft.log.meta").write_bytes(b"\x00 garbage")
+    with pytest.raises(PreflightError) as member:
+        check(Config(data_dir=tmp_path, peers=["127.0.0.1:7002"]))
+    assert "remove-node" in str(member.value) and "only member" not in str(member.value)
+    with pytest.raises(PreflightError) as alone:
+        check(Config(data_dir=tmp_path, raft_addr="127.0.0.1:7001"))
+    msg = str(alone.value)
+    assert msg.startswith(f"Raft metadata {tmp_path / 'raft.log.meta'} is not valid JSON")
+    assert "only member" in msg and "remove-node" not in msg
+    assert "from a backup" in msg and "--data-dir NEW_DIR --raft-addr 127.0.0.1:7001" in msg
