@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import socket
 import sqlite3
 import threading
 import time
@@ -64,6 +65,20 @@ def _exit_now(reason: str) -> None:
 class StartError(RuntimeError):
     """The node cannot start (a port in use, …); the message says what to change."""
 
+
+
+_ANY_HOST = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def _refuse_shared_ports(listens: list[tuple[str, int, str, str]]) -> None:
+    """Raise :class:`StartError` when two of the node's listeners ``(host, port, what, flag)``
+    would take one port (port 0 is never shared): the second bind failed with "in use?",
+    which named no clash with the node's own other setting."""
+    for i, (h1, p1, w1, f1) in enumerate(listens):
+        for h2, p2, w2, f2 in listens[i + 1:]:
+            if p1 and p1 == p2 and (h1 == h2 or h1 in _ANY_HOST or h2 in _ANY_HOST):
+                raise StartError(f"{f1} and {f2} both name port {p1}: the {w1} and {w2} "
+                                 "listeners need a port each")
 
 class Node:
     """A running Gantry node. ``fatal`` is set (with ``fatal_reason``) if the writer hit a
@@ -119,9 +134,19 @@ class Node:
         # A probe without SO_REUSEPORT: with read workers the front door's own bind would
         # share a port another node holds (readworker.check_port_free).
         raft_host, _, raft_port = cfg.raft_addr.rpartition(":")
-        for host, port, what in ((cfg.host, cfg.port, "gRPC"),
-                                 (raft_host, int(raft_port or 0), "Raft")):
-            if not readworker.check_port_free(host, port):
+        listens = [(cfg.host, cfg.port, "gRPC", "--port"),
+                   (raft_host.strip("[]"), int(raft_port or 0), "Raft", "--raft-addr")]
+        if cfg.metrics_addr:
+            m_host, _, m_port = cfg.metrics_addr.rpartition(":")
+            listens.append((m_host.strip("[]"), int(m_port or 0), "metrics", "--metrics-addr"))
+        _refuse_shared_ports(listens)
+        for host, port, what, flag in listens:
+            try:
+                socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+            except OSError as e:
+                raise StartError(f"cannot listen on {what} address {host}:{port}: "
+                                 f"{e.strerror or e} (check {flag})") from None
+            if what != "metrics" and not readworker.check_port_free(host, port):
                 raise StartError(f"cannot listen on {what} address {host}:{port} (in use?)")
         for d, flag in ((cfg.data_dir, "--data-dir"), (cfg.database.parent, "--db-path")):
             try:

@@ -9,6 +9,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -177,6 +178,28 @@ def test_a_taken_metrics_port_is_a_clear_start_error(tmp_path: pathlib.Path) -> 
     assert lines == [f"gantry: cannot listen on metrics address 127.0.0.1:{nd.metrics_port}: "
                      "Address already in use (set --metrics-addr / GANTRY_METRICS_ADDR to a free "
                      "HOST:PORT, or off)"], lines
+
+
+@pytest.mark.parametrize("clash", ["unresolvable", "grpc=raft", "metrics=raft"])
+def test_listen_addresses_that_cannot_work_are_refused_before_any_file(
+        tmp_path: pathlib.Path, clash: str) -> None:
+    """`--metrics-addr nohost:1` made the data directory before refusing; `--port` equal to the
+    Raft port said only "in use?" of the node's own other listener."""
+    port, raft = free_ports(2)
+    data = tmp_path / "node"
+    args = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(data),
+            "--raft-addr", f"127.0.0.1:{raft}", "--port", str(raft if clash == "grpc=raft" else port),
+            "--metrics-addr", {"unresolvable": "nohost.invalid:1", "grpc=raft": "off",
+                               "metrics=raft": f"0.0.0.0:{raft}"}[clash]]
+    env = {**os.environ, "LOG_FORMAT": "json", "GANTRY_HEARTBEAT_INTERVAL": "0"}
+    r = subprocess.run(args, cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 1, lines
+    expected = {"unresolvable": "gantry: cannot listen on metrics address nohost.invalid:1: ",
+                "grpc=raft": f"gantry: --port and --raft-addr both name port {raft}: ",
+                "metrics=raft": f"gantry: --raft-addr and --metrics-addr both name port {raft}: "}
+    assert lines[0].startswith(expected[clash]), lines
+    assert not tmp_path.joinpath("node").exists(), "a refused start must leave the disk alone"
 
 
 #: Series Prometheus itself makes (``up``: the scrape succeeded), allowed beside the node's own.
