@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import orjson
@@ -54,7 +56,7 @@ def configure(node_id: str, log_format: str = "", level: str = "info",
         structlog.stdlib.add_log_level,
         _add_logger_name,
         add_node_id,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_timestamp,
     ]
     renderer: Any
     if json_out:
@@ -63,6 +65,9 @@ def configure(node_id: str, log_format: str = "", level: str = "info",
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
 
+    global _hot
+    _hot = _HotLines(node_id, fixed, structlog.WriteLogger(sys.stdout)) \
+        if json_out and levelno <= logging.INFO else None
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(levelno),
@@ -103,6 +108,66 @@ def _add_logger_name(logger: Any, _: str, event: dict[str, Any]) -> dict[str, An
     if name:
         event.setdefault("logger", name)
     return event
+
+
+_second = [-1, ""]  # the last whole second formatted, and its "YYYY-MM-DDTHH:MM:SS"
+
+
+def iso_now() -> str:
+    """The time now as RFC 3339 in UTC with microseconds, ``2026-12-03T17:26:56.541354Z`` (what
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes, except that the microseconds are
+    never left out): the date and time of day are formatted once per second, ~0.5 µs a line
+    against ~4 µs."""
+    t = time.time()
+    sec = int(t)
+    if sec != _second[0]:
+        _second[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
+    return f"{_second[1]}.{int((t - sec) * 1_000_000):06d}Z"
+
+
+def _add_timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["timestamp"] = iso_now()
+    return event
+
+
+class _HotLines:
+    """What a hot line needs of :func:`configure`: the fields every line carries and the writer
+    (structlog's ``WriteLogger`` on stdout: one ``write`` and ``flush`` a line, under the lock
+    every structlog line to stdout takes, so lines never interleave)."""
+
+    def __init__(self, node_id: str, fixed: tuple[tuple[str, Any], ...],
+                 writer: structlog.WriteLogger) -> None:
+        self.node_id, self.fixed, self.writer = node_id, fixed, writer
+
+
+_hot: _HotLines | None = None
+
+
+def hot_info(logger_name: str) -> Callable[[str, dict[str, Any]], None]:
+    """An ``emit(event, fields)`` that logs ``event`` at info for ``logger_name`` with
+    ``fields`` (a dict it may change) as ``structlog.get_logger(logger_name).info(event,
+    **fields)`` would in JSON — the same keys in the same order, ``event``, ``level``,
+    ``logger``, ``node_id``, :func:`configure`'s extra fields and ``timestamp`` after the
+    fields — at about a quarter of the cost (~5 µs against ~20 µs on this machine: no
+    processor chain, no bound-logger copies). For the line every RPC logs (``rpc_finished``);
+    with pretty output, or info filtered out, it is structlog's own path (or nothing)."""
+    slow = structlog.get_logger(logger_name)
+
+    def emit(event: str, fields: dict[str, Any]) -> None:
+        hot = _hot
+        if hot is None:
+            slow.info(event, **fields)
+            return
+        fields["event"] = event
+        fields["level"] = "info"
+        fields["logger"] = logger_name
+        fields["node_id"] = hot.node_id
+        for k, v in hot.fixed:
+            fields.setdefault(k, v)
+        fields["timestamp"] = iso_now()
+        hot.writer.msg(orjson.dumps(fields, default=str).decode())
+
+    return emit
 
 
 def _orjson_dumps(obj: Any, **_: Any) -> str:

@@ -24,10 +24,11 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gantry import metrics
+from gantry import logs, metrics
 from gantry.api.errors import INTERNAL, RpcError, invalid_argument
 
-log = structlog.get_logger("gantry.rpc")
+LOGGER = "gantry.rpc"
+log = structlog.get_logger(LOGGER)
 
 REQUEST_ID_KEY = "x-request-id"
 #: Metadata a read worker adds to each call it forwards to its main process: the client's peer as
@@ -136,6 +137,7 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
     (:func:`gantry.metrics.rpc_observer`). A call cancelled by its client (or gRPC, at its
     deadline) logs ``CANCELLED``."""
     observe = metrics.rpc_observer(service, method)
+    finished = logs.hot_info(LOGGER)
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         t0 = time.perf_counter()
@@ -176,6 +178,6 @@ def rpc_wrapper(service: str, method: str, fn: Handler) -> Handler:
                 fields["request_id"] = rid
             if message:
                 fields["message"] = message
-            log.info("rpc_finished", **fields)
+            finished("rpc_finished", fields)
 
     return handler
