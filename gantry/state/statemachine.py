@@ -163,12 +163,16 @@ def request_fingerprint(command: pb.Command) -> str:
 _BY_TEXT = {o.text: o for o in Outcome}
 
 
+#: The fields of :class:`ApplyResult` stored after ``code`` and ``message``, in field order.
+_STORED_FIELDS = tuple(f.name for f in dataclasses.fields(ApplyResult)
+                       if f.name not in ("outcome", "detail", "items"))
+
+
 def _result_to_json(r: ApplyResult) -> str:
     """The stored form of a result (``request_dedupe.result``): ``code`` and ``message`` first,
     then the other fields; the same JSON every earlier build wrote."""
     d: dict[str, Any] = {"code": int(r.code), "message": r.message}
-    d.update((f.name, getattr(r, f.name)) for f in dataclasses.fields(r)
-             if f.name not in ("outcome", "detail", "items"))
+    d.update((name, getattr(r, name)) for name in _STORED_FIELDS)
     if r.items:  # batch entries only, so every other stored result keeps its old form
         d["items"] = [[i.outcome.text, i.object_id, i.cradle_address] for i in r.items]
     return json.dumps(d, separators=(",", ":"))
@@ -468,13 +472,16 @@ _HANDLERS: dict[str, Callable[[sqlite3.Connection, int, Any], ApplyResult]] = {
 }
 
 
-def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int = 0) -> ApplyResult:
+def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int = 0,
+          record_position: bool = True) -> ApplyResult:
     """Apply one decoded entry at log ``index`` (Raft ``term``) inside the caller's open
     transaction.
 
     Runs under its own SAVEPOINT: a deterministic constraint failure rolls back only this entry
-    and comes back as a result. Records ``(index, term)`` as the applied position either way. Raises
-    ``sqlite3.OperationalError`` / ``DatabaseError`` on I/O or corruption (the node must stop).
+    and comes back as a result. Records ``(index, term)`` as the applied position either way
+    (unless ``record_position`` is False: :func:`apply_batch` records the batch's last once, in
+    the same transaction). Raises ``sqlite3.OperationalError`` / ``DatabaseError`` on I/O or
+    corruption (the node must stop).
     """
     ts = command.timestamp_us
     op = command.WhichOneof("op")
@@ -489,8 +496,8 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int =
         row = conn.execute(
             "SELECT result, fingerprint FROM request_dedupe WHERE request_id = ?", (rid,)).fetchone()
         if row is not None:  # a retry of an applied request: its original outcome, no effect
-            conn.execute("UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1",
-                         (index, term))
+            if record_position:
+                _record_position(conn, index, term)
             if row[1] != fingerprint:
                 return ApplyResult(Outcome.REQUEST_ID_REUSED)
             return _result_from_json(row[0])
@@ -515,9 +522,14 @@ def apply(conn: sqlite3.Connection, index: int, command: pb.Command, term: int =
             " VALUES (?, ?, ?, ?, ?)",
             (rid, op, index, _result_to_json(result), fingerprint),
         )
+    if record_position:
+        _record_position(conn, index, term)
+    return result
+
+
+def _record_position(conn: sqlite3.Connection, index: int, term: int) -> None:
     conn.execute("UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1",
                  (index, term))
-    return result
 
 
 @dataclass(frozen=True)
@@ -541,6 +553,7 @@ def apply_batch(conn: sqlite3.Connection,
     nothing is recorded.
     """
     out: list[Applied] = []
+    moved = False
     conn.execute("BEGIN IMMEDIATE")
     try:
         last, last_term = applied_position(conn)
@@ -555,8 +568,12 @@ def apply_batch(conn: sqlite3.Connection,
                 out.append(Applied(index, "", None))
                 continue
             cmd = commands.decode(data)
-            out.append(Applied(index, cmd.proposal_id, apply(conn, index, cmd, term)))
+            out.append(Applied(index, cmd.proposal_id,
+                               apply(conn, index, cmd, term, record_position=False)))
             last, last_term = index, term
+            moved = True
+        if moved:  # one UPDATE for the batch: the position is only read after COMMIT
+            _record_position(conn, last, last_term)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLITE_FULL may have rolled it back already
