@@ -496,6 +496,12 @@ class RaftActor(pykka.ThreadingActor):
         status: RaftStatus = self._asks.ask(self._status_now)
         return status
 
+    def entry_at(self, index: int) -> tuple[int, str] | None:
+        """``(term, entry digest)`` of this node's log entry at ``index``, None when its log does
+        not hold it (:meth:`SafeSyncObj.entry_at`). Raises as :meth:`status`."""
+        entry: tuple[int, str] | None = self._asks.ask(lambda s: s.entry_at(index))
+        return entry
+
     def solo_read_index(self) -> int | None:
         """The commit index, when this node leads a one-member cluster and has committed its
         term's no-op (None otherwise, or when the engine stopped): every write such a cluster

@@ -442,6 +442,13 @@ class Node:
         return probe.ask(raft_addr, own_addr=cfg.raft_addr, password=cfg.raft_password or None,
                          timeout_s=timeout_s)
 
+    def log_entry(self, index: int) -> tuple[int, str] | None:
+        """``(term, entry digest)`` of this node's Raft log entry at ``index``, or None when the
+        log does not hold it (compacted, or past its end)."""
+        assert self._raft is not None
+        entry: tuple[int, str] | None = self._raft.proxy().entry_at(index).get(timeout=5)
+        return entry
+
     def change_membership(self, op: str, raft_addr: str,
                           timeout_s: float) -> ConsensusError | None:
         """Add or remove a member through the log: None once this node applied the change, else

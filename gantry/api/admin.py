@@ -55,6 +55,10 @@ class ClusterControl(Protocol):
 
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
 
+    def log_entry(self, index: int) -> tuple[int, str] | None:
+        """``(term, entry digest)`` of this node's log entry at ``index``, None if not held."""
+        ...
+
     def identify(self, raft_addr: str, timeout_s: float) -> Identity:
         """Who the node at ``raft_addr`` says it is (:func:`gantry.consensus.probe.ask`).
         Raises :class:`~gantry.consensus.probe.ProbeError`."""
@@ -121,7 +125,7 @@ class AdminService:
                            "node not reachable at its Raft address: start it first "
                            "(with the current members as --peers), then add it")
         if op == "add":
-            self._check_joiner(addr, members, _timeout(context))
+            self._check_joiner(addr, members, st, _timeout(context))
         if op == "remove":
             if addr not in members:
                 raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
@@ -137,12 +141,17 @@ class AdminService:
         if failure is not None:
             raise error_status(failure, call)
 
-    def _check_joiner(self, addr: str, members: set[str], timeout_s: float) -> None:
+    def _check_joiner(self, addr: str, members: set[str], st: pb.StatusResponse,
+                      timeout_s: float) -> None:
         """Refuse (FAILED_PRECONDITION, or ALREADY_EXISTS for another name of a member) unless
         the node at ``addr`` answers as a Gantry node whose ``--raft-addr`` is ``addr``, which
-        was started to join this cluster (its configuration names a current member) and follows
-        no leader outside it. Every member counts toward quorum once its entry is appended, so a
-        wrong one can stall every write (etcd checks a new member's peer URL likewise)."""
+        was started to join this cluster (its configuration names a current member), follows
+        no leader outside it, and holds no Raft history but this cluster's: an empty log, or
+        one whose last entry (index, term, digest) this node's log holds, at a term no newer than
+        this node's. Every member counts toward quorum once its entry is appended, so a wrong
+        one can stall every write, and one carrying another cluster's log can win an election
+        and replace this cluster's committed entries (a new-user trial, 2026-12-03). etcd
+        checks a new member's peer URL and cluster ID likewise."""
         try:
             who = self._node.identify(addr, min(PROBE_TIMEOUT_S, max(0.1, timeout_s)))
         except ProbeError as e:
@@ -172,6 +181,24 @@ class AdminService:
                            "node follows the leader of another cluster",
                            error_info("JOINER_IN_ANOTHER_CLUSTER", raft_addr=addr,
                                       seen=f"it follows {who.leader}"))
+        if not who.has_history:
+            return
+        # A history is this cluster's only if its last entry is one this log holds, byte for
+        # byte: the same (index, term) in another cluster's log means nothing, and a foreign
+        # prefix that happened to match at the leader's first append would stay in the new
+        # member's log and database. A no-op or a compacted entry cannot be compared: refused.
+        index, term, digest = who.last
+        mine = self._node.log_entry(index)
+        if who.term > st.term or mine != (term, digest):
+            seen = (f"its term {who.term} is newer than this cluster's {st.term}"
+                    if who.term > st.term else
+                    f"its log ends at index {index} (term {term}), "
+                    + ("which this cluster's log cannot vouch for (compacted, or a no-op)"
+                       if mine is None else "an entry this cluster's log does not hold"))
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "node holds a Raft history that is not this cluster's: stop it, "
+                           "empty its data directory, start it again and add it",
+                           error_info("JOINER_HAS_OTHER_HISTORY", raft_addr=addr, seen=seen))
 
     def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
         self._change("add", req, context)

@@ -39,11 +39,22 @@ class ProbeError(RuntimeError):
 @dataclass(frozen=True)
 class Identity:
     """What the node at a Raft address says of itself: its ``--raft-addr``, the members of its
-    current configuration (itself included, sorted) and the leader it follows (or None)."""
+    current configuration (itself included, sorted), the leader it follows (or None), its
+    current term, and its last log entry ``(log index, term, entry digest)`` (``(0, 0, "")``
+    from a node that did not say)."""
 
     raft_addr: str
     members: list[str]
     leader: str | None
+    term: int = 0
+    last: tuple[int, int, str] = (0, 0, "")
+
+    @property
+    def has_history(self) -> bool:
+        """Whether its log holds more than the no-op every new node starts with (index 1,
+        term 0): a log of some cluster's entries."""
+        index, term, _ = self.last
+        return index > 1 or term > 0
 
 
 class _NoClasses(pickle.Unpickler):
@@ -97,7 +108,13 @@ def ask(raft_addr: str, *, own_addr: str, password: str | None,
             and all(isinstance(m, str) for m in reply["members"])
             and (reply.get("leader") is None or isinstance(reply.get("leader"), str))):
         raise ProbeError("the answer is not a Gantry node's")
-    return Identity(reply["raft_addr"], sorted(reply["members"]), reply.get("leader"))
+    term, last = reply.get("term", 0), reply.get("last", [0, 0, ""])
+    if not (isinstance(term, int) and isinstance(last, list) and len(last) == 3
+            and isinstance(last[0], int) and isinstance(last[1], int)
+            and isinstance(last[2], str)):
+        raise ProbeError("the answer is not a Gantry node's")
+    return Identity(reply["raft_addr"], sorted(reply["members"]), reply.get("leader"), term,
+                    (last[0], last[1], last[2]))
 
 
 class _Conn:

@@ -266,6 +266,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import io
 import os
 import pickle
@@ -352,10 +353,18 @@ FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
 #: Override 23: the first message of a connection that asks who this node is ``{type, from}``,
-#: and the answer ``{type, raft_addr, members, leader}`` (``members`` includes ``raft_addr``;
-#: ``leader`` is a Raft address or None).
+#: and the answer ``{type, raft_addr, members, leader, term, last}`` (``members`` includes
+#: ``raft_addr``; ``leader`` is a Raft address or None; ``term`` the current term; ``last`` the
+#: last log entry as ``[log index, term, entry_digest(command)]``).
 PROBE_TYPE = "gantry_probe"
 PROBE_REPLY_TYPE = "gantry_probe_reply"
+
+
+def entry_digest(command: bytes) -> str:
+    """SHA-256 (hex) of a log entry's command bytes: two logs hold the same entry at an index
+    only if index, term and digest match (the same ``(index, term)`` in two clusters' logs says
+    nothing: the Log Matching Property holds within one cluster's history)."""
+    return hashlib.sha256(command).hexdigest()
 #: Override 14: the longest frame (bytes) a connection that has not said which member it is may
 #: announce (its first messages are a 32-byte key and an address), and how many bytes one poll
 #: event may read from one connection before the tick goes on (pysyncobj read for as long as
@@ -1380,6 +1389,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         for node in (*self._SyncObj__otherNodes, *self._SyncObj__readonlyNodes):
             self._SyncObj__serializer.cancelTransmisstion(node)
 
+    def entry_at(self, index: int) -> tuple[int, str] | None:
+        """``(term, entry_digest)`` of the log entry at ``index``, or None when this log does not
+        hold it (compacted into the snapshot, or past the end) or it is a no-op: every no-op's
+        bytes are the same, so its digest cannot tell two histories apart. Tick thread."""
+        entries = self._SyncObj__getEntries(index, 1)
+        if not entries or entries[0][1] != index or bytes(entries[0][0]) == _NO_OP:
+            return None
+        return int(entries[0][2]), entry_digest(entries[0][0])
+
     def noop_index(self) -> int:
         """The log index of the no-op this node appended when it last became leader (0: none)."""
         return int(self._SyncObj__noopIDx or 0)
@@ -1604,13 +1622,20 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         me = self._selfNode.address
         members = [me]
         leader = None
+        term, last = 0, [0, 0, ""]
         if sync is not None:
             members += [n.address for n in sync._SyncObj__otherNodes]
             lead = sync._getLeader()
             leader = getattr(lead, "address", None)
-        _log.info("raft_probe_answered", prober=str(message.get("from"))[:64], leader=leader)
+            term = int(sync._SyncObj__raftCurrentTerm)
+            log = sync._SyncObj__raftLog
+            if len(log):
+                command, index, entry_term = log[-1]
+                last = [int(index), int(entry_term), entry_digest(command)]
+        _log.info("raft_probe_answered", prober=str(message.get("from"))[:64], leader=leader,
+                  term=term, last_log_index=last[0])
         conn.send({"type": PROBE_REPLY_TYPE, "raft_addr": me, "members": sorted(members),
-                   "leader": leader})
+                   "leader": leader, "term": term, "last": last})
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)

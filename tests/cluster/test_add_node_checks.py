@@ -57,6 +57,21 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         finally:
             loner.stop()
 
+        # Its own cluster's log, now started to join: both logs are at term 1, so only the
+        # entries' bytes tell the histories apart (a trial's add took it, and the cluster's
+        # acknowledged writes went missing or stalled).
+        loner.peers = [solo.raft_port]
+        try:
+            loner.start()
+            wait_until(lambda: _listens(raft), 30, what="the rejoining node's Raft port")
+            err = _refused(solo, loner.raft_addr)
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "holds a Raft history that is not this cluster's" in str(err.details())
+            r = gantry("add-node", loner.raft_addr, "--addr", solo.addr)
+            assert r.returncode == 1 and "its log ends at index" in r.stderr, r.stderr
+        finally:
+            loner.stop()
+
         shutil.rmtree(new_dir)
         other_password = NodeProcess(new_dir, port, raft, [solo.raft_port], node_id="new",
                                      env={"GANTRY_RAFT_PASSWORD": "not-the-clusters"})
@@ -80,6 +95,13 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
                                                                   joiner.raft_addr}
             call_with_retry(solo.stub().CreateBucket, svc.CreateBucketRequest(name="after-add"))
             assert any(e.get("event") == "raft_probe_answered" for e in joiner.log_events())
+            # Removed and added straight back, its data kept: its log ends at an entry this
+            # cluster's log holds, so it is this cluster's history.
+            admin(solo).RemoveNode(apb.RemoveNodeRequest(raft_addr=joiner.raft_addr), timeout=15)
+            wait_until(lambda: {m.raft_addr for m in status(solo).members} == {solo.raft_addr},
+                       15, what="removed")
+            admin(solo).AddNode(apb.AddNodeRequest(raft_addr=joiner.raft_addr), timeout=15)
+            wait_until(lambda: status(joiner).serving, 30, what="re-added member caught up")
         finally:
             joiner.stop()
 

@@ -47,6 +47,9 @@ class FakeNode:
     def identify(self, raft_addr: str, timeout_s: float) -> Identity:
         raise AssertionError("not used")
 
+    def log_entry(self, index: int) -> tuple[int, str] | None:
+        raise AssertionError("not used")
+
 
 def test_transfer_through_a_follower_waits_to_learn_the_leader() -> None:
     # Right after an election a follower may not have heard from the new leader yet: the call
