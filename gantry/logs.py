@@ -66,7 +66,7 @@ def configure(node_id: str, log_format: str = "", level: str = "info",
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
 
     global _hot
-    _hot = _HotLines(node_id, fixed, structlog.WriteLogger(sys.stdout)) \
+    _hot = _HotLines(node_id, fixed, _SafeWriteLogger(sys.stdout)) \
         if json_out and levelno <= logging.INFO else None
     structlog.configure(
         processors=[*shared, renderer],
@@ -78,7 +78,7 @@ def configure(node_id: str, log_format: str = "", level: str = "info",
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _SafeStreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -90,7 +90,41 @@ def configure(node_id: str, log_format: str = "", level: str = "info",
     logging.getLogger("yoyo").setLevel(max(root.level, logging.WARNING))
 
 
-class _NamedWriteLogger(structlog.WriteLogger):
+class _SafeWriteLogger(structlog.WriteLogger):
+    """structlog's WriteLogger (one ``write`` and ``flush`` a line, under the stream's lock),
+    except that a stream that cannot be written (stdout's reader gone: ``gantry serve | jq``
+    losing jq; a full or failed disk) drops the line instead of raising into the caller: every
+    RPC answered INTERNAL and SIGTERM was lost in its handler's log line (a new-user trial).
+    The first failure is said once on stderr; later lines are dropped without trying again."""
+
+    def msg(self, message: str) -> None:
+        if _broken:
+            return
+        try:
+            super().msg(message)
+        except (OSError, ValueError) as e:
+            _stream_failed(e)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_broken: list[str] = []  # set once stdout failed: why
+
+
+def _stream_failed(e: BaseException) -> None:
+    if _broken:
+        return
+    _broken.append(f"{type(e).__name__}: {e}")
+    try:
+        sys.stderr.write(f"gantry: cannot write log lines to stdout ({_broken[0]}); they are "
+                         "dropped from now on, the node keeps running\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _NamedWriteLogger(_SafeWriteLogger):
     """A WriteLogger that remembers the name it was created for (``get_logger("gantry.x")``)."""
 
     name = ""
@@ -100,6 +134,21 @@ def _named_logger_factory(*args: Any) -> _NamedWriteLogger:
     lg = _NamedWriteLogger(sys.stdout)
     lg.name = str(args[0]) if args else ""
     return lg
+
+
+class _SafeStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stdlib's handler for the libraries' records, failing as :class:`_SafeWriteLogger` does
+    (logging's own ``handleError`` printed a traceback to stderr for every record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _broken:
+            return
+        try:
+            msg = self.format(record)
+            self.stream.write(msg + self.terminator)
+            self.flush()
+        except (OSError, ValueError) as e:
+            _stream_failed(e)
 
 
 def _add_logger_name(logger: Any, _: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +181,11 @@ def _add_timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 class _HotLines:
     """What a hot line needs of :func:`configure`: the fields every line carries and the writer
-    (structlog's ``WriteLogger`` on stdout: one ``write`` and ``flush`` a line, under the lock
+    (:class:`_SafeWriteLogger` on stdout: one ``write`` and ``flush`` a line, under the lock
     every structlog line to stdout takes, so lines never interleave)."""
 
     def __init__(self, node_id: str, fixed: tuple[tuple[str, Any], ...],
-                 writer: structlog.WriteLogger) -> None:
+                 writer: _SafeWriteLogger) -> None:
         self.node_id, self.fixed, self.writer = node_id, fixed, writer
 
 
