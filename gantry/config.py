@@ -21,6 +21,7 @@ import ipaddress
 import math
 import os
 import pathlib
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,24 @@ class Config:
         """The gRPC server listens on more than loopback (``--host`` 0.0.0.0, a LAN address, …)."""
         return not _is_loopback(self.host.strip("[]"))
 
+    def _refuse_shared_ports(self, said: Callable[[str], str]) -> None:
+        """Raise :class:`ConfigError` when two of the node's listeners (gRPC, Raft, metrics)
+        would take one port: the same port on hosts that are the same, a wildcard, or resolve to
+        a common address (``localhost`` and ``127.0.0.1``). The second bind used to fail after
+        the data directory was made, saying only "in use?". Resolves host names only for two
+        listeners on one port."""
+        listens = [("port", self.host, self.port)]
+        for name in ("raft_addr", "metrics_addr"):
+            addr = getattr(self, name)
+            if addr:
+                h, _, p = addr.rpartition(":")
+                listens.append((name, h, int(p) if p.isdigit() else 0))
+        for i, (n1, h1, p1) in enumerate(listens):
+            for n2, h2, p2 in listens[i + 1:]:
+                if p1 and p1 == p2 and _hosts_overlap(h1, h2):
+                    raise ConfigError(f"{said(n1)} and {said(n2)} both name port {p1}: the "
+                                      "gRPC, Raft and metrics listeners need a port each")
+
     def validate(self, given: Mapping[str, str] | None = None) -> None:
         """Raise :class:`ConfigError` with a fix-it message for unusable values. Changes nothing.
 
@@ -144,6 +163,11 @@ class Config:
         if self.raft_addr in self.peers:
             raise ConfigError(f"{called('peers')} must not include this node's own "
                               f"{called('raft_addr')} {self.raft_addr}")
+        for name, addr in (("raft_addr", self.raft_addr), *(("peers", a) for a in self.peers)):
+            if addr.startswith("["):  # pysyncobj's transport resolves IPv4 only
+                shown = said(name) if name == "raft_addr" else f"{called('peers')} entry {addr}"
+                raise ConfigError(f"{shown}: the Raft transport takes IPv4 addresses and host "
+                                  "names only, not IPv6")
         if self.cradle_addr:
             try:
                 normalize_address(self.cradle_addr)
@@ -155,6 +179,7 @@ class Config:
                 check_addr(self.metrics_addr)
             except ConfigError:
                 raise ConfigError(f"{said('metrics_addr')}: expected HOST:PORT, or off") from None
+        self._refuse_shared_ports(said)
         host = self.raft_addr.rpartition(":")[0].strip("[]")
         if not self.raft_password and not _is_loopback(host):
             raise ConfigError(
@@ -227,6 +252,26 @@ def default(name: str) -> Any:
 
 #: What ``gantry status`` and the other admin commands talk to by default: a default node.
 DEFAULT_ADDR = f"{default('host')}:{default('port')}"
+
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    """Whether listeners on hosts ``a`` and ``b`` (names or addresses, IPv6 in brackets or
+    not) would share a port: the same text, a wildcard, or a common resolved address."""
+    a, b = a.strip("[]"), b.strip("[]")
+    if a == b or a in _WILDCARDS or b in _WILDCARDS:
+        return True
+
+    def resolved(h: str) -> set[str]:
+        try:
+            return {str(i[4][0]) for i in socket.getaddrinfo(h, None, type=socket.SOCK_STREAM)}
+        except OSError:
+            return {h}
+
+    ra, rb = resolved(a), resolved(b)
+    return bool(ra & rb) or bool((ra | rb) & _WILDCARDS)
 
 
 def _is_loopback(host: str) -> bool:

@@ -67,18 +67,6 @@ class StartError(RuntimeError):
 
 
 
-_ANY_HOST = frozenset({"", "0.0.0.0", "::", "*"})
-
-
-def _refuse_shared_ports(listens: list[tuple[str, int, str, str]]) -> None:
-    """Raise :class:`StartError` when two of the node's listeners ``(host, port, what, flag)``
-    would take one port (port 0 is never shared): the second bind failed with "in use?",
-    which named no clash with the node's own other setting."""
-    for i, (h1, p1, w1, f1) in enumerate(listens):
-        for h2, p2, w2, f2 in listens[i + 1:]:
-            if p1 and p1 == p2 and (h1 == h2 or h1 in _ANY_HOST or h2 in _ANY_HOST):
-                raise StartError(f"{f1} and {f2} both name port {p1}: the {w1} and {w2} "
-                                 "listeners need a port each")
 
 class Node:
     """A running Gantry node. ``fatal`` is set (with ``fatal_reason``) if the writer hit a
@@ -139,7 +127,6 @@ class Node:
         if cfg.metrics_addr:
             m_host, _, m_port = cfg.metrics_addr.rpartition(":")
             listens.append((m_host.strip("[]"), int(m_port or 0), "metrics", "--metrics-addr"))
-        _refuse_shared_ports(listens)
         for host, port, what, flag in listens:
             try:
                 socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)

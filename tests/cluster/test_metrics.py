@@ -180,26 +180,55 @@ def test_a_taken_metrics_port_is_a_clear_start_error(tmp_path: pathlib.Path) -> 
                      "HOST:PORT, or off)"], lines
 
 
-@pytest.mark.parametrize("clash", ["unresolvable", "grpc=raft", "metrics=raft"])
+@pytest.mark.parametrize("clash", ["unresolvable", "grpc=raft", "metrics=raft", "alias",
+                                   "env"])
 def test_listen_addresses_that_cannot_work_are_refused_before_any_file(
         tmp_path: pathlib.Path, clash: str) -> None:
     """`--metrics-addr nohost:1` made the data directory before refusing; `--port` equal to the
-    Raft port said only "in use?" of the node's own other listener."""
+    Raft port said only "in use?" of the node's own other listener, and through an alias
+    (`localhost` for 127.0.0.1) only after the data directory was made."""
     port, raft = free_ports(2)
     data = tmp_path / "node"
-    args = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(data),
-            "--raft-addr", f"127.0.0.1:{raft}", "--port", str(raft if clash == "grpc=raft" else port),
-            "--metrics-addr", {"unresolvable": "nohost.invalid:1", "grpc=raft": "off",
-                               "metrics=raft": f"0.0.0.0:{raft}"}[clash]]
     env = {**os.environ, "LOG_FORMAT": "json", "GANTRY_HEARTBEAT_INTERVAL": "0"}
+    raft_addr, grpc_port = f"127.0.0.1:{raft}", port
+    metrics = {"unresolvable": "nohost.invalid:1", "metrics=raft": f"0.0.0.0:{raft}"}.get(
+        clash, "off")
+    if clash == "grpc=raft":
+        grpc_port = raft
+    elif clash == "alias":
+        raft_addr, grpc_port = f"localhost:{raft}", raft
+    args = [sys.executable, "-m", "gantry.cli", "serve", "--data-dir", str(data),
+            "--metrics-addr", metrics]
+    if clash == "env":
+        env.update(GANTRY_PORT=str(raft), GANTRY_RAFT_ADDR=raft_addr)
+    else:
+        args += ["--raft-addr", raft_addr, "--port", str(grpc_port)]
     r = subprocess.run(args, cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and len(lines) == 1, lines
-    expected = {"unresolvable": "gantry: cannot listen on metrics address nohost.invalid:1: ",
-                "grpc=raft": f"gantry: --port and --raft-addr both name port {raft}: ",
-                "metrics=raft": f"gantry: --raft-addr and --metrics-addr both name port {raft}: "}
+    expected = {
+        "unresolvable": "gantry: cannot listen on metrics address nohost.invalid:1: ",
+        "grpc=raft": f"gantry: --port {raft} and --raft-addr {raft_addr} both name port {raft}: ",
+        "metrics=raft": f"gantry: --raft-addr {raft_addr} and --metrics-addr 0.0.0.0:{raft} both "
+                        f"name port {raft}: ",
+        "alias": f"gantry: --port {raft} and --raft-addr {raft_addr} both name port {raft}: ",
+        "env": f"gantry: GANTRY_PORT={raft} and GANTRY_RAFT_ADDR={raft_addr} both name port ",
+    }
     assert lines[0].startswith(expected[clash]), lines
-    assert not tmp_path.joinpath("node").exists(), "a refused start must leave the disk alone"
+    assert not data.exists(), "a refused start must leave the disk alone"
+
+
+def test_an_ipv6_raft_address_is_refused_in_one_line(tmp_path: pathlib.Path) -> None:
+    """`--raft-addr [::1]:PORT` passed validation, made the data directory and died with an
+    ActorDeadError: pysyncobj's transport resolves IPv4 only."""
+    (raft,) = free_ports(1)
+    r = subprocess.run([sys.executable, "-m", "gantry.cli", "serve", "--data-dir",
+                        str(tmp_path / "node"), "--raft-addr", f"[::1]:{raft}"], cwd=str(REPO),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"gantry: --raft-addr [::1]:{raft}: the Raft transport takes IPv4 addresses and host "
+        "names only, not IPv6"], r.stderr
+    assert not (tmp_path / "node").exists()
 
 
 #: Series Prometheus itself makes (``up``: the scrape succeeded), allowed beside the node's own.
