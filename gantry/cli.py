@@ -138,7 +138,12 @@ def _migrate(ns: argparse.Namespace) -> int:
         return 2
     lock = DataDirLock(db.parent)
     try:
-        lock.acquire()  # a running node holds it: never migrate under a live node
+        if ns.action == "status":  # reads only: asks whether a node runs, makes no LOCK
+            holder = lock.holder()
+            if holder:
+                raise lock.in_use_error(holder)
+        else:
+            lock.acquire()  # a running node holds it: never migrate under a live node
     except DataDirInUse as e:
         print(f"gantry: {e}", file=sys.stderr)
         return 2

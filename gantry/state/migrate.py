@@ -65,27 +65,59 @@ def _has_yoyo_tables(db_path: pathlib.Path) -> bool:
         conn.close()
 
 
+def _applied_anything(db_path: pathlib.Path) -> bool:
+    """Whether ``db_path`` holds yoyo's bookkeeping (so something was applied to it once);
+    refuses a foreign file first (:func:`refuse_foreign`)."""
+    refuse_foreign(db_path)
+    return db_path.exists() and _has_yoyo_tables(db_path)
+
+
 def _foreign_tables(db_path: pathlib.Path) -> list[str]:
     """The tables and views of ``db_path`` that say it is not a Gantry database: empty for a
-    new or empty file, for a file holding only yoyo's bookkeeping (every migration rolled
-    back), and for a file whose migration history starts with Gantry's :data:`FIRST_MIGRATION`.
+    new or empty file, for a file holding only yoyo's bookkeeping of Gantry's migrations (every
+    one rolled back), and for a file whose history holds Gantry's :data:`FIRST_MIGRATION` and
+    which holds :data:`GANTRY_TABLE` (the id alone could be another application's).
     Opened read-only. Raises ``sqlite3.DatabaseError`` when the file is not SQLite."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    names: list[str] = []
     try:
         names = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
             " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        if YOYO_TABLE in names:
-            row = conn.execute(f"SELECT count(*) FROM {YOYO_TABLE} WHERE migration_id = ?",
-                               (FIRST_MIGRATION,)).fetchone()
+        first = _first_hash()
+        if YOYO_TABLE in names and GANTRY_TABLE in names:
+            row = conn.execute(f"SELECT count(*) FROM {YOYO_TABLE} WHERE migration_id = ?"
+                               " AND migration_hash = ?", (FIRST_MIGRATION, first)).fetchone()
             if row[0]:
                 return []
+        foreign = [n for n in names if n not in YOYO_TABLES]
+        if not foreign and "_yoyo_log" in names:
+            # Only yoyo's bookkeeping left: Gantry's if its log is empty or names Gantry's
+            # first migration (every migration rolled back); another app's history otherwise.
+            logged = conn.execute("SELECT count(*), sum(migration_hash = ?) FROM _yoyo_log",
+                                  (first,)).fetchone()
+            if logged[0] and not logged[1]:
+                return ["_yoyo_log (another application's migration history)"]
+        return foreign
     except sqlite3.OperationalError:
         # A table named like yoyo's without its columns: not yoyo's, so not Gantry's.
-        pass
+        return [n for n in names if n not in YOYO_TABLES] or sorted(names)
     finally:
         conn.close()
-    return [n for n in names if n not in YOYO_TABLES]
+
+
+_FIRST_HASH: list[str] = []
+#: The table Gantry's first migration creates and only rolling it back drops: with the first
+#: migration's id (which another application could use too) it marks a Gantry database.
+GANTRY_TABLE = "raft_applied"
+
+
+def _first_hash() -> str:
+    """yoyo's hash of Gantry's :data:`FIRST_MIGRATION` (yoyo hashes the id)."""
+    if not _FIRST_HASH:
+        _FIRST_HASH.extend(m.hash for m in read_migrations(str(MIGRATIONS_DIR))
+                           if m.id == FIRST_MIGRATION)
+    return _FIRST_HASH[0]
 
 
 def refuse_foreign(db_path: pathlib.Path) -> None:
@@ -180,6 +212,8 @@ def rollback_plan(db_path: pathlib.Path, steps: int = 1) -> list[str]:
     ``steps`` is not positive."""
     if steps < 1:
         raise SchemaError(f"--steps must be at least 1 (got {steps})")
+    if not _applied_anything(db_path):
+        return []
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
@@ -208,6 +242,8 @@ def downgrade(db_path: pathlib.Path, steps: int = 1, lock_timeout_s: float = 2.0
     lock is held."""
     if steps < 1:
         raise SchemaError(f"--steps must be at least 1 (got {steps})")
+    if not _applied_anything(db_path):
+        return []
     backend = _backend(db_path)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
@@ -237,7 +273,10 @@ def _dirty(db_path: pathlib.Path, e: LockTimeout, then: str) -> SchemaError:
 
 def break_lock(db_path: pathlib.Path) -> None:
     """Remove a stale migration lock left by a crashed process. Raises :class:`SchemaError`,
-    writing nothing, when the file is not a Gantry database."""
+    writing nothing, when the file is not a Gantry database. A file without yoyo's tables has
+    no lock to break: nothing is written."""
+    if not _applied_anything(db_path):
+        return
     backend = _backend(db_path)
     try:
         backend.break_lock()

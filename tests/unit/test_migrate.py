@@ -220,3 +220,49 @@ def test_serve_refuses_someone_elses_database(tmp_path: pathlib.Path) -> None:
     assert "not a Gantry database" in r.stderr
     assert _tables(db) == ["notes"]
     assert not (tmp_path / "LOCK").exists()  # then `backup` took the directory for a data dir
+
+
+def _yoyo_app(tmp_path: pathlib.Path, migration_id: str, keep_table: bool) -> pathlib.Path:
+    """Another application's database managed by yoyo: its own migration ``migration_id``
+    (creating ``users``) applied, and rolled back unless ``keep_table``."""
+    from yoyo import get_backend, read_migrations
+
+    mdir = tmp_path / "app-migrations"
+    mdir.mkdir()
+    (mdir / f"{migration_id}.sql").write_text("CREATE TABLE users (name TEXT);\n")
+    (mdir / f"{migration_id}.rollback.sql").write_text("DROP TABLE users;\n")
+    db = tmp_path / "app.db"
+    backend = get_backend(f"sqlite:///{db}")
+    migrations = read_migrations(str(mdir))
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(migrations))
+        if not keep_table:
+            backend.rollback_migrations(backend.to_rollback(migrations))
+    backend.connection.close()
+    return db
+
+
+@pytest.mark.parametrize(("migration_id", "keep_table"),
+                         [("0001_users", False), ("0001_initial", True)])
+def test_another_yoyo_applications_history_is_not_gantrys(
+        tmp_path: pathlib.Path, migration_id: str, keep_table: bool) -> None:
+    """Only yoyo's tables left by another app's rolled-back migration got Gantry's schema; an
+    app's own `0001_initial` was taken for Gantry's and called "a newer version"."""
+    db = _yoyo_app(tmp_path, migration_id, keep_table)
+    before = sorted(_tables(db))
+    for action in ("status", "up", "down", "break-lock"):
+        r = _gantry(action, "--db", str(db))
+        assert r.returncode == 2 and "not a Gantry database" in r.stderr, (action, r.stderr)
+    assert sorted(_tables(db)) == before
+    assert not (tmp_path / "LOCK").exists()
+
+
+def test_an_empty_file_has_nothing_to_roll_back_and_status_leaves_nothing(
+        tmp_path: pathlib.Path) -> None:
+    db = tmp_path / "empty.db"
+    db.touch()
+    r = _gantry("status", "--db", str(db))  # reads only: no LOCK, no -wal/-shm left
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    r = _gantry("down", "--db", str(db))  # was "not a usable SQLite database (no such table)"
+    assert r.returncode == 0 and "rolled back: nothing" in r.stdout, r.stdout + r.stderr
