@@ -164,7 +164,7 @@ class Config:
             raise ConfigError(f"{called('peers')} must not include this node's own "
                               f"{called('raft_addr')} {self.raft_addr}")
         for name, addr in (("raft_addr", self.raft_addr), *(("peers", a) for a in self.peers)):
-            if addr.startswith("["):  # pysyncobj's transport resolves IPv4 only
+            if addr.rpartition(":")[0].count(":") or addr.startswith("["):  # IPv4 only
                 shown = said(name) if name == "raft_addr" else f"{called('peers')} entry {addr}"
                 raise ConfigError(f"{shown}: the Raft transport takes IPv4 addresses and host "
                                   "names only, not IPv6")

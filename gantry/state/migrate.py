@@ -92,11 +92,11 @@ def _foreign_tables(db_path: pathlib.Path) -> list[str]:
                 return []
         foreign = [n for n in names if n not in YOYO_TABLES]
         if not foreign and "_yoyo_log" in names:
-            # Only yoyo's bookkeeping left: Gantry's if its log is empty or names Gantry's
-            # first migration (every migration rolled back); another app's history otherwise.
-            logged = conn.execute("SELECT count(*), sum(migration_hash = ?) FROM _yoyo_log",
-                                  (first,)).fetchone()
-            if logged[0] and not logged[1]:
+            # Only yoyo's bookkeeping left: Gantry's if its log is empty or names only
+            # migrations this build knows, its first among them (every one rolled back);
+            # another application's history otherwise.
+            ids = {r[0] for r in conn.execute("SELECT DISTINCT migration_id FROM _yoyo_log")}
+            if ids and (FIRST_MIGRATION not in ids or not ids <= _known_ids()):
                 return ["_yoyo_log (another application's migration history)"]
         return foreign
     except sqlite3.OperationalError:
@@ -110,6 +110,11 @@ _FIRST_HASH: list[str] = []
 #: The table Gantry's first migration creates and only rolling it back drops: with the first
 #: migration's id (which another application could use too) it marks a Gantry database.
 GANTRY_TABLE = "raft_applied"
+
+
+def _known_ids() -> set[str]:
+    """The ids of the migrations this build knows."""
+    return {m.id for m in read_migrations(str(MIGRATIONS_DIR))}
 
 
 def _first_hash() -> str:

@@ -231,6 +231,8 @@ def _yoyo_app(tmp_path: pathlib.Path, migration_id: str, keep_table: bool) -> pa
     mdir.mkdir()
     (mdir / f"{migration_id}.sql").write_text("CREATE TABLE users (name TEXT);\n")
     (mdir / f"{migration_id}.rollback.sql").write_text("DROP TABLE users;\n")
+    (mdir / "0002_more.sql").write_text("CREATE TABLE more (x);\n")
+    (mdir / "0002_more.rollback.sql").write_text("DROP TABLE more;\n")
     db = tmp_path / "app.db"
     backend = get_backend(f"sqlite:///{db}")
     migrations = read_migrations(str(mdir))
@@ -243,7 +245,8 @@ def _yoyo_app(tmp_path: pathlib.Path, migration_id: str, keep_table: bool) -> pa
 
 
 @pytest.mark.parametrize(("migration_id", "keep_table"),
-                         [("0001_users", False), ("0001_initial", True)])
+                         [("0001_users", False), ("0001_initial", True),
+                          ("0001_initial", False)])
 def test_another_yoyo_applications_history_is_not_gantrys(
         tmp_path: pathlib.Path, migration_id: str, keep_table: bool) -> None:
     """Only yoyo's tables left by another app's rolled-back migration got Gantry's schema; an
