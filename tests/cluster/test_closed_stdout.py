@@ -35,6 +35,9 @@ def test_a_node_keeps_serving_and_stops_when_its_stdout_reader_is_gone(
             if not line:
                 return
             lines.append(line)
+        # Closed by this thread: closing it from another one while readline() holds the
+        # buffer's lock would block there for good.
+        nd.proc.stdout.close()
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -43,9 +46,10 @@ def test_a_node_keeps_serving_and_stops_when_its_stdout_reader_is_gone(
         nd.stub().CreateBucket(svc.CreateBucketRequest(name="before"), timeout=10)
         wait_until(lambda: any(b"rpc_finished" in line for line in lines), 10,
                    what="the first call's log line read")
-        reading.clear()
-        nd.proc.stdout.close()  # the reader is gone: the next write gets EPIPE
+        reading.clear()  # the reader goes at its next line: the writes after it get EPIPE
+        nd.stub().CreateBucket(svc.CreateBucketRequest(name="last-read"), timeout=10)
         reader.join(10)
+        assert not reader.is_alive()
         for i in range(20):  # every call still answered, each after a failed log write
             nd.stub().CreateBucket(svc.CreateBucketRequest(name=f"after-{i}"), timeout=10)
         got = nd.stub().GetBucket(svc.GetBucketRequest(name="after-19"), timeout=10)
