@@ -112,6 +112,16 @@ def _exit_within(bound_s: float, code: int) -> None:
     threading.Thread(target=force, name="exit-watchdog", daemon=True).start()
 
 
+def _migrate_refused(db: pathlib.Path, e: Exception) -> int:
+    """Say why ``gantry migrate`` refused ``db`` (a :class:`~gantry.state.migrate.SchemaError`'s
+    own message, or a file SQLite cannot read) on stderr; the exit status, 2."""
+    if isinstance(e, migrate.SchemaError):
+        print(f"gantry: {e}", file=sys.stderr)
+    else:
+        print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
+    return 2
+
+
 def _migrate(ns: argparse.Namespace) -> int:
     from gantry.datadir import DataDirInUse, DataDirLock
 
@@ -130,12 +140,8 @@ def _migrate(ns: argparse.Namespace) -> int:
     made = [p for p in sidecars if not p.exists()] if ns.action == "status" else []
     try:  # before the lock: a refused file gets no LOCK beside it
         migrate.refuse_foreign(db)
-    except migrate.SchemaError as e:
-        print(f"gantry: {e}", file=sys.stderr)
-        return 2
-    except sqlite3.DatabaseError as e:
-        print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
-        return 2
+    except (migrate.SchemaError, sqlite3.DatabaseError) as e:
+        return _migrate_refused(db, e)
     lock = DataDirLock(db.parent)
     try:
         if ns.action == "status":  # reads only: asks whether a node runs, makes no LOCK
@@ -164,12 +170,8 @@ def _migrate(ns: argparse.Namespace) -> int:
             print(f"pending: {', '.join(st.pending) or '-'}")
             if st.unknown_applied:
                 print(f"unknown (newer build): {st.unknown_applied}")
-    except migrate.SchemaError as e:
-        print(f"gantry: {e}", file=sys.stderr)
-        return 2
-    except sqlite3.DatabaseError as e:
-        print(f"gantry: {db} is not a usable SQLite database ({e})", file=sys.stderr)
-        return 2
+    except (migrate.SchemaError, sqlite3.DatabaseError) as e:
+        return _migrate_refused(db, e)
     finally:
         wal = sidecars[0]
         if not (wal in made and wal.exists() and wal.stat().st_size > 0):

@@ -27,6 +27,15 @@ def _refused(lead: NodeProcess, raft_addr: str) -> grpc.RpcError:
     return e.value
 
 
+def _refused_as(lead: NodeProcess, raft_addr: str, reason: str, seen: str) -> None:
+    """AddNode refused FAILED_PRECONDITION with ``reason`` in its message, and the CLI saying
+    what it saw (``seen``)."""
+    err = _refused(lead, raft_addr)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in str(err.details())
+    r = gantry("add-node", raft_addr, "--addr", lead.addr)
+    assert r.returncode == 1 and seen in r.stderr, r.stderr
+
+
 def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path) -> None:
     with single_node(tmp_path / "solo") as solo:
         err = _refused(solo, solo.addr)  # its gRPC port: TCP answers, Raft does not
@@ -49,11 +58,8 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         loner = NodeProcess(new_dir, port, raft, [], node_id="new")  # no --peers: its own cluster
         try:
             loner.start().wait_serving()
-            err = _refused(solo, loner.raft_addr)
-            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "not started to join this cluster" in str(err.details())
-            r = gantry("add-node", loner.raft_addr, "--addr", solo.addr)
-            assert r.returncode == 1 and "its other members: none" in r.stderr, r.stderr
+            _refused_as(solo, loner.raft_addr, "not started to join this cluster",
+                        "its other members: none")
         finally:
             loner.stop()
 
@@ -64,11 +70,8 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         try:
             loner.start()
             wait_until(lambda: _listens(raft), 30, what="the rejoining node's Raft port")
-            err = _refused(solo, loner.raft_addr)
-            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "holds a Raft history that is not this cluster's" in str(err.details())
-            r = gantry("add-node", loner.raft_addr, "--addr", solo.addr)
-            assert r.returncode == 1 and "its log ends at index" in r.stderr, r.stderr
+            _refused_as(solo, loner.raft_addr, "holds a Raft history that is not this cluster's",
+                        "its log ends at index")
         finally:
             loner.stop()
 
