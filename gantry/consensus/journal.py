@@ -738,7 +738,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
             os.close(self._fd)
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802, N803
-        # The commit index is a hint (Raft recomputes it); persisted once a second.
+        # The commit index is a hint (Raft recomputes it); persisted once a second, and only
+        # when it moved: pysyncobj sets it on every append_entries a follower receives,
+        # heartbeats included, and an idle node must not rewrite and fsync its metadata file
+        # (and directory) every second for an unchanged value.
+        if self._meta.get("raftCommitIndex") == raftCommitIndex:
+            return
         self._meta["raftCommitIndex"] = raftCommitIndex
         self._meta_dirty = True
 

@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from gantry.consensus import journal as journal_mod
 from gantry.consensus.journal import DurableJournal, LogCorrupt, MetaCorrupt, repair_log, scan_log
 
 
@@ -226,3 +227,32 @@ def test_membership_entry_in_kept_tail_is_kept_and_handed_back(tmp_path: pathlib
     assert len(j) == 8  # the matching tail stays (it used to be cut at 6)
     assert j.take_kept_membership() == [b"\x02membership"]  # for the engine to apply again
     assert j.take_kept_membership() == []
+
+
+def test_an_unchanged_commit_index_is_not_stored_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower is told the commit index on every heartbeat; an idle node must not rewrite
+    and fsync ``raft.log.meta`` (and its directory) once a second for the same value."""
+    p = str(tmp_path / "raft.log")
+    j = DurableJournal(p)
+    stores: list[object] = []
+    real = journal_mod.store_meta
+
+    def counting(meta_path: str, meta: dict[str, object]) -> None:
+        stores.append(meta.get("raftCommitIndex"))
+        real(meta_path, meta)
+
+    monkeypatch.setattr(journal_mod, "store_meta", counting)
+    j.setRaftCommitIndex(42)
+    j.onOneSecondTimer()
+    assert stores == [42]
+    for _ in range(5):  # heartbeats of an idle cluster: same commit index, five seconds
+        j.setRaftCommitIndex(42)
+        j.onOneSecondTimer()
+    assert stores == [42]
+    j.setRaftCommitIndex(43)
+    j.onOneSecondTimer()
+    j._destroy()
+    assert stores == [42, 43]
+    assert DurableJournal(p).getRaftCommitIndex() == 43
