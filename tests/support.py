@@ -39,35 +39,55 @@ def _ephemeral_low() -> int:
         return 0
 
 
+#: Every port :func:`free_ports` has handed out in this process, never handed out again: a
+#: port is checked free by binding it once, but nothing holds it until its node binds it, and a
+#: later call (a node's metrics port picked when it starts) drew the Raft port of a node not yet
+#: started (CI: "--raft-addr 127.0.0.1:12647 and --metrics-addr 127.0.0.1:12647 both name port
+#: 12647"). ~22,000 ports below the ephemeral range; the whole suite uses a few thousand.
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on 127.0.0.1 right now (each bound once to check), drawn
-    below the kernel's ephemeral range: a port the OS picks for ``bind(0)`` comes from that
-    range, and before the node under test bound it, an outgoing connection of another node (a
-    member reconnecting every 100 ms to one that is down) could take it (seen: "cannot listen on
-    Raft address" in a failover test). Falls back to ``bind(0)`` without that range."""
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (each bound once to check) and not
+    handed out before by this process, drawn below the kernel's ephemeral range: a port the OS
+    picks for ``bind(0)`` comes from that range, and before the node under test bound it, an
+    outgoing connection of another node (a member reconnecting every 100 ms to one that is
+    down) could take it (seen: "cannot listen on Raft address" in a failover test). Falls back
+    to ``bind(0)`` without that range."""
     import random
 
     low = _ephemeral_low()
     socks: list[socket.socket] = []
-    try:
-        tries = 0
-        while len(socks) < n and low > 12000 and tries < 1000:
-            tries += 1
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", random.randrange(10000, low)))
-            except OSError:
+    with _HANDED_OUT_LOCK:
+        try:
+            tries = 0
+            while len(socks) < n and low > 12000 and tries < 5000:
+                tries += 1
+                port = random.randrange(10000, low)
+                if port in _HANDED_OUT:
+                    continue
+                s = socket.socket()
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    s.close()
+                    continue
+                socks.append(s)
+                _HANDED_OUT.add(port)
+            while len(socks) < n:
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+                if port in _HANDED_OUT:
+                    s.close()
+                    continue
+                socks.append(s)
+                _HANDED_OUT.add(port)
+            return [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
                 s.close()
-                continue
-            socks.append(s)
-        while len(socks) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_until(pred: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.02,
