@@ -502,6 +502,12 @@ class RaftActor(pykka.ThreadingActor):
         entry: tuple[int, str] | None = self._asks.ask(lambda s: s.entry_at(index))
         return entry
 
+    def noop_term_at(self, index: int) -> int | None:
+        """The term of this node's log entry at ``index`` when it is a no-op, else None
+        (:meth:`SafeSyncObj.noop_term_at`). Raises as :meth:`status`."""
+        term: int | None = self._asks.ask(lambda s: s.noop_term_at(index))
+        return term
+
     def solo_read_index(self) -> int | None:
         """The commit index, when this node leads a one-member cluster and has committed its
         term's no-op (None otherwise, or when the engine stopped): every write such a cluster

@@ -436,6 +436,13 @@ class Node:
         entry: tuple[int, str] | None = self._raft.proxy().entry_at(index).get(timeout=5)
         return entry
 
+    def log_noop_term(self, index: int) -> int | None:
+        """The term of this node's Raft log entry at ``index`` when it is a no-op; None when the
+        log does not hold it (compacted, or past its end) or it is another entry."""
+        assert self._raft is not None
+        term: int | None = self._raft.proxy().noop_term_at(index).get(timeout=5)
+        return term
+
     def change_membership(self, op: str, raft_addr: str,
                           timeout_s: float) -> ConsensusError | None:
         """Add or remove a member through the log: None once this node applied the change, else

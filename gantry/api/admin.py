@@ -56,7 +56,12 @@ class ClusterControl(Protocol):
     def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
 
     def log_entry(self, index: int) -> tuple[int, str] | None:
-        """``(term, entry digest)`` of this node's log entry at ``index``, None if not held."""
+        """``(term, entry digest)`` of this node's log entry at ``index``, None if not held (or
+        a no-op)."""
+        ...
+
+    def log_noop_term(self, index: int) -> int | None:
+        """The term of this node's log entry at ``index`` if it is a no-op, else None."""
         ...
 
     def identify(self, raft_addr: str, timeout_s: float) -> Identity:
@@ -147,11 +152,13 @@ class AdminService:
         the node at ``addr`` answers as a Gantry node whose ``--raft-addr`` is ``addr``, which
         was started to join this cluster (its configuration names a current member), follows
         no leader outside it, and holds no Raft history but this cluster's: an empty log, or
-        one whose last entry (index, term, digest) this node's log holds, at a term no newer than
-        this node's. Every member counts toward quorum once its entry is appended, so a wrong
-        one can stall every write, and one carrying another cluster's log can win an election
-        and replace this cluster's committed entries (a new-user trial, 2026-12-03). etcd
-        checks a new member's peer URL and cluster ID likewise."""
+        one whose last entry (index, term, digest) this node's log holds — for a log ending at
+        no-ops, its last other entry, with each no-op after it one here at the same index and
+        term — at a term no newer than this node's. Every member counts toward quorum once its
+        entry is appended, so a wrong one can stall every write, and one carrying another
+        cluster's log can win an election and replace this cluster's committed entries (a
+        new-user trial, 2026-12-03). etcd checks a new member's peer URL and cluster ID
+        likewise."""
         try:
             who = self._node.identify(addr, min(PROBE_TIMEOUT_S, max(0.1, timeout_s)))
         except ProbeError as e:
@@ -186,19 +193,38 @@ class AdminService:
         # A history is this cluster's only if its last entry is one this log holds, byte for
         # byte: the same (index, term) in another cluster's log means nothing, and a foreign
         # prefix that happened to match at the leader's first append would stay in the new
-        # member's log and database. A no-op or a compacted entry cannot be compared: refused.
+        # member's log and database. A compacted entry cannot be compared: refused. A no-op's
+        # bytes are the same in every cluster, so a log ending at no-ops is compared at the last
+        # entry before them, and each no-op after it must be one here at the same index and term.
         index, term, digest = who.last
         mine = self._node.log_entry(index)
+        if mine is None and self._noops_after_a_command_here(who):
+            mine = (term, digest)
         if who.term > st.term or mine != (term, digest):
             seen = (f"its term {who.term} is newer than this cluster's {st.term}"
                     if who.term > st.term else
                     f"its log ends at index {index} (term {term}), "
-                    + ("which this cluster's log cannot vouch for (compacted, or a no-op)"
+                    + ("which this cluster's log cannot vouch for (compacted, or no-ops "
+                       "after an entry it does not hold)"
                        if mine is None else "an entry this cluster's log does not hold"))
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "node holds a Raft history that is not this cluster's: stop it, "
                            "empty its data directory, start it again and add it",
                            error_info("JOINER_HAS_OTHER_HISTORY", raft_addr=addr, seen=seen))
+
+    def _noops_after_a_command_here(self, who: Identity) -> bool:
+        """Whether the joiner's log ends at no-ops that follow an entry this log holds byte for
+        byte, each of them a no-op here at the same log index and term: then its whole tail is
+        this log's, and so is what its database applied."""
+        c_index, c_term, c_digest = who.last_command
+        tail = who.noop_tail
+        if not c_index or not tail or tail[-1][0] != who.last[0]:
+            return False
+        if [i for i, _ in tail] != list(range(c_index + 1, c_index + 1 + len(tail))):
+            return False
+        if self._node.log_entry(c_index) != (c_term, c_digest):
+            return False
+        return all(self._node.log_noop_term(i) == t for i, t in tail)
 
     def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
         self._change("add", req, context)

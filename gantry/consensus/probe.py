@@ -26,7 +26,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from gantry.consensus.pysyncobj_compat import PROBE_REPLY_TYPE, PROBE_TYPE, encode_message
+from gantry.consensus.pysyncobj_compat import (
+    PROBE_MAX_NOOP_TAIL,
+    PROBE_REPLY_TYPE,
+    PROBE_TYPE,
+    encode_message,
+)
 
 #: The longest answer (bytes) read: a reply names a few addresses.
 MAX_REPLY_BYTES = 64 * 1024
@@ -41,13 +46,18 @@ class Identity:
     """What the node at a Raft address says of itself: its ``--raft-addr``, the members of its
     current configuration (itself included, sorted), the leader it follows (or None), its
     current term, and its last log entry ``(log index, term, entry digest)`` (``(0, 0, "")``
-    from a node that did not say)."""
+    from a node that did not say). When that log ends at no-ops (a leader appends one per term
+    won, and every no-op's bytes are the same): ``last_command``, the last entry before them in
+    the same form, and ``noop_tail``, the ``(log index, term)`` of each no-op after it in log
+    order (``(0, 0, "")`` and ``()`` otherwise, or from a node that did not say)."""
 
     raft_addr: str
     members: list[str]
     leader: str | None
     term: int = 0
     last: tuple[int, int, str] = (0, 0, "")
+    last_command: tuple[int, int, str] = (0, 0, "")
+    noop_tail: tuple[tuple[int, int], ...] = ()
 
     @property
     def has_history(self) -> bool:
@@ -109,12 +119,22 @@ def ask(raft_addr: str, *, own_addr: str, password: str | None,
             and (reply.get("leader") is None or isinstance(reply.get("leader"), str))):
         raise ProbeError("the answer is not a Gantry node's")
     term, last = reply.get("term", 0), reply.get("last", [0, 0, ""])
-    if not (isinstance(term, int) and isinstance(last, list) and len(last) == 3
-            and isinstance(last[0], int) and isinstance(last[1], int)
-            and isinstance(last[2], str)):
+    command = reply.get("last_command") or [0, 0, ""]  # absent from builds before it
+    tail = reply.get("noop_tail") or []
+    if not (isinstance(term, int) and _is_entry(last) and _is_entry(command)
+            and isinstance(tail, list) and len(tail) <= PROBE_MAX_NOOP_TAIL
+            and all(isinstance(t, list) and len(t) == 2 and all(isinstance(v, int) for v in t)
+                    for t in tail)):
         raise ProbeError("the answer is not a Gantry node's")
     return Identity(reply["raft_addr"], sorted(reply["members"]), reply.get("leader"), term,
-                    (last[0], last[1], last[2]))
+                    (last[0], last[1], last[2]), (command[0], command[1], command[2]),
+                    tuple((t[0], t[1]) for t in tail))
+
+
+def _is_entry(v: Any) -> bool:
+    """Whether ``v`` is ``[log index, term, digest]`` as a probe answer gives an entry."""
+    return (isinstance(v, list) and len(v) == 3 and isinstance(v[0], int)
+            and isinstance(v[1], int) and isinstance(v[2], str))
 
 
 class _Conn:

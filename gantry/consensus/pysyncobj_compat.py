@@ -230,9 +230,11 @@ Invariants this module protects:
 
 23. **A node says who it is before it is added** (etcd checks a new member's peer URL the
     same way before ``member add``): an incoming connection whose first message is a
-    :data:`PROBE_TYPE` request is answered with this node's Raft address, its members and
-    leader (:mod:`gantry.consensus.probe` asks), then left to the prober to close; the engine
-    never sees it. ``add-node`` used to accept anything that answered TCP (a gRPC port, a
+    :data:`PROBE_TYPE` request is answered with this node's Raft address, its members,
+    leader, term and last log entry — and, for a log ending at no-ops, the last entry before
+    them and the no-ops' indexes and terms, so a member stopped right after an election can be
+    added back with its data (:mod:`gantry.consensus.probe` asks), then left to the prober to
+    close; the engine never sees it. ``add-node`` used to accept anything that answered TCP (a gRPC port, a
     cradle, a ``localhost:`` alias of a member, a node started without ``--peers``), and each
     such member counted toward quorum.
 
@@ -353,11 +355,32 @@ FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
 #: Override 23: the first message of a connection that asks who this node is ``{type, from}``,
-#: and the answer ``{type, raft_addr, members, leader, term, last}`` (``members`` includes
-#: ``raft_addr``; ``leader`` is a Raft address or None; ``term`` the current term; ``last`` the
-#: last log entry as ``[log index, term, entry_digest(command)]``).
+#: and the answer ``{type, raft_addr, members, leader, term, last, last_command, noop_tail}``
+#: (``members`` includes ``raft_addr``; ``leader`` is a Raft address or None; ``term`` the
+#: current term; ``last`` the last log entry as ``[log index, term, entry_digest(command)]``;
+#: when the log ends at no-ops, ``last_command`` is the last entry before them that is not one,
+#: in the same form, and ``noop_tail`` the ``[log index, term]`` of each no-op after it, in log
+#: order — both empty when the log does not end at a no-op, or when the no-ops run back past
+#: :data:`PROBE_MAX_NOOP_TAIL` entries or to the log's first entry).
 PROBE_TYPE = "gantry_probe"
 PROBE_REPLY_TYPE = "gantry_probe_reply"
+#: The most trailing no-ops a probe answer lists (one per election won since the last command).
+PROBE_MAX_NOOP_TAIL = 64
+
+
+def _command_before_noops(log: Any) -> tuple[list[Any], list[list[int]]]:
+    """Override 23: ``(last_command, noop_tail)`` of a probe answer for ``log`` (pysyncobj's
+    ``(command, log index, term)`` entries, at least one): see :data:`PROBE_REPLY_TYPE`."""
+    tail: list[list[int]] = []
+    n = len(log)
+    for back in range(1, min(n, PROBE_MAX_NOOP_TAIL + 1) + 1):
+        command, index, term = log[n - back]
+        if bytes(command) != _NO_OP:
+            if not tail:
+                break  # the log does not end at a no-op
+            return [int(index), int(term), entry_digest(command)], tail[::-1]
+        tail.append([int(index), int(term)])
+    return [], []
 
 
 def entry_digest(command: bytes) -> str:
@@ -1398,6 +1421,14 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             return None
         return int(entries[0][2]), entry_digest(entries[0][0])
 
+    def noop_term_at(self, index: int) -> int | None:
+        """The term of the log entry at ``index`` when it is a no-op, None when this log does not
+        hold it (compacted, or past the end) or it is anything else. Tick thread."""
+        entries = self._SyncObj__getEntries(index, 1)
+        if not entries or entries[0][1] != index or bytes(entries[0][0]) != _NO_OP:
+            return None
+        return int(entries[0][2])
+
     def noop_index(self) -> int:
         """The log index of the no-op this node appended when it last became leader (0: none)."""
         return int(self._SyncObj__noopIDx or 0)
@@ -1623,6 +1654,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         members = [me]
         leader = None
         term, last = 0, [0, 0, ""]
+        last_command: list[Any] = []
+        noop_tail: list[list[int]] = []
         if sync is not None:
             members += [n.address for n in sync._SyncObj__otherNodes]
             lead = sync._getLeader()
@@ -1632,10 +1665,12 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             if len(log):
                 command, index, entry_term = log[-1]
                 last = [int(index), int(entry_term), entry_digest(command)]
+                last_command, noop_tail = _command_before_noops(log)
         _log.info("raft_probe_answered", prober=str(message.get("from"))[:64], leader=leader,
                   term=term, last_log_index=last[0])
         conn.send({"type": PROBE_REPLY_TYPE, "raft_addr": me, "members": sorted(members),
-                   "leader": leader, "term": term, "last": last})
+                   "leader": leader, "term": term, "last": last,
+                   "last_command": last_command, "noop_tail": noop_tail})
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)

@@ -12,10 +12,18 @@ import socket
 import grpc
 import pytest
 
+from gantry.consensus import probe
 from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.service.v1 import service_pb2 as svc
-from tests.cluster.helpers import admin, status
-from tests.support import NodeProcess, call_with_retry, free_ports, single_node, wait_until
+from tests.cluster.helpers import admin, leader_of, status
+from tests.support import (
+    NodeProcess,
+    call_with_retry,
+    cluster,
+    free_ports,
+    single_node,
+    wait_until,
+)
 from tests.support import gantry_cli as gantry
 
 
@@ -107,6 +115,41 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
             wait_until(lambda: status(joiner).serving, 30, what="re-added member caught up")
         finally:
             joiner.stop()
+
+
+def test_a_member_whose_log_ends_at_a_noop_is_added_back_with_its_data(
+        tmp_path: pathlib.Path) -> None:
+    # A member stopped right after an election holds the new leader's no-op as its last entry.
+    # Every no-op's bytes are the same, so add-node refused it ("cannot vouch") and the operator
+    # had to empty its data directory; the entry before the no-op tells the histories apart.
+    with cluster(tmp_path, 3) as nodes:
+        lead = leader_of(nodes)
+        call_with_retry(lead.stub().CreateBucket, svc.CreateBucketRequest(name="before"))
+        heir, gone = [n for n in nodes if n is not lead]
+        admin(lead).TransferLeadership(
+            apb.TransferLeadershipRequest(raft_addr=heir.raft_addr), timeout=15)
+        # Nothing is written after the heir's no-op: once everyone's log ends at the heir's
+        # commit index, that last entry is the no-op.
+        wait_until(lambda: status(heir).role == "leader" and status(heir).commit_index
+                   == status(gone).commit_index == status(gone).last_applied, 30,
+                   what="the heir's no-op applied on the member about to go")
+        noop_index = status(heir).commit_index
+        assert probe.ask(gone.raft_addr, own_addr="test", password=None).last[0] == noop_index
+        gone.stop()
+        admin(heir).RemoveNode(apb.RemoveNodeRequest(raft_addr=gone.raft_addr), timeout=15)
+        wait_until(lambda: gone.raft_addr not in {m.raft_addr for m in status(heir).members},
+                   15, what="removed")
+        gone.start()
+        wait_until(lambda: _listens(gone.raft_port), 30, what="the removed member's Raft port")
+        admin(heir).AddNode(apb.AddNodeRequest(raft_addr=gone.raft_addr), timeout=15)
+        call_with_retry(heir.stub().CreateBucket, svc.CreateBucketRequest(name="after"))
+        wait_until(lambda: status(gone).serving
+                   and status(gone).last_applied >= status(heir).commit_index, 30,
+                   what="the re-added member caught up")
+        for name in ("before", "after"):
+            got = gone.stub().GetBucket(svc.GetBucketRequest(name=name), timeout=5,
+                                        metadata=(("x-gantry-consistency", "stale"),))
+            assert got.bucket.name == name
 
 
 def _listens(port: int) -> bool:

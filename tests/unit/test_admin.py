@@ -50,6 +50,9 @@ class FakeNode:
     def log_entry(self, index: int) -> tuple[int, str] | None:
         raise AssertionError("not used")
 
+    def log_noop_term(self, index: int) -> int | None:
+        raise AssertionError("not used")
+
 
 def test_transfer_through_a_follower_waits_to_learn_the_leader() -> None:
     # Right after an election a follower may not have heard from the new leader yet: the call
@@ -67,3 +70,39 @@ def test_transfer_with_no_leader_still_answers_unavailable() -> None:
         AdminService(node).transfer(pb.TransferLeadershipRequest(raft_addr=LEADER),
                                     FakeContext(0.3))  # type: ignore[arg-type]
     assert (e.value.code, e.value.message) == (grpc.StatusCode.UNAVAILABLE, "no leader")
+
+
+class LogNode(FakeNode):
+    """A leader whose log holds a command at index 10 (term 2) and no-ops at 11 (term 3) and
+    12 (term 4)."""
+
+    def __init__(self) -> None:
+        super().__init__(unknown_for=0)
+
+    def log_entry(self, index: int) -> tuple[int, str] | None:
+        return (2, "d-cmd") if index == 10 else None
+
+    def log_noop_term(self, index: int) -> int | None:
+        return {11: 3, 12: 4}.get(index)
+
+
+def _joiner(command: tuple[int, int, str], tail: tuple[tuple[int, int], ...]) -> Identity:
+    last = (tail[-1][0], tail[-1][1], "d-noop") if tail else command
+    return Identity(SELF, [SELF], None, 4, last, command, tail)
+
+
+@pytest.mark.parametrize(("command", "tail", "ours"), [
+    ((10, 2, "d-cmd"), ((11, 3), (12, 4)), True),
+    ((10, 2, "d-cmd"), ((11, 3),), True),  # behind: its no-ops are a prefix of ours
+    ((10, 2, "d-other"), ((11, 3), (12, 4)), False),  # another command at that index
+    ((10, 2, "d-cmd"), ((11, 3), (12, 5)), False),  # a no-op of another term
+    ((10, 2, "d-cmd"), ((11, 3), (13, 4)), False),  # not the entries right after it
+    ((10, 2, "d-cmd"), ((11, 3), (12, 4), (13, 5)), False),  # a no-op this log lacks
+    ((0, 0, ""), ((11, 3), (12, 4)), False),  # no command named
+    ((10, 2, "d-cmd"), (), False),  # no no-op tail
+])
+def test_a_noop_tail_is_ours_only_entry_by_entry(command: tuple[int, int, str],
+                                                 tail: tuple[tuple[int, int], ...],
+                                                 ours: bool) -> None:
+    service = AdminService(LogNode())
+    assert service._noops_after_a_command_here(_joiner(command, tail)) is ours

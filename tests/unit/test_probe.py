@@ -14,7 +14,12 @@ from contextlib import contextmanager
 import pytest
 
 from gantry.consensus import probe
-from gantry.consensus.pysyncobj_compat import PROBE_REPLY_TYPE
+from gantry.consensus.pysyncobj_compat import (
+    PROBE_MAX_NOOP_TAIL,
+    PROBE_REPLY_TYPE,
+    _command_before_noops,
+    entry_digest,
+)
 
 
 class _Touch:
@@ -88,3 +93,40 @@ def test_nothing_listening_is_refused() -> None:
         addr = f"127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(probe.ProbeError, match="cannot connect|closed"):
         probe.ask(addr, own_addr="127.0.0.1:7000", password=None)
+
+
+def test_an_answer_naming_a_noop_tail_is_read() -> None:
+    reply = {"type": PROBE_REPLY_TYPE, "raft_addr": "127.0.0.1:7001", "members": ["127.0.0.1:7001"],
+             "leader": None, "term": 4, "last": [12, 4, "d-noop"],
+             "last_command": [10, 2, "d-cmd"], "noop_tail": [[11, 3], [12, 4]]}
+    with _answering(_frame(reply)) as addr:
+        who = probe.ask(addr, own_addr="127.0.0.1:7000", password=None)
+    assert (who.last, who.last_command, who.noop_tail) == (
+        (12, 4, "d-noop"), (10, 2, "d-cmd"), ((11, 3), (12, 4)))
+
+
+def test_a_malformed_noop_tail_is_refused() -> None:
+    reply = {"type": PROBE_REPLY_TYPE, "raft_addr": "127.0.0.1:7001", "members": ["127.0.0.1:7001"],
+             "leader": None, "term": 4, "last": [12, 4, "d"], "last_command": [10, 2, "c"],
+             "noop_tail": [[11, "3"]]}
+    with _answering(_frame(reply)) as addr, pytest.raises(probe.ProbeError, match="not a Gantry"):
+        probe.ask(addr, own_addr="127.0.0.1:7000", password=None)
+
+
+NOOP, CMD = b"\x01", b"\x00some-command"
+
+
+@pytest.mark.parametrize(("log", "expected"), [
+    # ends at a command: nothing to add (its own last entry is compared)
+    ([(NOOP, 1, 0), (CMD, 2, 1)], ([], [])),
+    # a command, then a no-op per election won
+    ([(NOOP, 1, 0), (CMD, 2, 1), (NOOP, 3, 2), (NOOP, 4, 3)],
+     ([2, 1, entry_digest(CMD)], [[3, 2], [4, 3]])),
+    # only no-ops back to the log's first entry: no command to compare
+    ([(NOOP, 1, 0), (NOOP, 2, 1)], ([], [])),
+    # more no-ops than an answer lists: nothing to compare
+    ([(CMD, 1, 1)] + [(NOOP, i, i) for i in range(2, PROBE_MAX_NOOP_TAIL + 3)], ([], [])),
+])
+def test_the_command_before_a_noop_tail(log: list[tuple[bytes, int, int]],
+                                        expected: tuple[list[object], list[list[int]]]) -> None:
+    assert _command_before_noops(log) == expected
