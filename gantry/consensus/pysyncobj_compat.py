@@ -991,12 +991,53 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         :meth:`_SyncObj__onNodeDisconnected`). Returns what pysyncobj returns: whether the
         configuration changed."""
         before = set(self._SyncObj__otherNodes)
-        changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
+        transport = self._SyncObj__transport
+        kept: set[Any] = getattr(transport, "kept_leaders", set())
+        leader = self._SyncObj__raftLeader
+        if hasattr(transport, "keep_on_drop") and leader is not None and not self._isLeader():
+            transport.keep_on_drop = leader  # override 24: a follower keeps its leader's link
+        try:
+            changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
+        finally:
+            if hasattr(transport, "keep_on_drop"):
+                transport.keep_on_drop = None
         for node in before - set(self._SyncObj__otherNodes) if changed else ():
-            self._SyncObj__onNodeDisconnected(node)
             self._SyncObj__lastResponseTime.pop(node, None)
+            if node in kept:
+                _log.info("raft_leader_link_kept", member=str(getattr(node, "id", "")),
+                          reason="the leader's own removal, replayed: kept until it is "
+                                 "added back or stops leading")
+                continue
+            self._SyncObj__onNodeDisconnected(node)
             self.last_contact.pop(str(getattr(node, "id", "")), None)
         return changed
+
+    # -- override 24: a follower keeps following a leader its log removed --
+    def _release_kept_leaders(self) -> None:
+        """Drop the link of each member kept by override 24 that is neither back in the
+        configuration nor this node's leader any more (as its removal would have). Tick thread.
+
+        A member catching up from the start of the log applies every membership change as it
+        appends it (Raft §4.1), including the removal of its current leader when that leader was
+        once removed and added back. pysyncobj dropped the leader's connection there, and when
+        the batch ended before the entry adding it back, the follower refused every
+        reconnection from it ("unknown member") and never caught up. Raft has a follower accept
+        AppendEntries from any current leader; its configuration is not a list of whom it may
+        hear from."""
+        transport = self._SyncObj__transport
+        kept: set[Any] = getattr(transport, "kept_leaders", set())
+        if not kept:
+            return
+        leader = None if self._isLeader() else self._SyncObj__raftLeader
+        for node in list(kept):
+            if node in self._SyncObj__otherNodes:
+                kept.discard(node)
+            elif node != leader:
+                kept.discard(node)
+                transport.dropNode(node)
+                self._SyncObj__onNodeDisconnected(node)
+                self.last_contact.pop(str(getattr(node, "id", "")), None)
+                _log.info("raft_leader_link_dropped", member=str(getattr(node, "id", "")))
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
     def _snapshot_chunk_received(self, node: Any) -> None:
@@ -1098,6 +1139,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             SyncObj._onTick(self, timeToWait)
         finally:
             self._send_deferred_appends()
+        self._release_kept_leaders()  # override 24
 
     def _SyncObj__sendAppendEntries(self) -> None:  # noqa: N802 - pysyncobj's name
         if self._defer_appends:
@@ -1566,6 +1608,10 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         #: when the last round of keep-alives went out (engine clock, s).
         self.keepalive_peers: set[str] = set()
         self._last_keepalive = 0.0
+        #: Override 24: the member whose :meth:`dropNode` is to keep its connection (set by the
+        #: engine around one membership change: its leader), and the members so kept.
+        self.keep_on_drop: Any = None
+        self.kept_leaders: set[Any] = set()
 
     def _onTick(self) -> None:  # noqa: N802 - pysyncobj's name
         """Override 13: a connection attempt unanswered for :data:`CONNECT_TIMEOUT_S` is dropped,
@@ -1722,6 +1768,13 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
 
     # override 8: every connection, outgoing or accepted, sends with encode_message
     def addNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
+        """A member added to the cluster (also each peer, from pysyncobj's ``__init__``); one
+        this transport kept (override 24) keeps the connection it has (pysyncobj would open a
+        second one and orphan the first)."""
+        kept: set[Any] = getattr(self, "kept_leaders", set())
+        if node in kept:
+            kept.discard(node)
+            return
         super().addNode(node)
         conn = self._connections.get(node)
         if conn is not None:
@@ -1779,7 +1832,12 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
 
     def dropNode(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         """A member removed from the cluster (override 21): pysyncobj pops its connection
-        before closing it, so :meth:`_onDisconnected` does not see whose it was."""
+        before closing it, so :meth:`_onDisconnected` does not see whose it was. Override 24:
+        :attr:`keep_on_drop` is kept instead (in :attr:`kept_leaders`), connection and all."""
+        if node is not None and node == getattr(self, "keep_on_drop", None):
+            self.kept_leaders.add(node)
+            return
+        getattr(self, "kept_leaders", set()).discard(node)
         self._forget(node)
         self._outbox.pop(node, None)
         self._holds_append.discard(node)

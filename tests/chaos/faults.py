@@ -129,13 +129,18 @@ class Nemesis:
         return {m.raft_addr for m in nd.status(2).members}
 
     def remove_readd(self, stop: threading.Event) -> None:
-        """Stop a follower, remove it, wipe its data directory, start it, add it back."""
+        """Stop a follower, remove it, start it again and add it back: half the time with its
+        data directory wiped first, else with its data kept (``remove_readd_kept``) — accepted
+        while its log ends at an entry the leader's log still holds; when add-node refuses its
+        history (the leader compacted past it), wiped and added again, as the refusal says."""
         lead, victim = self._follower()
         if lead is None or victim is lead:
             self._note("remove_readd: no leader/follower pair")
             return
-        self.faults["remove_readd"] += 1
-        self._log(f"remove_readd: stop {victim.name}, remove-node via {lead.name}")
+        keep = self.rng.random() < 0.5
+        self.faults["remove_readd_kept" if keep else "remove_readd"] += 1
+        self._log(f"remove_readd: stop {victim.name}, remove-node via {lead.name}"
+                  + (" (data kept)" if keep else ""))
         victim.kill()
         try:
             lead.admin().RemoveNode(apb.RemoveNodeRequest(raft_addr=victim.raft_addr), timeout=15)
@@ -148,13 +153,22 @@ class Nemesis:
             victim.start()
             return
         self._hold(1.0, 3.0, stop)
+        if keep:
+            victim.start()
+            self._log(f"remove_readd: {victim.name} started with its data, add-node")
+            if self.readd(victim) != "history":
+                return
+            self._log(f"remove_readd: add-node refused {victim.name}'s history: wipe, add again")
+            victim.kill()
         victim.wipe()
         victim.start()
         self._log(f"remove_readd: {victim.name} wiped and started, add-node")
         self.readd(victim)
 
-    def readd(self, victim: ChaosNode, timeout_s: float = 40.0) -> bool:
-        """AddNode ``victim`` through the current leader until it is a member (or timeout)."""
+    def readd(self, victim: ChaosNode, timeout_s: float = 40.0) -> str:
+        """AddNode ``victim`` through the current leader until it is a member: "added"; or
+        "history" at once when add-node refuses the Raft history it holds; "failed" (noted)
+        when neither happened within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         last = ""
         while time.monotonic() < deadline:
@@ -163,14 +177,17 @@ class Nemesis:
                 continue
             try:
                 lead.admin().AddNode(apb.AddNodeRequest(raft_addr=victim.raft_addr), timeout=15)
-                return True
+                return "added"
             except grpc.RpcError as e:
                 last = f"{e.code().name} {e.details()!r}"
                 if e.code() == grpc.StatusCode.ALREADY_EXISTS:
-                    return True
+                    return "added"
+                if (e.code() == grpc.StatusCode.FAILED_PRECONDITION
+                        and "Raft history that is not this cluster's" in str(e.details())):
+                    return "history"
             time.sleep(0.2)
         self._note(f"add-node {victim.name} failed for {timeout_s:.0f}s: {last}")
-        return False
+        return "failed"
 
     # -- schedules --
 

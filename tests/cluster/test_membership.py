@@ -3,7 +3,10 @@ fast UNAVAILABLE without a quorum, and remove/re-add of a member under write loa
 
 from __future__ import annotations
 
+import concurrent.futures
 import pathlib
+import shutil
+import socket
 import threading
 import time
 
@@ -181,3 +184,52 @@ def test_transfer_leadership_from_any_node(tmp_path: pathlib.Path) -> None:
             apb.TransferLeadershipRequest(raft_addr=target.raft_addr), timeout=15)
         assert resp.new_leader_raft_addr == target.raft_addr
         assert leader_of(nodes) is target
+
+
+def _remove_wipe_readd(via: NodeProcess, nd: NodeProcess, writes_between: int = 0) -> None:
+    """Stop ``nd``, remove it through the leader ``via``, write ``writes_between`` buckets,
+    empty its data directory, start it and add it back; waits until it serves."""
+    nd.stop()
+    admin(via).RemoveNode(apb.RemoveNodeRequest(raft_addr=nd.raft_addr), timeout=15)
+    wait_until(lambda: nd.raft_addr not in {m.raft_addr for m in status(via).members}, 15,
+               what=f"{nd.node_id} removed")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: call_with_retry(
+            via.stub().CreateBucket, svc.CreateBucketRequest(name=f"gap-{nd.node_id}-{i}")),
+            range(writes_between)))
+    shutil.rmtree(nd.data_dir)
+    nd.start()
+    wait_until(lambda: _listens(nd.raft_port), 30, what=f"{nd.node_id}'s Raft port")
+    admin(via).AddNode(apb.AddNodeRequest(raft_addr=nd.raft_addr), timeout=15)
+    nd.wait_serving(60)
+
+
+def test_a_new_member_replaying_its_leaders_removal_keeps_following_it(
+        tmp_path: pathlib.Path) -> None:
+    # A member catching up from the start of the log applies each membership change as it
+    # appends it (Raft §4.1). When the leader was once removed and added back, the removal
+    # took the leader out of the new member's configuration and closed its connection — and
+    # when the batch ended before the entry adding it back, the new member refused every
+    # reconnection from its leader ("unknown member") and never caught up (the fault campaign,
+    # remove_readd + transfer_leader, 2026-12-04).
+    with cluster(tmp_path, 3) as nodes:
+        first = leader_of(nodes)
+        heir, late = [n for n in nodes if n is not first]
+        # Many entries between the heir's removal and its return: more than one append batch.
+        _remove_wipe_readd(first, heir, writes_between=600)
+        admin(first).TransferLeadership(
+            apb.TransferLeadershipRequest(raft_addr=heir.raft_addr), timeout=15)
+        wait_until(lambda: status(heir).role == "leader", 30, what="the heir leads")
+        _remove_wipe_readd(heir, late)  # replays the heir's removal, then its return
+        call_with_retry(heir.stub().CreateBucket, svc.CreateBucketRequest(name="after"))
+        wait_until(lambda: status(late).last_applied >= status(heir).commit_index, 30,
+                   what="the new member caught up")
+        assert {m.raft_addr for m in status(late).members} == {n.raft_addr for n in nodes}
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
