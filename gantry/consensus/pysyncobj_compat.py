@@ -238,6 +238,15 @@ Invariants this module protects:
     cradle, a ``localhost:`` alias of a member, a node started without ``--peers``), and each
     such member counted toward quorum.
 
+24. **A follower keeps following a leader its log removes**: a member catching up from the
+    start of the log applies every membership change as it appends it (Raft §4.1), so when its
+    leader had once been removed and added back, the replayed removal dropped the leader's
+    connection; when the batch ended before the entry adding it back, the follower refused or
+    never opened a connection to its leader again and stayed behind for good (the fault
+    campaign, 2026-12-04). Raft has a follower accept AppendEntries from any current leader; the
+    link now stays until the leader is added back or stops leading
+    (:meth:`SafeSyncObj._release_kept_leaders`).
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
