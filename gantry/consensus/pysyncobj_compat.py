@@ -243,8 +243,9 @@ Invariants this module protects:
     leader had once been removed and added back, the replayed removal dropped the leader's
     connection; when the batch ended before the entry adding it back, the follower refused or
     never opened a connection to its leader again and stayed behind for good (the fault
-    campaign, 2026-12-04). Raft has a follower accept AppendEntries from any current leader; the
-    link now stays until the leader is added back or stops leading
+    campaign, 2026-12-04). The same through a snapshot whose configuration lacks the leader
+    (taken while it was removed, then sent by it). Raft has a follower accept AppendEntries
+    from any current leader; the link now stays until the leader is added back or stops leading
     (:meth:`SafeSyncObj._release_kept_leaders`).
 
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
@@ -1000,28 +1001,44 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         :meth:`_SyncObj__onNodeDisconnected`). Returns what pysyncobj returns: whether the
         configuration changed."""
         before = set(self._SyncObj__otherNodes)
-        transport = self._SyncObj__transport
-        kept: set[Any] = getattr(transport, "kept_leaders", set())
-        leader = self._SyncObj__raftLeader
-        if hasattr(transport, "keep_on_drop") and leader is not None and not self._isLeader():
-            transport.keep_on_drop = leader  # override 24: a follower keeps its leader's link
-        try:
+        kept: set[Any] = getattr(self._SyncObj__transport, "kept_leaders", set())
+        with self._leader_link_kept():
             changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
-        finally:
-            if hasattr(transport, "keep_on_drop"):
-                transport.keep_on_drop = None
         for node in before - set(self._SyncObj__otherNodes) if changed else ():
             self._SyncObj__lastResponseTime.pop(node, None)
             if node in kept:
-                _log.info("raft_leader_link_kept", member=str(getattr(node, "id", "")),
-                          reason="the leader's own removal, replayed: kept until it is "
-                                 "added back or stops leading")
                 continue
             self._SyncObj__onNodeDisconnected(node)
             self.last_contact.pop(str(getattr(node, "id", "")), None)
         return changed
 
     # -- override 24: a follower keeps following a leader its log removed --
+    def _SyncObj__updateClusterConfiguration(self, newNodes: Any) -> None:  # noqa: N802, N803
+        """pysyncobj's configuration from an installed snapshot (``newNodes``: the members
+        but this node); a leader left out of it (the snapshot was taken while it was removed)
+        keeps its link (override 24)."""
+        with self._leader_link_kept():
+            SyncObj._SyncObj__updateClusterConfiguration(self, newNodes)
+
+    @contextlib.contextmanager
+    def _leader_link_kept(self) -> Iterator[None]:
+        """Within it, a follower's transport keeps (does not drop) the link to its leader."""
+        transport = self._SyncObj__transport
+        leader = self._SyncObj__raftLeader
+        if not hasattr(transport, "keep_on_drop") or leader is None or self._isLeader():
+            yield
+            return
+        kept_before = set(transport.kept_leaders)
+        transport.keep_on_drop = leader
+        try:
+            yield
+        finally:
+            transport.keep_on_drop = None
+        if leader in transport.kept_leaders - kept_before:
+            _log.info("raft_leader_link_kept", member=str(getattr(leader, "id", "")),
+                      reason="its removal, replayed: kept until it is added back or stops "
+                             "leading")
+
     def _release_kept_leaders(self) -> None:
         """Drop the link of each member kept by override 24 that is neither back in the
         configuration nor this node's leader any more (as its removal would have). Tick thread.

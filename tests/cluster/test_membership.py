@@ -227,6 +227,25 @@ def test_a_new_member_replaying_its_leaders_removal_keeps_following_it(
         assert {m.raft_addr for m in status(late).members} == {n.raft_addr for n in nodes}
 
 
+def test_a_new_member_installing_a_snapshot_without_its_leader_keeps_following_it(
+        tmp_path: pathlib.Path) -> None:
+    # The same through a snapshot: the heir's newest snapshot is the one it installed when it
+    # came back, taken while it was removed, so the configuration in it lacks the heir itself.
+    # A member installing it from the heir dropped the heir's link the same way.
+    with cluster(tmp_path, 3, ["--snapshot-entries", "20"]) as nodes:
+        first = leader_of(nodes)
+        heir, late = [n for n in nodes if n is not first]
+        _remove_wipe_readd(first, heir, writes_between=60)  # compacted meanwhile: a snapshot
+        admin(first).TransferLeadership(
+            apb.TransferLeadershipRequest(raft_addr=heir.raft_addr), timeout=15)
+        wait_until(lambda: status(heir).role == "leader", 30, what="the heir leads")
+        _remove_wipe_readd(heir, late)
+        call_with_retry(heir.stub().CreateBucket, svc.CreateBucketRequest(name="after"))
+        wait_until(lambda: status(late).last_applied >= status(heir).commit_index, 30,
+                   what="the new member caught up")
+        assert {m.raft_addr for m in status(late).members} == {n.raft_addr for n in nodes}
+
+
 def _listens(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
