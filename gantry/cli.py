@@ -162,8 +162,7 @@ def _migrate(ns: argparse.Namespace) -> int:
                 return 2
             print("rolled back:", ", ".join(migrate.downgrade(db, ns.steps)) or "nothing")
         elif ns.action == "break-lock":
-            migrate.break_lock(db)
-            print("lock removed")
+            print("lock removed" if migrate.break_lock(db) else "no lock to remove")
         else:
             st = migrate.status(db)
             print(f"applied: {', '.join(st.applied) or '-'}")

@@ -276,14 +276,17 @@ def _dirty(db_path: pathlib.Path, e: LockTimeout, then: str) -> SchemaError:
         f"and {then}.")
 
 
-def break_lock(db_path: pathlib.Path) -> None:
-    """Remove a stale migration lock left by a crashed process. Raises :class:`SchemaError`,
-    writing nothing, when the file is not a Gantry database. A file without yoyo's tables has
-    no lock to break: nothing is written."""
+def break_lock(db_path: pathlib.Path) -> bool:
+    """Remove a stale migration lock left by a crashed process: True when there was one, False
+    when there was none (nothing is written then; nor in a file without yoyo's tables). Raises
+    :class:`SchemaError`, writing nothing, when the file is not a Gantry database."""
     if not _applied_anything(db_path):
-        return
+        return False
     backend = _backend(db_path)
     try:
-        backend.break_lock()
+        held = backend.execute(f"SELECT COUNT(*) FROM {backend.lock_table_quoted}").fetchone()[0]
+        if held:
+            backend.break_lock()
+        return bool(held)
     finally:
         backend.connection.close()

@@ -269,3 +269,21 @@ def test_an_empty_file_has_nothing_to_roll_back_and_status_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
     r = _gantry("down", "--db", str(db))  # was "not a usable SQLite database (no such table)"
     assert r.returncode == 0 and "rolled back: nothing" in r.stdout, r.stdout + r.stderr
+
+
+def test_break_lock_says_whether_there_was_a_lock(tmp_path: pathlib.Path) -> None:
+    # It said "lock removed" of an empty file and of a database that held no lock.
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    r = _gantry("break-lock", "--db", str(empty))
+    assert (r.returncode, r.stdout.strip()) == (0, "no lock to remove"), r.stderr
+    db = tmp_path / "gantry.db"
+    migrate.upgrade(db)
+    r = _gantry("break-lock", "--db", str(db))
+    assert (r.returncode, r.stdout.strip()) == (0, "no lock to remove"), r.stderr
+    with sqlite3.connect(db) as conn:  # what a migration killed mid-way leaves behind
+        conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, '2026-12-04', 1)")
+    r = _gantry("break-lock", "--db", str(db))
+    assert (r.returncode, r.stdout.strip()) == (0, "lock removed"), r.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM yoyo_lock").fetchone() == (0,)
