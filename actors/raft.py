@@ -63,6 +63,7 @@ from gantry.consensus.pysyncobj_compat import (
     check_snapshot_position,
     gantry_payload,
     installed,
+    is_engine_entry,
     transport_for,
 )
 from gantry.db import fsync_file
@@ -120,7 +121,8 @@ def _restore_command(cfg: Config) -> str:
 class GantrySyncObj(SafeSyncObj):
     """The pysyncobj node (with :class:`~gantry.consensus.pysyncobj_compat.SafeSyncObj`'s Raft fixes).
     ``on_entry(log_index, entry_bytes, term)`` receives each committed Gantry entry, on the tick
-    thread, in log order."""
+    thread, in log order; ``on_position(log_index)`` each committed entry of pysyncobj's own (a
+    no-op, a membership change), in the same order."""
 
     def __init__(
         self,
@@ -130,8 +132,10 @@ class GantrySyncObj(SafeSyncObj):
         on_entry: Callable[[int, bytes, int], None],
         journal: DurableJournal | None = None,
         snapshot_arriving: Callable[[], None] | None = None,
+        on_position: Callable[[int], None] | None = None,
     ) -> None:
         self._on_entry = on_entry
+        self._on_position = on_position
         self._last_index = 0
         self.snapshot_arriving = snapshot_arriving
         if journal is None:
@@ -147,6 +151,17 @@ class GantrySyncObj(SafeSyncObj):
             return snapshot.read_meta(pathlib.Path(path))[0]
         except snapshot.SnapshotError:
             return None
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802 - pysyncobj's name
+        """pysyncobj applies one committed entry (a Gantry one through :meth:`apply_entry`); one
+        of its own (no-op, membership change, version) is reported to ``on_position`` too."""
+        result = super()._SyncObj__doApplyCommand(command)
+        if self._on_position is not None and is_engine_entry(command):
+            try:
+                self._on_position(self.raftLastApplied + 1)  # counted after this returns
+            except Exception:  # never raise into pysyncobj
+                log.exception("position_handoff_failed", index=self.raftLastApplied + 1)
+        return result
 
     @replicated  # type: ignore[misc]
     def apply_entry(self, data: bytes) -> int:
@@ -439,7 +454,7 @@ class RaftActor(pykka.ThreadingActor):
             maxBindRetries=5,
         )
         self._sync = GantrySyncObj(cfg.raft_addr, list(cfg.peers), conf, self._on_entry,
-                                   self._journal, self._snapshot_arriving)
+                                   self._journal, self._snapshot_arriving, self._on_position)
         try:
             self._sync.waitBinded()
         except Exception:
@@ -659,6 +674,10 @@ class RaftActor(pykka.ThreadingActor):
         if self._queue.put(index, data, term):
             self._writer.tell(DRAIN)
 
+    def _on_position(self, index: int) -> None:
+        if self._queue.put_position(index):
+            self._writer.tell(DRAIN)
+
     def _on_state_changed(self, old: int, new: int) -> None:
         names = {0: "follower", 1: "candidate", 2: "leader"}
         log.info("raft_role_changed", old_role=names.get(old), role=names.get(new))
@@ -876,7 +895,10 @@ class RaftActor(pykka.ThreadingActor):
             raise
         if self._queue.put_restore(Restore(private, from_leader)):
             self._writer.tell(DRAIN)
+        # pysyncobj's applied index after the load is the snapshot's last entry (meta[0]); the
+        # database restored (or kept) holds every command up to it, no-ops there or not.
         self._last_snapshot_index = int(meta[0][1])
+        self._on_position(self._last_snapshot_index)
         if self._sync is not None:  # pysyncobj restarts delivery after the snapshot's index
             self._sync._last_index = 0
         return meta

@@ -64,6 +64,18 @@ class Restore:
     from_leader: bool = False
 
 
+@dataclass(frozen=True)
+class Position:
+    """Queue item: the engine applied the log up to ``index`` with entries that change nothing
+    in the database (a leader's no-op, a membership change), or installed a snapshot whose
+    database (restored just before, in queue order) holds everything up to ``index``. Once the
+    items before it are applied, the applied index (the :class:`~gantry.db.Watermark` reads wait
+    on) moves to ``index``: a read index can be such an entry's — a new leader's commit index is
+    its no-op's until the next write — and a read waiting for it waited for that write."""
+
+    index: int
+
+
 class SnapshotRequest:
     """Queue item: pin the database exactly as of log ``index`` for a Raft snapshot.
 
@@ -147,7 +159,7 @@ class SnapshotRequest:
             pending.discard()
 
 
-QueueItem = tuple[int, bytes, int] | Restore | SnapshotRequest
+QueueItem = tuple[int, bytes, int] | Restore | SnapshotRequest | Position
 
 
 class EntryQueue:
@@ -170,6 +182,11 @@ class EntryQueue:
         then superseded), entries queued after it apply on the restored database."""
         return self._push(restore)
 
+    def put_position(self, index: int) -> bool:
+        """Queue a :class:`Position`: the applied index moves to ``index`` once every item
+        queued before it is done."""
+        return self._push(Position(index))
+
     def put_snapshot(self, request: SnapshotRequest) -> bool:
         """Queue a snapshot pin in log order: the writer pins the database once every entry
         queued before it is applied, and none after it."""
@@ -183,14 +200,14 @@ class EntryQueue:
             self._scheduled = True
             return True
 
-    def take(self, limit: int) -> list[tuple[int, bytes, int]] | Restore | SnapshotRequest:
-        """Pop up to ``limit`` entries, or one Restore or SnapshotRequest if it is next; when
-        nothing remains, mark the queue idle. An empty list means idle."""
+    def take(self, limit: int) -> list[tuple[int, bytes, int]] | Restore | SnapshotRequest | Position:
+        """Pop up to ``limit`` entries, or one Restore, SnapshotRequest or Position if it is
+        next; when nothing remains, mark the queue idle. An empty list means idle."""
         with self._lock:
             batch: list[tuple[int, bytes, int]] = []
             while self._items and len(batch) < limit:
                 item = self._items[0]
-                if isinstance(item, (Restore, SnapshotRequest)):
+                if isinstance(item, (Restore, SnapshotRequest, Position)):
                     if batch:
                         break
                     self._items.popleft()
@@ -402,6 +419,9 @@ class WriterActor(pykka.ThreadingActor):
                 continue
             if isinstance(batch, SnapshotRequest):
                 self._pin(batch)
+                continue
+            if isinstance(batch, Position):
+                self._watermark.advance(batch.index)
                 continue
             if batch:
                 self._apply(batch)

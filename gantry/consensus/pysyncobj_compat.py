@@ -597,6 +597,12 @@ class _CallUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a journal entry")
 
 
+def is_engine_entry(command: bytes) -> bool:
+    """Whether a log entry's command bytes are one of pysyncobj's own entries (no-op,
+    membership change, version) rather than a call of a @replicated method (a Gantry entry)."""
+    return bytes(command[:1]) != _REGULAR
+
+
 def gantry_payload(command: bytes) -> bytes | None:
     """The Gantry entry (an encoded ``gantry.command.v1.Command``) inside a journal entry's
     command bytes, or None for pysyncobj's own entries (no-op, membership change, version).

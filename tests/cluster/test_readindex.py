@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.service.v1 import service_pb2 as svc
 from tests.chaos.cluster import ChaosCluster, ChaosNode, poll, serving_cluster
 from tests.chaos.net import Partitioner
-from tests.cluster.helpers import status
+from tests.cluster.helpers import admin, leader_of, status
 from tests.support import NodeProcess, cluster, wait_until, write_any
 
 
@@ -44,6 +45,28 @@ def test_a_thousand_linearizable_reads_on_an_idle_cluster_add_no_log_entry(
             got = stubs[i % 3].GetBucket(svc.GetBucketRequest(name="idle"), timeout=10)
             assert got.bucket.name == "idle"
         assert _indexes(nodes) == before, "linearizable reads wrote to the Raft log"
+
+
+def test_linearizable_reads_after_a_leader_change_need_no_write(tmp_path: pathlib.Path) -> None:
+    # After an election the newest committed entry is the new leader's no-op until the next
+    # write, and the read index is that commit index; the applied index reads wait on moved only
+    # for Gantry entries, so every default (linearizable) read on every node timed out — "log
+    # index 19 not applied on this node before the deadline" — and `status` showed LAG 1 on an
+    # idle cluster, until something was written (a new-user trial, 2026-12-04).
+    with cluster(tmp_path, 3) as nodes:
+        write_any(nodes, "CreateBucket", svc.CreateBucketRequest(name="before"), "before")
+        lead = leader_of(nodes)
+        heir = next(n for n in nodes if n is not lead)
+        admin(lead).TransferLeadership(
+            apb.TransferLeadershipRequest(raft_addr=heir.raft_addr), timeout=15)
+        wait_until(lambda: status(heir).role == "leader", 30, what="the heir leads")
+        for nd in nodes:
+            got = nd.stub().GetBucket(svc.GetBucketRequest(name="before"), timeout=10)
+            assert got.bucket.name == "before"
+        for nd in nodes:
+            wait_until(lambda nd=nd: (lambda st: st.applied_index == st.commit_index
+                                      == st.last_applied)(status(nd)), 10,
+                       what=f"{nd.node_id}'s applied index at its commit index (the no-op)")
 
 
 def test_reads_see_a_write_acknowledged_just_before_on_every_node(tmp_path: pathlib.Path) -> None:
