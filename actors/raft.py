@@ -517,11 +517,11 @@ class RaftActor(pykka.ThreadingActor):
         entry: tuple[int, str] | None = self._asks.ask(lambda s: s.entry_at(index))
         return entry
 
-    def noop_term_at(self, index: int) -> int | None:
-        """The term of this node's log entry at ``index`` when it is a no-op, else None
-        (:meth:`SafeSyncObj.noop_term_at`). Raises as :meth:`status`."""
-        term: int | None = self._asks.ask(lambda s: s.noop_term_at(index))
-        return term
+    def noops_match(self, pairs: list[tuple[int, int]]) -> bool:
+        """Whether this node's log holds a no-op at each ``(log index, term)`` of ``pairs``
+        (:meth:`SafeSyncObj.noops_match`, one ask). Raises as :meth:`status`."""
+        match: bool = self._asks.ask(lambda s: s.noops_match(pairs))
+        return match
 
     def solo_read_index(self) -> int | None:
         """The commit index, when this node leads a one-member cluster and has committed its

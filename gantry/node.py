@@ -436,12 +436,12 @@ class Node:
         entry: tuple[int, str] | None = self._raft.proxy().entry_at(index).get(timeout=5)
         return entry
 
-    def log_noop_term(self, index: int) -> int | None:
-        """The term of this node's Raft log entry at ``index`` when it is a no-op; None when the
-        log does not hold it (compacted, or past its end) or it is another entry."""
+    def log_noops_match(self, pairs: list[tuple[int, int]]) -> bool:
+        """Whether this node's Raft log holds a no-op at each ``(log index, term)`` of ``pairs``
+        (False for an index it does not hold: compacted, or past its end)."""
         assert self._raft is not None
-        term: int | None = self._raft.proxy().noop_term_at(index).get(timeout=5)
-        return term
+        match: bool = self._raft.proxy().noops_match(pairs).get(timeout=5)
+        return match
 
     def change_membership(self, op: str, raft_addr: str,
                           timeout_s: float) -> ConsensusError | None:

@@ -60,8 +60,8 @@ class ClusterControl(Protocol):
         a no-op)."""
         ...
 
-    def log_noop_term(self, index: int) -> int | None:
-        """The term of this node's log entry at ``index`` if it is a no-op, else None."""
+    def log_noops_match(self, pairs: list[tuple[int, int]]) -> bool:
+        """Whether this node's log holds a no-op at each ``(log index, term)`` of ``pairs``."""
         ...
 
     def identify(self, raft_addr: str, timeout_s: float) -> Identity:
@@ -204,9 +204,9 @@ class AdminService:
             seen = (f"its term {who.term} is newer than this cluster's {st.term}"
                     if who.term > st.term else
                     f"its log ends at index {index} (term {term}), "
-                    + ("which this cluster's log cannot vouch for (compacted, or no-ops "
-                       "after an entry it does not hold)"
-                       if mine is None else "an entry this cluster's log does not hold"))
+                    + ("which this cluster's log no longer holds (compacted into its snapshot)"
+                       if mine is None and index <= st.last_snapshot_index
+                       else "an entry this cluster's log does not hold"))
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "node holds a Raft history that is not this cluster's: stop it, "
                            "empty its data directory, start it again and add it",
@@ -224,7 +224,7 @@ class AdminService:
             return False
         if self._node.log_entry(c_index) != (c_term, c_digest):
             return False
-        return all(self._node.log_noop_term(i) == t for i, t in tail)
+        return self._node.log_noops_match(list(tail))
 
     def add_node(self, req: Any, context: grpc.ServicerContext) -> pb.AddNodeResponse:
         self._change("add", req, context)

@@ -375,7 +375,7 @@ _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
 PROBE_TYPE = "gantry_probe"
 PROBE_REPLY_TYPE = "gantry_probe_reply"
 #: The most trailing no-ops a probe answer lists (one per election won since the last command).
-PROBE_MAX_NOOP_TAIL = 64
+PROBE_MAX_NOOP_TAIL = 1000
 
 
 def _command_before_noops(log: Any) -> tuple[list[Any], list[list[int]]]:
@@ -1495,13 +1495,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             return None
         return int(entries[0][2]), entry_digest(entries[0][0])
 
-    def noop_term_at(self, index: int) -> int | None:
-        """The term of the log entry at ``index`` when it is a no-op, None when this log does not
-        hold it (compacted, or past the end) or it is anything else. Tick thread."""
-        entries = self._SyncObj__getEntries(index, 1)
-        if not entries or entries[0][1] != index or bytes(entries[0][0]) != _NO_OP:
-            return None
-        return int(entries[0][2])
+    def noops_match(self, pairs: list[tuple[int, int]]) -> bool:
+        """Whether this log holds a no-op at each ``(log index, term)`` of ``pairs`` (False when
+        it does not hold an index: compacted, or past the end). Tick thread."""
+        for index, term in pairs:
+            entries = self._SyncObj__getEntries(index, 1)
+            if (not entries or entries[0][1] != index or bytes(entries[0][0]) != _NO_OP
+                    or int(entries[0][2]) != term):
+                return False
+        return True
 
     def noop_index(self) -> int:
         """The log index of the no-op this node appended when it last became leader (0: none)."""

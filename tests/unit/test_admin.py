@@ -50,7 +50,7 @@ class FakeNode:
     def log_entry(self, index: int) -> tuple[int, str] | None:
         raise AssertionError("not used")
 
-    def log_noop_term(self, index: int) -> int | None:
+    def log_noops_match(self, pairs: list[tuple[int, int]]) -> bool:
         raise AssertionError("not used")
 
 
@@ -82,8 +82,8 @@ class LogNode(FakeNode):
     def log_entry(self, index: int) -> tuple[int, str] | None:
         return (2, "d-cmd") if index == 10 else None
 
-    def log_noop_term(self, index: int) -> int | None:
-        return {11: 3, 12: 4}.get(index)
+    def log_noops_match(self, pairs: list[tuple[int, int]]) -> bool:
+        return all({11: 3, 12: 4}.get(i) == t for i, t in pairs)
 
 
 def _joiner(command: tuple[int, int, str], tail: tuple[tuple[int, int], ...]) -> Identity:
@@ -106,3 +106,37 @@ def test_a_noop_tail_is_ours_only_entry_by_entry(command: tuple[int, int, str],
                                                  ours: bool) -> None:
     service = AdminService(LogNode())
     assert service._noops_after_a_command_here(_joiner(command, tail)) is ours
+
+
+class JoinerNode(LogNode):
+    """:class:`LogNode` asked about a joiner that answers ``who``."""
+
+    def __init__(self, who: Identity) -> None:
+        super().__init__()
+        self.who = who
+
+    def identify(self, raft_addr: str, timeout_s: float) -> Identity:
+        return self.who
+
+
+@pytest.mark.parametrize(("last", "snapshot_index", "seen"), [
+    # its command where this log holds a no-op (index 11): not "compacted"
+    ((11, 3, "d-foreign"), 0, "its log ends at index 11 (term 3), an entry this cluster's log "
+                              "does not hold"),
+    ((10, 2, "d-foreign"), 0, "its log ends at index 10 (term 2), an entry this cluster's log "
+                              "does not hold"),
+    ((5, 1, "d-old"), 9, "its log ends at index 5 (term 1), which this cluster's log no longer "
+                         "holds (compacted into its snapshot)"),
+])
+def test_a_refused_history_says_what_was_seen(last: tuple[int, int, str], snapshot_index: int,
+                                              seen: str) -> None:
+    joiner = "127.0.0.1:7009"
+    who = Identity(joiner, [joiner, SELF], None, 4, last)
+    service = AdminService(JoinerNode(who))
+    st = pb.StatusResponse(term=4, last_snapshot_index=snapshot_index)
+    with pytest.raises(RpcError) as e:
+        service._check_joiner(joiner, {SELF, LEADER}, st, 5.0)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    [info] = e.value.details
+    assert info.reason == "JOINER_HAS_OTHER_HISTORY"  # type: ignore[attr-defined]
+    assert info.metadata["seen"] == seen  # type: ignore[attr-defined]
