@@ -31,6 +31,7 @@ from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
 from gantry.consensus.errors import ConsensusError
 from gantry.consensus.probe import Identity, ProbeError
+from gantry.consensus.pysyncobj_compat import PROBE_MAX_NOOP_TAIL
 from gantry.pb.admin.v1 import admin_pb2 as pb
 from gantry.pb.admin.v1 import admin_pb2_grpc
 from gantry.tlsconfig import PLAINTEXT, ClientConfig
@@ -177,19 +178,32 @@ class AdminService:
                                       seen=f"it answers as {who.raft_addr}"))
         others = set(who.members) - {addr}
         if not others & members:
+            # Its stored configuration wins over --peers: one that ran as its own cluster (no
+            # --peers, or --force-new-cluster) keeps it, and only an empty directory mends it.
+            history = self._history_seen(who, st) if who.has_history else None
+            seen = "its other members: " + (", ".join(sorted(others)) or "none")
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "node was not started to join this cluster: restart it with the "
-                           "current members as --peers, then add it",
+                           "current members as --peers, then add it" if history is None else
+                           "node runs as another cluster: stop it, empty its data directory, "
+                           "start it with the current members as --peers, then add it",
                            error_info("JOINER_NOT_JOINING", raft_addr=addr,
-                                      seen="its other members: "
-                                           + (", ".join(sorted(others)) or "none")))
+                                      seen=seen if history is None else f"{seen}; {history}"))
         if who.leader and who.leader not in members and who.leader != addr:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "node follows the leader of another cluster",
                            error_info("JOINER_IN_ANOTHER_CLUSTER", raft_addr=addr,
                                       seen=f"it follows {who.leader}"))
-        if not who.has_history:
-            return
+        history = self._history_seen(who, st) if who.has_history else None
+        if history is not None:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "node holds a Raft history that is not this cluster's: stop it, "
+                           "empty its data directory, start it again and add it",
+                           error_info("JOINER_HAS_OTHER_HISTORY", raft_addr=addr, seen=history))
+
+    def _history_seen(self, who: Identity, st: pb.StatusResponse) -> str | None:
+        """What shows a joiner's Raft history is not this cluster's (the refusal's ``seen``), or
+        None when it is this cluster's."""
         # A history is this cluster's only if its last entry is one this log holds, byte for
         # byte: the same (index, term) in another cluster's log means nothing, and a foreign
         # prefix that happened to match at the leader's first append would stay in the new
@@ -200,17 +214,20 @@ class AdminService:
         mine = self._node.log_entry(index)
         if mine is None and self._noops_after_a_command_here(who):
             mine = (term, digest)
-        if who.term > st.term or mine != (term, digest):
-            seen = (f"its term {who.term} is newer than this cluster's {st.term}"
-                    if who.term > st.term else
-                    f"its log ends at index {index} (term {term}), "
-                    + ("which this cluster's log no longer holds (compacted into its snapshot)"
-                       if mine is None and index <= st.last_snapshot_index
-                       else "an entry this cluster's log does not hold"))
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
-                           "node holds a Raft history that is not this cluster's: stop it, "
-                           "empty its data directory, start it again and add it",
-                           error_info("JOINER_HAS_OTHER_HISTORY", raft_addr=addr, seen=seen))
+        if who.term <= st.term and mine == (term, digest):
+            return None
+        compacted = (mine is None and index <= st.last_snapshot_index
+                     or 0 < who.last_command[0] <= st.last_snapshot_index)
+        if who.term > st.term:
+            return f"its term {who.term} is newer than this cluster's {st.term}"
+        if compacted:
+            return (f"its log ends at index {index} (term {term}), which this cluster's log no "
+                    "longer holds (compacted into its snapshot)")
+        if who.noop_tail_truncated:
+            return (f"its log ends at index {index} (term {term}) after more than "
+                    f"{PROBE_MAX_NOOP_TAIL} no-ops in a row, too many to compare")
+        return (f"its log ends at index {index} (term {term}), an entry this cluster's log does "
+                "not hold")
 
     def _noops_after_a_command_here(self, who: Identity) -> bool:
         """Whether the joiner's log ends at no-ops that follow an entry this log holds byte for

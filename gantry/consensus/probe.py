@@ -58,6 +58,8 @@ class Identity:
     last: tuple[int, int, str] = (0, 0, "")
     last_command: tuple[int, int, str] = (0, 0, "")
     noop_tail: tuple[tuple[int, int], ...] = ()
+    #: Whether its log ends at more no-ops than an answer lists (then both of the above are empty).
+    noop_tail_truncated: bool = False
 
     @property
     def has_history(self) -> bool:
@@ -121,14 +123,16 @@ def ask(raft_addr: str, *, own_addr: str, password: str | None,
     term, last = reply.get("term", 0), reply.get("last", [0, 0, ""])
     command = reply.get("last_command") or [0, 0, ""]  # absent from builds before it
     tail = reply.get("noop_tail") or []
+    truncated = reply.get("noop_tail_truncated", False)
     if not (isinstance(term, int) and _is_entry(last) and _is_entry(command)
+            and isinstance(truncated, bool)
             and isinstance(tail, list) and len(tail) <= PROBE_MAX_NOOP_TAIL
             and all(isinstance(t, list) and len(t) == 2 and all(isinstance(v, int) for v in t)
                     for t in tail)):
         raise ProbeError("the answer is not a Gantry node's")
     return Identity(reply["raft_addr"], sorted(reply["members"]), reply.get("leader"), term,
                     (last[0], last[1], last[2]), (command[0], command[1], command[2]),
-                    tuple((t[0], t[1]) for t in tail))
+                    tuple((t[0], t[1]) for t in tail), truncated)
 
 
 def _is_entry(v: Any) -> bool:

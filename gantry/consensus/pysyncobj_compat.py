@@ -365,22 +365,26 @@ FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
 #: Override 23: the first message of a connection that asks who this node is ``{type, from}``,
-#: and the answer ``{type, raft_addr, members, leader, term, last, last_command, noop_tail}``
+#: and the answer ``{type, raft_addr, members, leader, term, last, last_command, noop_tail,
+#: noop_tail_truncated}``
 #: (``members`` includes ``raft_addr``; ``leader`` is a Raft address or None; ``term`` the
 #: current term; ``last`` the last log entry as ``[log index, term, entry_digest(command)]``;
 #: when the log ends at no-ops, ``last_command`` is the last entry before them that is not one,
 #: in the same form, and ``noop_tail`` the ``[log index, term]`` of each no-op after it, in log
 #: order — both empty when the log does not end at a no-op, or when the no-ops run back past
-#: :data:`PROBE_MAX_NOOP_TAIL` entries or to the log's first entry).
+#: :data:`PROBE_MAX_NOOP_TAIL` entries (then ``noop_tail_truncated`` is True) or to the log's
+#: first entry).
 PROBE_TYPE = "gantry_probe"
 PROBE_REPLY_TYPE = "gantry_probe_reply"
 #: The most trailing no-ops a probe answer lists (one per election won since the last command).
 PROBE_MAX_NOOP_TAIL = 1000
 
 
-def _command_before_noops(log: Any) -> tuple[list[Any], list[list[int]]]:
-    """Override 23: ``(last_command, noop_tail)`` of a probe answer for ``log`` (pysyncobj's
-    ``(command, log index, term)`` entries, at least one): see :data:`PROBE_REPLY_TYPE`."""
+def _command_before_noops(log: Any) -> tuple[list[Any], list[list[int]], bool]:
+    """Override 23: ``(last_command, noop_tail, noop_tail_truncated)`` of a probe answer for
+    ``log`` (pysyncobj's ``(command, log index, term)`` entries, at least one): see
+    :data:`PROBE_REPLY_TYPE`; ``noop_tail_truncated`` when more than
+    :data:`PROBE_MAX_NOOP_TAIL` no-ops end it."""
     tail: list[list[int]] = []
     n = len(log)
     for back in range(1, min(n, PROBE_MAX_NOOP_TAIL + 1) + 1):
@@ -388,9 +392,9 @@ def _command_before_noops(log: Any) -> tuple[list[Any], list[list[int]]]:
         if bytes(command) != _NO_OP:
             if not tail:
                 break  # the log does not end at a no-op
-            return [int(index), int(term), entry_digest(command)], tail[::-1]
+            return [int(index), int(term), entry_digest(command)], tail[::-1], False
         tail.append([int(index), int(term)])
-    return [], []
+    return [], [], len(tail) > PROBE_MAX_NOOP_TAIL
 
 
 def entry_digest(command: bytes) -> str:
@@ -1736,6 +1740,7 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         term, last = 0, [0, 0, ""]
         last_command: list[Any] = []
         noop_tail: list[list[int]] = []
+        truncated = False
         if sync is not None:
             members += [n.address for n in sync._SyncObj__otherNodes]
             lead = sync._getLeader()
@@ -1745,12 +1750,13 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
             if len(log):
                 command, index, entry_term = log[-1]
                 last = [int(index), int(entry_term), entry_digest(command)]
-                last_command, noop_tail = _command_before_noops(log)
+                last_command, noop_tail, truncated = _command_before_noops(log)
         _log.info("raft_probe_answered", prober=str(message.get("from"))[:64], leader=leader,
                   term=term, last_log_index=last[0])
         conn.send({"type": PROBE_REPLY_TYPE, "raft_addr": me, "members": sorted(members),
                    "leader": leader, "term": term, "last": last,
-                   "last_command": last_command, "noop_tail": noop_tail})
+                   "last_command": last_command, "noop_tail": noop_tail,
+                   "noop_tail_truncated": truncated})
 
     def _onNodeConnected(self, node: Any) -> None:  # noqa: N802 - pysyncobj's name
         super()._onNodeConnected(node)

@@ -66,8 +66,10 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         loner = NodeProcess(new_dir, port, raft, [], node_id="new")  # no --peers: its own cluster
         try:
             loner.start().wait_serving()
-            _refused_as(solo, loner.raft_addr, "not started to join this cluster",
-                        "its other members: none")
+            # Its own cluster's log is in it (its registration), and its stored configuration
+            # wins over --peers: restarting it with --peers cannot help, emptying it does.
+            _refused_as(solo, loner.raft_addr, "node runs as another cluster: stop it, empty its "
+                        "data directory", "its other members: none; its log ends at index")
         finally:
             loner.stop()
 

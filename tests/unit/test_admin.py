@@ -119,19 +119,21 @@ class JoinerNode(LogNode):
         return self.who
 
 
-@pytest.mark.parametrize(("last", "snapshot_index", "seen"), [
+@pytest.mark.parametrize(("last", "snapshot_index", "seen", "truncated"), [
     # its command where this log holds a no-op (index 11): not "compacted"
     ((11, 3, "d-foreign"), 0, "its log ends at index 11 (term 3), an entry this cluster's log "
-                              "does not hold"),
+                              "does not hold", False),
     ((10, 2, "d-foreign"), 0, "its log ends at index 10 (term 2), an entry this cluster's log "
-                              "does not hold"),
+                              "does not hold", False),
     ((5, 1, "d-old"), 9, "its log ends at index 5 (term 1), which this cluster's log no longer "
-                         "holds (compacted into its snapshot)"),
+                         "holds (compacted into its snapshot)", False),
+    ((1020, 1006, "d-noop"), 0, "its log ends at index 1020 (term 1006) after more than 1000 "
+                                "no-ops in a row, too many to compare", True),
 ])
 def test_a_refused_history_says_what_was_seen(last: tuple[int, int, str], snapshot_index: int,
-                                              seen: str) -> None:
+                                              seen: str, truncated: bool) -> None:
     joiner = "127.0.0.1:7009"
-    who = Identity(joiner, [joiner, SELF], None, 4, last)
+    who = Identity(joiner, [joiner, SELF], None, 4, last, noop_tail_truncated=truncated)
     service = AdminService(JoinerNode(who))
     st = pb.StatusResponse(term=4, last_snapshot_index=snapshot_index)
     with pytest.raises(RpcError) as e:
@@ -140,3 +142,28 @@ def test_a_refused_history_says_what_was_seen(last: tuple[int, int, str], snapsh
     [info] = e.value.details
     assert info.reason == "JOINER_HAS_OTHER_HISTORY"  # type: ignore[attr-defined]
     assert info.metadata["seen"] == seen  # type: ignore[attr-defined]
+
+
+def test_a_joiner_that_ran_as_its_own_cluster_is_told_about_its_history() -> None:
+    # Started with --force-new-cluster, then again with --peers: its stored configuration (only
+    # itself) wins over --peers, so "restart it with the current members as --peers" (the
+    # advice it got) could never help; its history is what makes it another cluster's.
+    joiner = "127.0.0.1:7009"
+    who = Identity(joiner, [joiner], joiner, 4, (10, 2, "d-its-own"))
+    with pytest.raises(RpcError) as e:
+        AdminService(JoinerNode(who))._check_joiner(joiner, {SELF, LEADER},
+                                                    pb.StatusResponse(term=4), 5.0)
+    assert e.value.message == ("node runs as another cluster: stop it, empty its data directory, "
+                               "start it with the current members as --peers, then add it")
+    [info] = e.value.details
+    assert info.reason == "JOINER_NOT_JOINING"  # type: ignore[attr-defined]
+    assert info.metadata["seen"] == (  # type: ignore[attr-defined]
+        "its other members: none; its log ends at index 10 (term 2), an entry this cluster's "
+        "log does not hold")
+    # Without a history it is still told to restart it with --peers.
+    fresh = Identity(joiner, [joiner], None)
+    with pytest.raises(RpcError) as e:
+        AdminService(JoinerNode(fresh))._check_joiner(joiner, {SELF, LEADER},
+                                                      pb.StatusResponse(term=4), 5.0)
+    [info] = e.value.details
+    assert info.reason == "JOINER_NOT_JOINING"  # type: ignore[attr-defined]

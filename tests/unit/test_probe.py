@@ -118,15 +118,16 @@ NOOP, CMD = b"\x01", b"\x00some-command"
 
 @pytest.mark.parametrize(("log", "expected"), [
     # ends at a command: nothing to add (its own last entry is compared)
-    ([(NOOP, 1, 0), (CMD, 2, 1)], ([], [])),
+    ([(NOOP, 1, 0), (CMD, 2, 1)], ([], [], False)),
     # a command, then a no-op per election won
     ([(NOOP, 1, 0), (CMD, 2, 1), (NOOP, 3, 2), (NOOP, 4, 3)],
-     ([2, 1, entry_digest(CMD)], [[3, 2], [4, 3]])),
+     ([2, 1, entry_digest(CMD)], [[3, 2], [4, 3]], False)),
     # only no-ops back to the log's first entry: no command to compare
-    ([(NOOP, 1, 0), (NOOP, 2, 1)], ([], [])),
-    # more no-ops than an answer lists: nothing to compare
-    ([(CMD, 1, 1)] + [(NOOP, i, i) for i in range(2, PROBE_MAX_NOOP_TAIL + 3)], ([], [])),
+    ([(NOOP, 1, 0), (NOOP, 2, 1)], ([], [], False)),
+    # more no-ops than an answer lists: nothing to compare, and the answer says so
+    ([(CMD, 1, 1)] + [(NOOP, i, i) for i in range(2, PROBE_MAX_NOOP_TAIL + 3)], ([], [], True)),
 ])
 def test_the_command_before_a_noop_tail(log: list[tuple[bytes, int, int]],
-                                        expected: tuple[list[object], list[list[int]]]) -> None:
+                                        expected: tuple[list[object], list[list[int]], bool]
+                                        ) -> None:
     assert _command_before_noops(log) == expected
