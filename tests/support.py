@@ -90,6 +90,15 @@ def free_ports(n: int) -> list[int]:
                 s.close()
 
 
+def listens(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` right now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(pred: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.02,
                what: str = "condition") -> Any:
     """Poll ``pred`` until it returns a truthy value (returned) or raise AssertionError."""

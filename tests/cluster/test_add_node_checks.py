@@ -21,6 +21,7 @@ from tests.support import (
     call_with_retry,
     cluster,
     free_ports,
+    listens,
     single_node,
     wait_until,
 )
@@ -79,7 +80,7 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         loner.peers = [solo.raft_port]
         try:
             loner.start()
-            wait_until(lambda: _listens(raft), 30, what="the rejoining node's Raft port")
+            wait_until(lambda: listens(raft), 30, what="the rejoining node's Raft port")
             _refused_as(solo, loner.raft_addr, "holds a Raft history that is not this cluster's",
                         "its log ends at index")
         finally:
@@ -90,7 +91,7 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
                                      env={"GANTRY_RAFT_PASSWORD": "not-the-clusters"})
         try:
             other_password.start()
-            wait_until(lambda: _listens(raft), 30, what="the new node's Raft port")
+            wait_until(lambda: listens(raft), 30, what="the new node's Raft port")
             err = _refused(solo, other_password.raft_addr)
             assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert err.details() == "no Gantry node answered at that Raft address"
@@ -101,7 +102,7 @@ def test_add_node_checks_who_answers_at_the_raft_address(tmp_path: pathlib.Path)
         joiner = NodeProcess(new_dir, port, raft, [solo.raft_port], node_id="new")
         try:
             joiner.start()
-            wait_until(lambda: _listens(raft), 30, what="the new node's Raft port")
+            wait_until(lambda: listens(raft), 30, what="the new node's Raft port")
             admin(solo).AddNode(apb.AddNodeRequest(raft_addr=joiner.raft_addr), timeout=15)
             joiner.wait_serving()
             assert {m.raft_addr for m in status(solo).members} == {solo.raft_addr,
@@ -142,7 +143,7 @@ def test_a_member_whose_log_ends_at_a_noop_is_added_back_with_its_data(
         wait_until(lambda: gone.raft_addr not in {m.raft_addr for m in status(heir).members},
                    15, what="removed")
         gone.start()
-        wait_until(lambda: _listens(gone.raft_port), 30, what="the removed member's Raft port")
+        wait_until(lambda: listens(gone.raft_port), 30, what="the removed member's Raft port")
         admin(heir).AddNode(apb.AddNodeRequest(raft_addr=gone.raft_addr), timeout=15)
         call_with_retry(heir.stub().CreateBucket, svc.CreateBucketRequest(name="after"))
         wait_until(lambda: status(gone).serving
@@ -152,11 +153,3 @@ def test_a_member_whose_log_ends_at_a_noop_is_added_back_with_its_data(
             got = gone.stub().GetBucket(svc.GetBucketRequest(name=name), timeout=5,
                                         metadata=(("x-gantry-consistency", "stale"),))
             assert got.bucket.name == name
-
-
-def _listens(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import pathlib
 import shutil
-import socket
 import threading
 import time
 
@@ -16,7 +15,7 @@ import pytest
 from gantry.pb.admin.v1 import admin_pb2 as apb
 from gantry.pb.service.v1 import service_pb2 as svc
 from tests.cluster.helpers import admin, dump, leader_of, status
-from tests.support import NodeProcess, call_with_retry, cluster, wait_until, write_any
+from tests.support import NodeProcess, call_with_retry, cluster, listens, wait_until, write_any
 
 
 def test_status_and_graceful_leader_handover(tmp_path: pathlib.Path) -> None:
@@ -199,7 +198,7 @@ def _remove_wipe_readd(via: NodeProcess, nd: NodeProcess, writes_between: int = 
             range(writes_between)))
     shutil.rmtree(nd.data_dir)
     nd.start()
-    wait_until(lambda: _listens(nd.raft_port), 30, what=f"{nd.node_id}'s Raft port")
+    wait_until(lambda: listens(nd.raft_port), 30, what=f"{nd.node_id}'s Raft port")
     admin(via).AddNode(apb.AddNodeRequest(raft_addr=nd.raft_addr), timeout=15)
     nd.wait_serving(60)
 
@@ -244,11 +243,3 @@ def test_a_new_member_installing_a_snapshot_without_its_leader_keeps_following_i
         wait_until(lambda: status(late).last_applied >= status(heir).commit_index, 30,
                    what="the new member caught up")
         assert {m.raft_addr for m in status(late).members} == {n.raft_addr for n in nodes}
-
-
-def _listens(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
