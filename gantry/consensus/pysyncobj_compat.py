@@ -234,9 +234,9 @@ Invariants this module protects:
     leader, term and last log entry — and, for a log ending at no-ops, the last entry before
     them and the no-ops' indexes and terms, so a member stopped right after an election can be
     added back with its data (:mod:`gantry.consensus.probe` asks), then left to the prober to
-    close; the engine never sees it. ``add-node`` used to accept anything that answered TCP (a gRPC port, a
-    cradle, a ``localhost:`` alias of a member, a node started without ``--peers``), and each
-    such member counted toward quorum.
+    close; the engine never sees it. ``add-node`` used to accept anything that answered TCP (a
+    gRPC port, a cradle, a ``localhost:`` alias of a member, a node started without
+    ``--peers``), and each such member counted toward quorum.
 
 24. **A follower keeps following a leader its log removes**: a member catching up from the
     start of the log applies every membership change as it appends it (Raft §4.1), so when its
@@ -364,16 +364,15 @@ FEATURE_PRE_VOTE = "pre_vote"
 FEATURE_KEEPALIVE = "keepalive"
 KEEPALIVE_S = 1.0
 _HELLO = {"type": HELLO_TYPE, "features": [FEATURE_PRE_VOTE, FEATURE_KEEPALIVE]}
-#: Override 23: the first message of a connection that asks who this node is ``{type, from}``,
-#: and the answer ``{type, raft_addr, members, leader, term, last, last_command, noop_tail,
-#: noop_tail_truncated}``
-#: (``members`` includes ``raft_addr``; ``leader`` is a Raft address or None; ``term`` the
-#: current term; ``last`` the last log entry as ``[log index, term, entry_digest(command)]``;
-#: when the log ends at no-ops, ``last_command`` is the last entry before them that is not one,
-#: in the same form, and ``noop_tail`` the ``[log index, term]`` of each no-op after it, in log
-#: order — both empty when the log does not end at a no-op, or when the no-ops run back past
-#: :data:`PROBE_MAX_NOOP_TAIL` entries (then ``noop_tail_truncated`` is True) or to the log's
-#: first entry).
+#: Override 23: the first message of a connection that asks who this node is ``{type, from}``, and
+#: the answer ``{type, raft_addr, members, leader, term, last, last_command, noop_tail,
+#: noop_tail_truncated}`` (``members`` includes ``raft_addr``; ``leader`` is a Raft address or
+#: None; ``term`` the current term; ``last`` the last log entry as ``[log index, term,
+#: entry_digest(command)]``; when the log ends at no-ops, ``last_command`` is the last entry before
+#: them that is not one, in the same form, and ``noop_tail`` the ``[log index, term]`` of each
+#: no-op after it, in log order — both empty when the log does not end at a no-op, or when the
+#: no-ops run back past :data:`PROBE_MAX_NOOP_TAIL` entries (then ``noop_tail_truncated`` is True)
+#: or to the log's first entry).
 PROBE_TYPE = "gantry_probe"
 PROBE_REPLY_TYPE = "gantry_probe_reply"
 #: The most trailing no-ops a probe answer lists (one per election won since the last command).
@@ -618,7 +617,7 @@ def gantry_payload(command: bytes) -> bytes | None:
     engine does not run: ``--force-new-cluster`` applies committed entries before it starts, and
     the Raft actor names the proposal a full disk refused. Raises ``ValueError`` for a REGULAR
     entry of another shape."""
-    if command[:1] != _REGULAR:
+    if is_engine_entry(command):
         return None
     try:
         call = _CallUnpickler(io.BytesIO(command[1:])).load()
@@ -1016,11 +1015,15 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
         for node in before - set(self._SyncObj__otherNodes) if changed else ():
             self._SyncObj__lastResponseTime.pop(node, None)
-            if node in kept:
-                continue
-            self._SyncObj__onNodeDisconnected(node)
-            self.last_contact.pop(str(getattr(node, "id", "")), None)
+            if node not in kept:
+                self._forget_member(node)
         return changed
+
+    def _forget_member(self, node: Any) -> None:
+        """Override 21: what the engine and this module kept of a removed member's link (its
+        connection went without the callback of :meth:`_SyncObj__onNodeDisconnected`)."""
+        self._SyncObj__onNodeDisconnected(node)
+        self.last_contact.pop(str(getattr(node, "id", "")), None)
 
     # -- override 24: a follower keeps following a leader its log removed --
     def _SyncObj__updateClusterConfiguration(self, newNodes: Any) -> None:  # noqa: N802, N803
@@ -1071,8 +1074,7 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             elif node != leader:
                 kept.discard(node)
                 transport.dropNode(node)
-                self._SyncObj__onNodeDisconnected(node)
-                self.last_contact.pop(str(getattr(node, "id", "")), None)
+                self._forget_member(node)
                 _log.info("raft_leader_link_dropped", member=str(getattr(node, "id", "")))
 
     # -- override 5: a follower receiving a snapshot still answers its leader --
@@ -1490,24 +1492,27 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         for node in (*self._SyncObj__otherNodes, *self._SyncObj__readonlyNodes):
             self._SyncObj__serializer.cancelTransmisstion(node)
 
+    def _held_entry(self, index: int) -> tuple[bytes, int, int] | None:
+        """The log entry ``(command, log index, term)`` at ``index``, or None when this log does
+        not hold it (compacted into the snapshot, or past the end). Tick thread."""
+        entries = self._SyncObj__getEntries(index, 1)
+        if not entries or entries[0][1] != index:
+            return None
+        return bytes(entries[0][0]), int(entries[0][1]), int(entries[0][2])
+
     def entry_at(self, index: int) -> tuple[int, str] | None:
         """``(term, entry_digest)`` of the log entry at ``index``, or None when this log does not
         hold it (compacted into the snapshot, or past the end) or it is a no-op: every no-op's
         bytes are the same, so its digest cannot tell two histories apart. Tick thread."""
-        entries = self._SyncObj__getEntries(index, 1)
-        if not entries or entries[0][1] != index or bytes(entries[0][0]) == _NO_OP:
+        entry = self._held_entry(index)
+        if entry is None or entry[0] == _NO_OP:
             return None
-        return int(entries[0][2]), entry_digest(entries[0][0])
+        return entry[2], entry_digest(entry[0])
 
     def noops_match(self, pairs: list[tuple[int, int]]) -> bool:
         """Whether this log holds a no-op at each ``(log index, term)`` of ``pairs`` (False when
         it does not hold an index: compacted, or past the end). Tick thread."""
-        for index, term in pairs:
-            entries = self._SyncObj__getEntries(index, 1)
-            if (not entries or entries[0][1] != index or bytes(entries[0][0]) != _NO_OP
-                    or int(entries[0][2]) != term):
-                return False
-        return True
+        return all(self._held_entry(i) == (_NO_OP, i, t) for i, t in pairs)
 
     def noop_index(self) -> int:
         """The log index of the no-op this node appended when it last became leader (0: none)."""
@@ -1631,6 +1636,11 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
     _batching = False  # override 10: True while a drain's messages are held
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Override 24: the member whose :meth:`dropNode` is to keep its connection (set by the
+        #: engine around one membership change: its leader), and the members so kept. Set
+        #: before pysyncobj's ``__init__``, which calls :meth:`addNode` for every peer.
+        self.keep_on_drop: Any = None
+        self.kept_leaders: set[Any] = set()
         super().__init__(*args, **kwargs)
         self._pending_acks: list[tuple[Any, Any]] = []
         #: Override 10: what is held, by member; the Raft addresses of the members known to read
@@ -1646,10 +1656,6 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         #: when the last round of keep-alives went out (engine clock, s).
         self.keepalive_peers: set[str] = set()
         self._last_keepalive = 0.0
-        #: Override 24: the member whose :meth:`dropNode` is to keep its connection (set by the
-        #: engine around one membership change: its leader), and the members so kept.
-        self.keep_on_drop: Any = None
-        self.kept_leaders: set[Any] = set()
 
     def _onTick(self) -> None:  # noqa: N802 - pysyncobj's name
         """Override 13: a connection attempt unanswered for :data:`CONNECT_TIMEOUT_S` is dropped,
@@ -1811,9 +1817,8 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         """A member added to the cluster (also each peer, from pysyncobj's ``__init__``); one
         this transport kept (override 24) keeps the connection it has (pysyncobj would open a
         second one and orphan the first)."""
-        kept: set[Any] = getattr(self, "kept_leaders", set())
-        if node in kept:
-            kept.discard(node)
+        if node in self.kept_leaders:
+            self.kept_leaders.discard(node)
             return
         super().addNode(node)
         conn = self._connections.get(node)
@@ -1874,10 +1879,10 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         """A member removed from the cluster (override 21): pysyncobj pops its connection
         before closing it, so :meth:`_onDisconnected` does not see whose it was. Override 24:
         :attr:`keep_on_drop` is kept instead (in :attr:`kept_leaders`), connection and all."""
-        if node is not None and node == getattr(self, "keep_on_drop", None):
+        if node is not None and node == self.keep_on_drop:
             self.kept_leaders.add(node)
             return
-        getattr(self, "kept_leaders", set()).discard(node)
+        self.kept_leaders.discard(node)
         self._forget(node)
         self._outbox.pop(node, None)
         self._holds_append.discard(node)
