@@ -248,6 +248,17 @@ Invariants this module protects:
     from any current leader; the link now stays until the leader is added back or stops leading
     (:meth:`SafeSyncObj._release_kept_leaders`).
 
+25. **Leadership goes only to a member that answers.** pysyncobj picks the transfer target
+    with the highest match index among *connected* followers (ties: the highest id); a frozen
+    follower (SIGSTOP, a paused VM) keeps its TCP connection and, on an idle cluster, its match
+    index, so it was picked, never campaigned, and the leader held new commands for an election
+    timeout after each attempt (``transfer-leader`` without a target, and every stopping leader's
+    hand-over, failed while writes stalled). A target, named or picked, must also have answered
+    within the minimum election timeout (``raftMinTimeout``, 400 ms by default; followers answer
+    every heartbeat, 50 ms) (hashicorp/raft's ``pickServer`` takes the most
+    caught-up follower too; etcd's leader refuses a transfer to a member it has not heard from
+    recently, ``RecentActive``); the freshest such follower wins a tie.
+
 19. **A follower keeps its log when it holds the snapshot's last entry** (Raft Figure 13,
     InstallSnapshot step 6): pysyncobj discarded the whole log on every install, entries after
     the snapshot this node had acknowledged included; here such a snapshot is not installed
@@ -1281,9 +1292,13 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                       reason="a member has a higher term")
 
     def transferLeadership(self, node: Any = None, callback: Any = None) -> None:  # noqa: N802
-        """pysyncobj's (tick thread). Once it sent ``timeout_now`` (it then reports SUCCESS at
-        once), this leader appends no new command for an election timeout: see
-        :attr:`transfer_hold_until`."""
+        """pysyncobj's (tick thread), with the target (``node``: a ``Node``, ``"host:port"`` or
+        None for "pick one") limited to followers heard from within the minimum election
+        timeout (override 25): a picked target is the most caught-up
+        such follower, the freshest on a tie; a named one not heard from is refused
+        (``FAIL_REASON.REQUEST_DENIED``, as pysyncobj refuses one that is behind). Once it sent
+        ``timeout_now`` (it then reports SUCCESS at once), this leader appends no new command for
+        an election timeout: see :attr:`transfer_hold_until`."""
         def done(result: Any, err: int) -> None:
             if err == FAIL_REASON.SUCCESS:
                 self.transfer_hold_until = (
@@ -1291,7 +1306,27 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             if callback is not None:
                 callback(result, err)
 
+        if self._isLeader():
+            heard = self._answering_followers()
+            if node is None:
+                if not heard:
+                    done(None, FAIL_REASON.REQUEST_DENIED)
+                    return
+                match = self._SyncObj__raftMatchIndex
+                node = max(heard, key=lambda n: (match.get(n, 0),
+                                                 self.last_contact.get(n.id, 0.0)))
+            elif str(getattr(node, "id", node)) not in {n.id for n in heard}:
+                done(None, FAIL_REASON.REQUEST_DENIED)
+                return
         SyncObj.transferLeadership(self, node, done)
+
+    def _answering_followers(self) -> list[Any]:
+        """The connected followers this leader heard from within the minimum election timeout
+        (``raftMinTimeout``, s; followers answer every append_entries, heartbeats included)."""
+        since = engine_clock() - self._SyncObj__conf.raftMinTimeout
+        connected = self._SyncObj__connectedNodes
+        return [n for n in self._SyncObj__otherNodes
+                if n in connected and self.last_contact.get(n.id, 0.0) > since]
 
     def _adopt_term(self, term: int) -> None:
         """Raft §5.1: a member answered with a higher term; take it (no vote) and follow."""

@@ -4,8 +4,10 @@ fast UNAVAILABLE without a quorum, and remove/re-add of a member under write loa
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import pathlib
 import shutil
+import signal
 import threading
 import time
 
@@ -183,6 +185,29 @@ def test_transfer_leadership_from_any_node(tmp_path: pathlib.Path) -> None:
             apb.TransferLeadershipRequest(raft_addr=target.raft_addr), timeout=15)
         assert resp.new_leader_raft_addr == target.raft_addr
         assert leader_of(nodes) is target
+
+
+def test_transfer_without_a_target_skips_a_frozen_follower(tmp_path: pathlib.Path) -> None:
+    # pysyncobj picks the connected follower with the highest match index, the highest id on
+    # a tie. A frozen (SIGSTOP) follower keeps its TCP connection and, on an idle cluster, its
+    # match index, so the follower with the higher id was picked though frozen, never
+    # campaigned, and every re-ask picked it again: the transfer failed (override 25).
+    with cluster(tmp_path, 3) as nodes:
+        lead = leader_of(nodes)
+        write_any(nodes, "CreateBucket", svc.CreateBucketRequest(name="before-freeze"), "r-bf")
+        live, frozen = sorted((n for n in nodes if n is not lead), key=lambda n: n.raft_addr)
+        for nd in (live, frozen):  # both hold the leader's whole log: a tie of match indexes
+            wait_until(lambda nd=nd: status(nd).commit_index >= status(lead).commit_index, 20,
+                       what=f"{nd.node_id} caught up")
+        assert frozen.proc is not None
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            resp = admin(lead).TransferLeadership(apb.TransferLeadershipRequest(), timeout=15)
+            assert resp.new_leader_raft_addr == live.raft_addr
+            assert leader_of([lead, live]) is live
+            live.stub().CreateBucket(svc.CreateBucketRequest(name="after-transfer"), timeout=10)
+        finally:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
 
 
 def _remove_wipe_readd(via: NodeProcess, nd: NodeProcess, writes_between: int = 0) -> None:

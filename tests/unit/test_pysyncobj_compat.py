@@ -1205,6 +1205,38 @@ def test_a_leader_transferring_leadership_appends_no_new_command(
         assert node._SyncObj__getCurrentLogIndex() == 4
 
 
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_leadership_goes_only_to_a_follower_that_answers(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 25. Both followers are connected and caught up, but the one with the higher id
+    (the stock tie-break) has not answered for an election timeout (frozen: its TCP connection
+    stays up). The stock leader sends it ``timeout_now`` whether picked or named; here the
+    picked target is the one that answers, and the silent one, named, is refused."""
+    node, _sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _lead(node, peers)
+    node._SyncObj__connectedNodes = set(node._SyncObj__otherNodes)
+    live, silent = sorted(peers, key=lambda p: p.id)
+    node.last_contact[silent.id] = engine_clock() - 2 * node._SyncObj__conf.raftMinTimeout
+    to: list[tuple[str, str]] = []
+
+    def send(n: Any, message: dict[str, Any]) -> bool:
+        to.append((n.id, message["type"]))
+        return True
+
+    node._SyncObj__transport.send = send
+    answers: list[Any] = []
+    node.transferLeadership(None, lambda _r, err: answers.append(err))
+    assert answers == [FAIL_REASON.SUCCESS]
+    assert to == [((silent if cls is _Stock else live).id, "timeout_now")]
+    to.clear()
+    node.transferLeadership(silent.id, lambda _r, err: answers.append(err))
+    if cls is _Stock:
+        assert to == [(silent.id, "timeout_now")]
+    else:
+        assert to == [] and answers[-1] == FAIL_REASON.REQUEST_DENIED
+
+
 def test_membership_change_reads_pysyncobj_entries_and_nothing_else() -> None:
     from pysyncobj import pickle as sync_pickle
 
