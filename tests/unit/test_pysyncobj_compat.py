@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import pathlib
 import pickle
 import struct
@@ -53,7 +54,7 @@ class _Stock(SyncObj):  # type: ignore[misc]
 
 
 def _make(cls: type, tmp: pathlib.Path, entries: list[tuple[bytes, int, int]], term: int,
-          peers: int = 2) -> tuple[Any, list[dict[str, Any]], list[TCPNode]]:
+          peers: int = 2, **conf: Any) -> tuple[Any, list[dict[str, Any]], list[TCPNode]]:
     """A follower node of ``cls`` whose journal holds ``entries`` (command, index, term), with
     ``peers`` other members; returns it, the list its sent messages land in, and the peers."""
     ports = free_ports(1 + peers)
@@ -61,10 +62,10 @@ def _make(cls: type, tmp: pathlib.Path, entries: list[tuple[bytes, int, int]], t
     for e in entries:
         journal.add(*e)
     journal.setCurrentTerm(term, None)
-    conf = SyncObjConf(autoTick=False, dynamicMembershipChange=True)
     others = [f"127.0.0.1:{p}" for p in ports[1:]]
     with installed(journal):
-        node = cls(f"127.0.0.1:{ports[0]}", others, conf)
+        node = cls(f"127.0.0.1:{ports[0]}", others,
+                   SyncObjConf(autoTick=False, dynamicMembershipChange=True, **conf))
     sent: list[dict[str, Any]] = []
 
     def send(_node: Any, message: dict[str, Any]) -> bool:
@@ -1235,6 +1236,37 @@ def test_leadership_goes_only_to_a_follower_that_answers(
         assert to == [(silent.id, "timeout_now")]
     else:
         assert to == [] and answers[-1] == FAIL_REASON.REQUEST_DENIED
+
+
+def _wake_bytes(node: Any) -> int:
+    """How many wake-up bytes wait in the engine's pipe (read, so they are gone after)."""
+    fd = node._SyncObj__pipeNotifier._PipeNotifier__pipeR
+    n = 0
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return n
+        if not chunk:
+            return n
+        n += len(chunk)
+
+
+@pytest.mark.parametrize("cls", [_Stock, SafeSyncObj])
+def test_proposals_write_one_wake_up_byte_a_tick(
+        tmp_path: pathlib.Path, made: list[Any], cls: type) -> None:
+    """Override 26. The stock engine writes its wake-up byte (a syscall that releases the GIL,
+    and a wake of the tick thread) for every proposal; here once until the next tick begins,
+    and again for a proposal made after it began."""
+    node, _sent, peers = _make(cls, tmp_path, DEPOSED[:3], term=1, appendEntriesUseBatch=False)
+    made.append(node)
+    for i in range(10):
+        node._applyCommand(b"c%d" % i, None, 0)
+    assert _wake_bytes(node) == (10 if cls is _Stock else 1)
+    _tick(node, peers)  # drains the queue (a follower without a leader: each one is refused)
+    node._applyCommand(b"after", None, 0)
+    node._applyCommand(b"after-2", None, 0)
+    assert _wake_bytes(node) == (2 if cls is _Stock else 1)
 
 
 def test_membership_change_reads_pysyncobj_entries_and_nothing_else() -> None:
