@@ -54,6 +54,7 @@ from gantry.consensus.errors import (
     Stopping,
     failure,
     membership_failure,
+    transfer_failure,
 )
 from gantry.consensus.journal import DurableJournal
 from gantry.consensus.proposals import Proposals
@@ -567,10 +568,14 @@ class RaftActor(pykka.ThreadingActor):
 
     def transfer_leadership(self, raft_addr: str | None) -> EngineOutcome:
         """Ask this node (it must be the leader) to hand leadership to ``raft_addr`` (None = the
-        most caught-up connected follower). Resolves with None once the request is sent (or its
-        typed error); the new leader shows in :meth:`leader` a moment later."""
-        fut, done = _outcome_future()
-        if self._sync is None:
+        most caught-up follower that answers). Resolves with None once the request is sent, or
+        its typed error (``RequestDenied`` whose ``why`` names a target that does not answer,
+        empty for one not caught up); the new leader shows in :meth:`leader` a moment later."""
+        sync = self._sync
+        # The reason is read on the tick thread, which runs the callback (override 25).
+        fut, done = _outcome_future(lambda err: transfer_failure(
+            err, lambda: sync.transfer_refusal if sync is not None else ""))
+        if sync is None:
             fut.set_result(Stopping())
         else:  # pysyncobj reads Raft state and sends right here: only on the tick thread
             self._asks.ask(lambda s: s.transferLeadership(raft_addr or None, callback=done))

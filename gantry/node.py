@@ -35,7 +35,7 @@ from gantry.api.service import GantryService
 from gantry.backup import CopyTaker
 from gantry.config import Config
 from gantry.consensus import probe
-from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, Stopping
+from gantry.consensus.errors import ConsensusError, NoLeader, NoSpace, RequestDenied, Stopping
 from gantry.consensus.proposals import Proposals
 from gantry.consensus.readindex import ReadIndex, barrier_future, with_fallback
 from gantry.datadir import DataDirInUse, DataDirLock
@@ -460,7 +460,10 @@ class Node:
         """Hand leadership to ``raft_addr`` (empty: the most caught-up follower) and wait up to
         ``timeout_s`` seconds for another node to lead; returns its Raft address, or "" when no
         follower took over in time (pysyncobj refuses a target that is not fully caught up, so
-        the request is repeated until one is)."""
+        the request is repeated until one is). Raises
+        :class:`~gantry.consensus.errors.RequestDenied` (``why`` says which) at once when the
+        target, or every follower, has not answered within the minimum election timeout: a
+        stopped, frozen or cut-off member would never take over."""
         assert self._raft is not None
         proxy = self._raft.proxy()
         deadline = time.monotonic() + timeout_s
@@ -472,6 +475,10 @@ class Node:
                 return str(leader)
             if time.monotonic() - asked_at > 0.5:  # re-ask: denied, or the election failed
                 error = proxy.transfer_leadership(raft_addr or None).get(timeout=5).result(timeout=5)
+                if isinstance(error, RequestDenied) and error.why:
+                    log.info("leadership_transfer_refused", target=raft_addr or None,
+                             reason=error.why)
+                    raise error
                 asked_at = time.monotonic() if error is None else 0.0
             time.sleep(0.01)
         return ""

@@ -29,7 +29,7 @@ from gantry.api.errors import (
 from gantry.api.reads import timeout_of
 from gantry.api.rpc import build_handler
 from gantry.config import ConfigError, check_addr
-from gantry.consensus.errors import ConsensusError
+from gantry.consensus.errors import ConsensusError, RequestDenied
 from gantry.consensus.probe import Identity, ProbeError
 from gantry.consensus.pysyncobj_compat import PROBE_MAX_NOOP_TAIL
 from gantry.pb.admin.v1 import admin_pb2 as pb
@@ -54,7 +54,10 @@ class ClusterControl(Protocol):
         RequestDenied with the reason). Raises TimeoutError."""
         ...
 
-    def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str: ...
+    def transfer_leadership(self, raft_addr: str, timeout_s: float) -> str:
+        """The new leader's Raft address, "" when none took over in time; raises RequestDenied
+        when the target (or every follower) does not answer."""
+        ...
 
     def log_entry(self, index: int) -> tuple[int, str] | None:
         """``(term, entry digest)`` of this node's log entry at ``index``, None if not held (or
@@ -290,7 +293,11 @@ class AdminService:
         if len(st.members) < 2:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no other members: a one-member cluster has no one to transfer to")
-        new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
+        try:
+            new = self._node.transfer_leadership(addr, max(0.0, deadline - time.monotonic()))
+        except RequestDenied as e:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"leadership transfer refused: {e.why}") from None
         if not new:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no caught-up follower took over; retry when followers are in sync")

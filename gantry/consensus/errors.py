@@ -168,3 +168,13 @@ def membership_failure(code: int, refusal: Callable[[], str]) -> ConsensusError 
     if code == FAIL_REASON.REQUEST_DENIED:
         return RequestDenied(why=refusal() or CHANGE_IN_PROGRESS)
     return from_fail_reason(code)
+
+
+def transfer_failure(code: int, refusal: Callable[[], str]) -> ConsensusError | None:
+    """None when a leadership transfer request was sent (``code`` is pysyncobj's FAIL_REASON),
+    otherwise its typed error; a refused one is :class:`RequestDenied` whose ``why`` is
+    ``refusal()``: the target (or every follower) does not answer, or "" when pysyncobj refused
+    a target that is not caught up (then the request is worth repeating)."""
+    if code == FAIL_REASON.REQUEST_DENIED:
+        return RequestDenied(why=refusal())
+    return failure(code)

@@ -28,11 +28,11 @@ Invariants this module protects:
    every leader's log holds).
 3. **Membership changes keep an up-to-date quorum** (etcd's ``--strict-reconfig-check``,
    ``isReadyToAddVotingMember`` / ``isReadyToRemoveVotingMember``). A change is refused unless
-   the members of the *new* configuration that are reachable and caught up (recently answered,
-   match index within :data:`RECONFIG_MAX_LAG` of the commit index) form a majority of it; adding
-   a second member to a one-member cluster is allowed (etcd's special case: growing a restored
-   node). A change that would otherwise leave a quorum needing a stuck replica is refused with
-   :attr:`SafeSyncObj.change_refusal` saying why.
+   the members of the *new* configuration that are reachable and caught up (answered within the
+   minimum election timeout, match index within :data:`RECONFIG_MAX_LAG` of the commit index)
+   form a majority of it; adding a second member to a one-member cluster is allowed (etcd's
+   special case: growing a restored node). A change that would otherwise leave a quorum
+   needing a stuck replica is refused with :attr:`SafeSyncObj.change_refusal` saying why.
 4. **Snapshot provenance is known**: :attr:`SafeSyncObj.loading_from_leader` is True while a
    snapshot sent by the leader is being loaded (it replaces this node's log: the state machine must
    be restored unless it is exactly at the snapshot's entry), False while this node's own dump is
@@ -708,6 +708,9 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                 return result
 
             conf.deserializer = deserializer
+        #: Override 25: why the last leadership transfer was refused ("" when it was not, or
+        #: when pysyncobj refused it itself: a target not caught up).
+        self.transfer_refusal = ""
         #: Override 26: a wake-up byte was written since the last tick began.
         self._wake_pending = False
         super().__init__(*args, **kwargs)
@@ -1331,18 +1334,30 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
             if callback is not None:
                 callback(result, err)
 
+        self.transfer_refusal = ""
         if self._isLeader():
             heard = self._answering_followers()
+            window_ms = self._SyncObj__conf.raftMinTimeout * 1000
             if node is None:
                 if not heard:
+                    self.transfer_refusal = (f"no follower answered in the last {window_ms:.0f} "
+                                             "ms: they are stopped, frozen or cut off")
                     done(None, FAIL_REASON.REQUEST_DENIED)
                     return
                 match = self._SyncObj__raftMatchIndex
                 node = max(heard, key=lambda n: (match.get(n, 0),
                                                  self.last_contact.get(n.id, 0.0)))
-            elif str(getattr(node, "id", node)) not in {n.id for n in heard}:
-                done(None, FAIL_REASON.REQUEST_DENIED)
-                return
+            else:
+                target = str(getattr(node, "id", node))
+                if (target in {n.id for n in self._SyncObj__otherNodes}
+                        and target not in {n.id for n in heard}):
+                    last = self.last_contact.get(target)
+                    since = (f"for {(engine_clock() - last) * 1000:.0f} ms" if last is not None
+                             else "since this node leads")
+                    self.transfer_refusal = (f"{target} has not answered {since}: it is "
+                                             "stopped, frozen or cut off")
+                    done(None, FAIL_REASON.REQUEST_DENIED)
+                    return
         SyncObj.transferLeadership(self, node, done)
 
     def _answering_followers(self) -> list[Any]:
@@ -1466,7 +1481,11 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self_id = self._SyncObj__selfNode.id
         match = self._SyncObj__raftMatchIndex
         commit: int = self._SyncObj__raftCommitIndex
-        recent = engine_clock() - self._SyncObj__conf.raftMaxTimeout
+        # Answered within the minimum election timeout (400 ms by default; followers answer
+        # every heartbeat, 50 ms): with the maximum one (1.4 s) a member frozen a second earlier
+        # still counted, a removal that needed it was accepted, and the new configuration lost
+        # its leader until the frozen member resumed (a new-user trial, 2026-12-08).
+        recent = engine_clock() - self._SyncObj__conf.raftMinTimeout
 
         def caught_up(node: Any) -> bool:
             # Heard from for real (pysyncobj's lastResponseTime is reset to "now" for every
@@ -1491,7 +1510,8 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         quorum = new_size // 2 + 1
         if up < quorum:
             return (f"the new configuration of {new_size} members needs {quorum} caught-up members "
-                    f"but only {up} are reachable and caught up")
+                    f"but only {up} {'is' if up == 1 else 'are'} reachable (answered in the last "
+                    f"{self._SyncObj__conf.raftMinTimeout * 1000:.0f} ms) and caught up")
         return ""
 
     # -- read-only accessors for the Raft actor (tick thread) --

@@ -206,6 +206,17 @@ def test_transfer_without_a_target_skips_a_frozen_follower(tmp_path: pathlib.Pat
             assert resp.new_leader_raft_addr == live.raft_addr
             assert leader_of([lead, live]) is live
             live.stub().CreateBucket(svc.CreateBucketRequest(name="after-transfer"), timeout=10)
+            # Named, the frozen member is refused at once, saying so (it used to take the whole
+            # deadline and end "no caught-up follower took over", a new-user trial found).
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as e:
+                admin(live).TransferLeadership(
+                    apb.TransferLeadershipRequest(raft_addr=frozen.raft_addr), timeout=15)
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert (e.value.details() or "").startswith(
+                f"leadership transfer refused: {frozen.raft_addr} has not answered ")
+            assert "stopped, frozen or cut off" in (e.value.details() or "")
+            assert time.monotonic() - t0 < 10
         finally:
             os.kill(frozen.proc.pid, signal.SIGCONT)
 

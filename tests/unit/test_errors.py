@@ -306,3 +306,12 @@ def test_results_stored_by_earlier_builds_read_back() -> None:
 def test_a_stored_result_no_build_wrote_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         statemachine._result_from_json(bad)
+
+
+def test_transfer_failure() -> None:
+    assert ce.transfer_failure(FAIL_REASON.SUCCESS, lambda: "unused") is None
+    refused = ce.transfer_failure(FAIL_REASON.REQUEST_DENIED, lambda: "n3 has not answered")
+    assert isinstance(refused, ce.RequestDenied) and refused.why == "n3 has not answered"
+    behind = ce.transfer_failure(FAIL_REASON.REQUEST_DENIED, lambda: "")
+    assert isinstance(behind, ce.RequestDenied) and behind.why == ""  # repeated by the node
+    assert isinstance(ce.transfer_failure(FAIL_REASON.NOT_LEADER, lambda: ""), ce.NotLeader)

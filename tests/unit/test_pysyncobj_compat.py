@@ -228,6 +228,21 @@ def test_remove_refused_when_the_rest_would_need_a_stuck_replica(
         assert "needs 2 caught-up members but only 1" in node.change_refusal
 
 
+def test_remove_refused_while_the_rest_would_need_a_member_silent_for_a_second(
+        tmp_path: pathlib.Path, made: list[Any]) -> None:
+    """3 members, n3 caught up but silent for 1 s (frozen: within the 1.4 s maximum election
+    timeout the check used to allow, past the 400 ms minimum it uses now). Removing n2 would
+    leave {n1, n3}: accepted, the new configuration lost its leader until n3 resumed (a new-user
+    trial, 2026-12-08)."""
+    node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
+    made.append(node)
+    _leader_view(node, peers, match=[6900, 6900], commit=6900)
+    node.last_contact[peers[1].id] = engine_clock() - 1.0
+    refusal = node._reconfig_refusal(("rem", peers[0].id))
+    assert "needs 2 caught-up members but only 1 is reachable (answered in the last 400 ms)" \
+        in refusal
+
+
 def test_reconfig_check_allows_healthy_changes(tmp_path: pathlib.Path, made: list[Any]) -> None:
     node, _, peers = _make(SafeSyncObj, tmp_path, DEPOSED[:3], term=1)
     made.append(node)
@@ -335,7 +350,7 @@ def test_a_new_leader_does_not_count_unheard_members_as_caught_up(
     made.append(node)
     _leader_view(node, peers, match=[10, 0], commit=10)
     node.last_contact = {peers[0].id: engine_clock()}  # peers[1] never answered this leader
-    assert "only 1 are reachable" in node._reconfig_refusal(("rem", peers[0].id))
+    assert "only 1 is reachable" in node._reconfig_refusal(("rem", peers[0].id))
 
 
 def test_gantry_payload_reads_what_pysyncobj_journals_for_apply_entry(
@@ -1236,6 +1251,7 @@ def test_leadership_goes_only_to_a_follower_that_answers(
         assert to == [(silent.id, "timeout_now")]
     else:
         assert to == [] and answers[-1] == FAIL_REASON.REQUEST_DENIED
+        assert node.transfer_refusal.startswith(f"{silent.id} has not answered for ")
 
 
 def _wake_bytes(node: Any) -> int:
