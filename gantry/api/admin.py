@@ -40,6 +40,9 @@ SERVICE_NAME = "gantry.admin.v1.ClusterService"
 DEFAULT_TIMEOUT_S = 10.0
 LEADER_WAIT_S = 3.0  # how long a follower waits to learn the leader before "no leader"
 LEADER_POLL_S = 0.05
+#: A transfer passed to the leader waits this long (s) for it before asking again whoever leads
+#: then: a frozen or cut-off leader is replaced by an election in about 1–2 s.
+FORWARD_ATTEMPT_S = 3.0
 PROBE_TIMEOUT_S = 2.0  # how long a node to be added gets to say who it is
 
 
@@ -278,18 +281,32 @@ class AdminService:
             st = self._await_leader(deadline)
             if addr and addr == st.leader_raft_addr:
                 return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
-        if st.role != "leader":
+        while st.role != "leader":
             # Any node takes the request: a follower passes it to the leader.
             if not st.leader_grpc_addr:  # seen in the status: no consensus error, no ErrorInfo
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, MSG_NO_LEADER)
+            remaining = deadline - time.monotonic()
+            attempt = min(remaining, FORWARD_ATTEMPT_S)
             with self._peer.channel(st.leader_grpc_addr) as ch:
                 try:
                     resp: pb.TransferLeadershipResponse = admin_pb2_grpc.ClusterServiceStub(
-                        ch).TransferLeadership(req, timeout=max(0.1, deadline - time.monotonic()),
+                        ch).TransferLeadership(req, timeout=max(0.1, attempt),
                                                metadata=self._peer.metadata())
                     return resp
                 except grpc.RpcError as e:
-                    raise RpcError(e.code(), e.details() or "transfer failed") from None
+                    silent = e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                          grpc.StatusCode.UNAVAILABLE)
+                    if not silent:
+                        raise RpcError(e.code(), e.details() or "transfer failed") from None
+                    if attempt >= remaining - 0.1:
+                        raise RpcError(grpc.StatusCode.UNAVAILABLE,
+                                       f"the leader ({st.leader_grpc_addr}) did not answer: "
+                                       "retry") from None
+            # The leader this node knew did not answer (frozen, cut off, gone): ask whoever
+            # leads now — an election has likely made another member leader meanwhile.
+            st = self._await_leader(deadline)
+            if addr and addr == st.leader_raft_addr:
+                return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
         if len(st.members) < 2:
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no other members: a one-member cluster has no one to transfer to")

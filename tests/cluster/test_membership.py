@@ -221,6 +221,23 @@ def test_transfer_without_a_target_skips_a_frozen_follower(tmp_path: pathlib.Pat
             os.kill(frozen.proc.pid, signal.SIGCONT)
 
 
+def test_transfer_through_a_follower_while_the_leader_is_frozen(tmp_path: pathlib.Path) -> None:
+    # The follower passed the request to the leader it knew, which was frozen, and waited the
+    # whole deadline for it: DEADLINE_EXCEEDED "Deadline Exceeded" although an election had
+    # made another member leader within ~1.5 s (a new-user trial). Now each attempt waits
+    # FORWARD_ATTEMPT_S, then the request goes to whoever leads.
+    with cluster(tmp_path, 3) as nodes:
+        lead = leader_of(nodes)
+        asked = next(n for n in nodes if n is not lead)
+        assert lead.proc is not None
+        os.kill(lead.proc.pid, signal.SIGSTOP)
+        try:
+            resp = admin(asked).TransferLeadership(apb.TransferLeadershipRequest(), timeout=20)
+            assert resp.new_leader_raft_addr in {n.raft_addr for n in nodes if n is not lead}
+        finally:
+            os.kill(lead.proc.pid, signal.SIGCONT)
+
+
 def _remove_wipe_readd(via: NodeProcess, nd: NodeProcess, writes_between: int = 0) -> None:
     """Stop ``nd``, remove it through the leader ``via``, write ``writes_between`` buckets,
     empty its data directory, start it and add it back; waits until it serves."""
