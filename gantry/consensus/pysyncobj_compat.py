@@ -499,6 +499,15 @@ REFUSED_LOG_EVERY_S = 10.0
 _refused_logged: dict[str, float] = {}
 
 
+def _peer_host(conn: TcpConnection) -> str:
+    """The remote address ``host:port`` of ``conn``'s socket, "" when it has none any more."""
+    try:
+        host, port = conn._TcpConnection__socket.getpeername()[:2]
+    except (OSError, AttributeError, ValueError):
+        return ""
+    return f"{host}:{port}"
+
+
 def _logged_parse(conn: TcpConnection, parse: Callable[[], Any], peer: str) -> Any:
     """pysyncobj's ``TcpConnection.__processParseMessage``, which closes the connection without
     a word when a whole frame does not decrypt or unpickle; here that is logged (override 22:
@@ -1795,8 +1804,25 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         if node is None:
             what = "utility command" if isinstance(message, list) else (
                 "read-only node" if message == "readonly" else "unknown member")
-            _log.warning("raft_connection_refused", reason=what,
-                         command=str(message[0])[:32] if isinstance(message, list) and message else None)
+            claimed = message if isinstance(message, str) and message != "readonly" else None
+            key = f"{what} {claimed}"
+            now = engine_clock()
+            # At most one line per unknown member's address every REFUSED_LOG_EVERY_S: a
+            # removed member left running redials every 100 ms (a new-user trial saw 1,782 lines in
+            # 3 minutes, none saying who).
+            if claimed is None or (
+                    now - _refused_logged.get(key, float("-inf")) >= REFUSED_LOG_EVERY_S):
+                if claimed is not None:
+                    _refused_logged[key] = now
+                fields: dict[str, Any] = {"reason": what, "peer": _peer_host(conn)}
+                if isinstance(message, list) and message:
+                    fields["command"] = str(message[0])[:32]
+                if claimed is not None:
+                    fields["member"] = claimed[:64]
+                    fields["hint"] = ("a node not in this cluster's configuration: one removed "
+                                      "and left running (stop it), or started with the wrong "
+                                      "--peers")
+                _log.warning("raft_connection_refused", **fields)
             self._unknownConnections.discard(conn)
             conn.disconnect()
             return

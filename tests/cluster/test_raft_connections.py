@@ -130,6 +130,20 @@ def test_utility_commands_and_read_only_nodes_are_refused(tmp_path: pathlib.Path
                 assert got == b"", f"{message!r} was answered"
         assert [m.raft_addr for m in status(nd).members] == members
         assert nd.is_serving()
+        # A node not in the configuration (removed, left running) redials every 100 ms: its
+        # refusals are logged once per 10 s, naming it (a new-user trial: 10-20 lines a second
+        # on every member, none saying who).
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", nd.raft_port), timeout=5) as s:
+                s.sendall(_frame("127.0.0.1:9"))
+                assert _closed_by_peer(s, 5), "an unknown member was let in"
+        unknown = wait_until(lambda: [e for e in nd.log_events()
+                                      if e.get("event") == "raft_connection_refused"
+                                      and e.get("reason") == "unknown member"], 10,
+                             what="the unknown member's refusal logged")
+        assert len(unknown) == 1, unknown
+        assert unknown[0]["member"] == "127.0.0.1:9"
+        assert unknown[0]["peer"].startswith("127.0.0.1:") and "removed" in unknown[0]["hint"]
         # A new-user trial: a first message announcing 1.5 GB was read for as long as it came
         # (the tick thread froze, a leader lost its term), and a socket trickling a byte at a
         # time never counted as silent.
@@ -151,7 +165,7 @@ def test_utility_commands_and_read_only_nodes_are_refused(tmp_path: pathlib.Path
         assert nd.is_serving()
         refused = [e["reason"] for e in nd.log_events() if e.get("event") == "raft_connection_refused"]
         assert refused == ["utility command", "utility command", "read-only node",
-                           "oversized first message"]
+                           "unknown member", "oversized first message"]
         dropped = [e["reason"] for e in nd.log_events() if e.get("event") == "raft_connection_dropped"]
         assert dropped == ["unidentified"]
 
