@@ -92,6 +92,22 @@ def _addr(req: Any, field: str = "raft_addr", required: bool = True) -> str:
     return str(value)
 
 
+def _member_named(addr: str, members: set[str]) -> str:
+    """The member address ``addr`` names: itself when it is one, else the one member with the
+    same port at an address its host resolves to (``localhost:7081`` for ``127.0.0.1:7081``,
+    as add-node recognises), else ``addr``. No DNS beyond what the host name already is: a
+    name that does not resolve is left as it is."""
+    if addr in members:
+        return addr
+    host, _, port = addr.rpartition(":")
+    try:
+        ips = {info[4][0] for info in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)}
+    except (OSError, ValueError):
+        return addr
+    same = [m for m in members if m.rpartition(":")[2] == port and m.rpartition(":")[0] in ips]
+    return same[0] if len(same) == 1 else addr
+
+
 def _reachable(raft_addr: str, timeout_s: float = 1.0) -> bool:
     host, _, port = raft_addr.rpartition(":")
     try:
@@ -144,6 +160,12 @@ class AdminService:
             if addr == st.leader_raft_addr:
                 raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                                "cannot remove the leader: transfer leadership first")
+        if st.role != "leader" and not st.leader_raft_addr:
+            # A change proposed here would only fail ("not committed") without reaching anyone:
+            # wait a moment for an election, as transfer-leader does, then say why.
+            st = self._await_leader(time.monotonic() + _timeout(context))
+            if st.role != "leader" and not st.leader_raft_addr:
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, MSG_NO_LEADER)
         call = Call(Kind.MEMBERSHIP, "AddNode" if op == "add" else "RemoveNode")
         try:
             failure = self._node.change_membership(op, addr, _timeout(context))
@@ -272,7 +294,11 @@ class AdminService:
     def transfer(self, req: Any, context: grpc.ServicerContext) -> pb.TransferLeadershipResponse:
         addr = _addr(req, required=False)
         st = self._node.cluster_status()
-        if addr and addr not in {m.raft_addr for m in st.members}:
+        members = {m.raft_addr for m in st.members}
+        if addr:
+            addr = _member_named(addr, members)
+            req = pb.TransferLeadershipRequest(raft_addr=addr)  # the name the leader knows
+        if addr and addr not in members:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "node is not a member")
         if addr and addr == st.leader_raft_addr:
             return pb.TransferLeadershipResponse(new_leader_raft_addr=addr)
