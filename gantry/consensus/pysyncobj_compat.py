@@ -1369,13 +1369,19 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
                     return
         SyncObj.transferLeadership(self, node, done)
 
-    def _answering_followers(self) -> list[Any]:
-        """The connected followers this leader heard from within the minimum election timeout
-        (``raftMinTimeout``, s; followers answer every append_entries, heartbeats included)."""
+    def _answered_recently(self, node: Any) -> bool:
+        """Whether this node heard from ``node`` within the minimum election timeout
+        (``raftMinTimeout``, s; followers answer every append_entries, heartbeats included):
+        what overrides 3 and 25 call reachable. pysyncobj's ``lastResponseTime`` is reset to
+        "now" for every member when a node becomes leader, so :attr:`last_contact` is used."""
         since = engine_clock() - self._SyncObj__conf.raftMinTimeout
+        return self.last_contact.get(node.id, 0.0) > since
+
+    def _answering_followers(self) -> list[Any]:
+        """The connected followers that :meth:`_answered_recently`."""
         connected = self._SyncObj__connectedNodes
         return [n for n in self._SyncObj__otherNodes
-                if n in connected and self.last_contact.get(n.id, 0.0) > since]
+                if n in connected and self._answered_recently(n)]
 
     def _adopt_term(self, term: int) -> None:
         """Raft §5.1: a member answered with a higher term; take it (no vote) and follow."""
@@ -1490,17 +1496,14 @@ class SafeSyncObj(SyncObj):  # type: ignore[misc]
         self_id = self._SyncObj__selfNode.id
         match = self._SyncObj__raftMatchIndex
         commit: int = self._SyncObj__raftCommitIndex
-        # Answered within the minimum election timeout (400 ms by default; followers answer
-        # every heartbeat, 50 ms): with the maximum one (1.4 s) a member frozen a second earlier
-        # still counted, a removal that needed it was accepted, and the new configuration lost
-        # its leader until the frozen member resumed (a new-user trial, 2026-12-08).
-        recent = engine_clock() - self._SyncObj__conf.raftMinTimeout
 
         def caught_up(node: Any) -> bool:
-            # Heard from for real (pysyncobj's lastResponseTime is reset to "now" for every
-            # member when a node becomes leader), and has confirmed entries to this leader.
+            # Answered within the minimum election timeout (with the maximum, 1.4 s, a member
+            # frozen a second earlier still counted, a removal that needed it was accepted, and
+            # the new configuration lost its leader until the frozen member resumed: a new-user
+            # trial, 2026-12-08), and has confirmed entries to this leader.
             return bool(match.get(node, 0) >= max(1, commit - RECONFIG_MAX_LAG)
-                        and self.last_contact.get(node.id, 0.0) > recent)
+                        and self._answered_recently(node))
 
         if kind == "add":
             if node_id in others or node_id == self_id:
@@ -1937,11 +1940,9 @@ class DurableTransport(TCPTransport):  # type: ignore[misc]
         use_encoded_send(conn)
         conn._gantry_accepted = engine_clock()  # override 14
         use_bounded_read(conn, lambda: conn in self._unknownConnections)
-        try:
-            host = conn._TcpConnection__socket.getpeername()[0]
-            peer = f"incoming {host}"  # not the port: a member redials from a new one each time
-        except OSError:
-            peer = "incoming"
+        host = _peer_host(conn).rpartition(":")[0]
+        # Not the port: a member redials from a new one each time.
+        peer = f"incoming {host}" if host else "incoming"
         use_logged_parse(conn, peer)  # override 22
         super()._onNewIncomingConnection(conn)
 
